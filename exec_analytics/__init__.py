@@ -1,0 +1,1 @@
+"""exec_analytics: Foundry listExecutions into typed pandas DataFrames."""

@@ -1,0 +1,245 @@
+"""One exception tree for the whole toolkit.
+
+Every error the toolkit raises on purpose derives from :class:`ExecAnalyticsError`, so callers can catch
+one class. Errors returned by the Foundry API are :class:`ApiError` subclasses chosen from the HTTP status
+and ``errorName``; their message always names the resource and the ``errorInstanceId`` so a support
+ticket can quote it. No message ever contains the bearer token: see :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "CacheError",
+    "EndpointUnavailableError",
+    "ExecAnalyticsError",
+    "InvalidFilterError",
+    "InvalidPageTokenError",
+    "InvalidRequestError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ResourceNotFoundError",
+    "SchemaError",
+    "ServerError",
+    "TransportError",
+    "api_error_from_response",
+    "redact",
+]
+
+
+class ExecAnalyticsError(Exception):
+    """Root of every error raised by exec_analytics."""
+
+
+class TransportError(ExecAnalyticsError):
+    """The request did not produce a usable HTTP response (connection, timeout, truncated body)."""
+
+
+class SchemaError(ExecAnalyticsError, ValueError):
+    """A response body could not be decoded into the executions table."""
+
+
+class CacheError(ExecAnalyticsError):
+    """The local execution history is unreadable, locked or of an unknown schema version."""
+
+
+class ApiError(ExecAnalyticsError):
+    """An error answered by the Foundry API.
+
+    Attributes
+    ----------
+    status : int
+        HTTP status code.
+    error_code : str or None
+        Foundry ``errorCode`` (e.g. ``INVALID_ARGUMENT``).
+    error_name : str or None
+        Foundry ``errorName`` (e.g. ``InvalidExecutionFilter``).
+    error_instance_id : str or None
+        Foundry ``errorInstanceId``: quote it when asking Palantir support.
+    parameters : dict
+        Foundry ``parameters`` of the error.
+    resource_rid : str or None
+        The resource the request was about.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_code: str | None = None,
+        error_name: str | None = None,
+        error_instance_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        resource_rid: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.error_name = error_name
+        self.error_instance_id = error_instance_id
+        self.parameters = dict(parameters or {})
+        self.resource_rid = resource_rid
+
+
+class InvalidRequestError(ApiError, ValueError):
+    """400: the server rejected the request's arguments (page size, preview flag, …)."""
+
+
+class InvalidFilterError(InvalidRequestError):
+    """400 ``InvalidExecutionFilter``: the ``where`` filter was rejected by the server."""
+
+
+class InvalidPageTokenError(InvalidRequestError):
+    """400 ``InvalidPageToken``: the token expired or does not match the request body.
+
+    The loader recovers from it by restarting the slice; it only escapes when that keeps failing.
+    """
+
+
+class AuthenticationError(ApiError):
+    """401: the token is missing, malformed or expired."""
+
+
+class PermissionDeniedError(ApiError):
+    """403: the token may not list executions of this resource, or lacks an OAuth scope."""
+
+
+class ResourceNotFoundError(ApiError):
+    """404 ``ResourceNotFound``: no resource with that RID is visible."""
+
+
+class EndpointUnavailableError(ApiError):
+    """404 with an empty body: this Foundry stack does not have the listExecutions endpoint."""
+
+
+class RateLimitedError(ApiError):
+    """429 (or 503) that was still throttled when the retry budget ran out, or was marked do-not-retry."""
+
+
+class ServerError(ApiError):
+    """5xx that persisted through every retry."""
+
+
+# Bearer tokens, OAuth secrets and JWT-looking strings: anything that could be a credential.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
+    re.compile(r"(?i)((?:access_token|client_secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s'\",&}]+"),
+    re.compile(r"eyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]*"),
+)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Return ``text`` with every known secret and credential-shaped substring replaced by ``***``.
+
+    Parameters
+    ----------
+    text : str
+        Any message, URL or header dump.
+    *secrets : str or None
+        Literal secrets to remove wherever they appear (tokens, client secrets).
+
+    Returns
+    -------
+    str
+        The text with secrets masked.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    return text
+
+
+_BY_NAME: dict[str, type[ApiError]] = {
+    "InvalidExecutionFilter": InvalidFilterError,
+    "InvalidPageToken": InvalidPageTokenError,
+    "InvalidPageSize": InvalidRequestError,
+    "ApiFeaturePreviewUsageOnly": InvalidRequestError,
+    "ListExecutionsPermissionDenied": PermissionDeniedError,
+    "ListExecutionsResourcePermissionDenied": PermissionDeniedError,
+    "ApiUsageDenied": PermissionDeniedError,
+    "ResourceNotFound": ResourceNotFoundError,
+}
+
+
+def _class_for(status: int, error_name: str | None, has_body: bool) -> type[ApiError]:
+    if error_name in _BY_NAME:
+        return _BY_NAME[error_name]
+    if status == 401:
+        return AuthenticationError
+    if status == 403:
+        return PermissionDeniedError
+    if status == 404:
+        return ResourceNotFoundError if has_body else EndpointUnavailableError
+    if status in (429, 503):
+        return RateLimitedError
+    if status >= 500:
+        return ServerError
+    if status == 400:
+        return InvalidRequestError
+    return ApiError
+
+
+def api_error_from_response(
+    status: int,
+    body: Mapping[str, Any] | None,
+    *,
+    resource_rid: str | None = None,
+    detail: str | None = None,
+) -> ApiError:
+    """Build the typed exception for an HTTP error response.
+
+    Parameters
+    ----------
+    status : int
+        HTTP status code.
+    body : mapping or None
+        The parsed Foundry error body (``errorCode``, ``errorName``, ``errorInstanceId``, ``parameters``),
+        or None when the body was empty or not JSON.
+    resource_rid : str, optional
+        The resource the request was about; named in the message.
+    detail : str, optional
+        Extra context for the message (e.g. "after 5 attempts"). Must not contain secrets.
+
+    Returns
+    -------
+    ApiError
+        An instance of the most specific subclass.
+    """
+    body = body or {}
+    error_name = body.get("errorName")
+    error_code = body.get("errorCode")
+    instance = body.get("errorInstanceId")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        parameters = {"value": parameters}
+    cls = _class_for(status, error_name, bool(body))
+    if cls is EndpointUnavailableError:
+        what = "the listExecutions endpoint does not exist on this Foundry stack (404 with an empty body)"
+    else:
+        what = f"{error_name or 'HTTP error'} ({error_code or 'no errorCode'}, HTTP {status})"
+    parts = [what]
+    if resource_rid:
+        parts.append(f"resource {resource_rid}")
+    if parameters:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(parameters.items()))
+        parts.append(f"parameters: {shown}")
+    parts.append(f"errorInstanceId {instance or 'none'}")
+    if detail:
+        parts.append(detail)
+    return cls(
+        redact("; ".join(parts)),
+        status=status,
+        error_code=error_code,
+        error_name=error_name,
+        error_instance_id=instance,
+        parameters=parameters,
+        resource_rid=resource_rid,
+    )
