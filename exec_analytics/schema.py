@@ -114,16 +114,20 @@ UNIT_SECONDS: dict[str, float] = {
 
 _CATEGORY_COLUMNS = ("status", "failure_reason", "resource_rid", "resource_version", "caller_rid", "trace_owning_rid")
 
-#: pandas dtypes of the executions table (DESIGN.md). Category columns compare equal to ``"category"``;
-#: their categories depend on the data, and ``resource_version`` is additionally ``ordered``.
-DTYPES: dict[str, Any] = {
-    "start_time": pd.DatetimeTZDtype(unit="ms", tz="UTC"),
-    "duration_s": np.dtype("float64"),
-    **{c: pd.CategoricalDtype() for c in _CATEGORY_COLUMNS},
-    "foundry_trace_id": pd.StringDtype(),
+#: pandas dtypes of the executions table (DESIGN.md), as dtype names: ``df[c].dtype == DTYPES[c]`` holds for
+#: every column and ``astype(DTYPES)`` works. Categories depend on the data; ``resource_version`` is
+#: additionally ``ordered`` by :func:`order_versions`.
+DTYPES: dict[str, str] = {
+    "start_time": "datetime64[ms, UTC]",
+    "duration_s": "float64",
+    "status": "category",
+    "failure_reason": "category",
+    "resource_rid": "category",
+    "resource_version": "category",
+    "caller_rid": "category",
+    "trace_owning_rid": "category",
+    "foundry_trace_id": "string",
 }
-DTYPES["resource_version"] = pd.CategoricalDtype(ordered=True)
-DTYPES = {c: DTYPES[c] for c in COLUMNS}
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
