@@ -237,7 +237,10 @@ class Filter:
         return not_(self)
 
     def __repr__(self) -> str:
-        return f"Filter({_describe(self._node)})"
+        text = _describe(self._node)
+        if self._node["type"] in ("and", "or"):
+            text = text[1:-1]  # the outermost parentheses add nothing
+        return f"Filter({text})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Filter, (self._node,))
