@@ -64,9 +64,11 @@ __all__ = [
     "DEFAULT_RETRY_BUDGET",
     "MAX_PAGE_SIZE",
     "OAUTH_SCOPE",
+    "USER_AGENT",
     "FoundryClient",
     "Page",
     "ThrottleGate",
+    "parse_retry_after",
 ]
 
 logger = logging.getLogger("exec_analytics.client")
@@ -657,16 +659,13 @@ class FoundryClient:
             return (self._oauth.current, self._oauth.secret)
         return (self._token,)
 
-    def _attempt(
-        self, method: str, url: str, *, data: Any, headers: dict[str, str], auth: str | None, timeout: float
-    ) -> _Outcome:
+    def _attempt(self, url: str, *, data: Any, headers: dict[str, str], auth: str | None, timeout: float) -> _Outcome:
         """Send one HTTP request; never raises a requests exception (they become ``_Outcome.failure``)."""
         session = self._checkout()
         broken = False
         out = _Outcome()
         try:
-            resp = session.request(
-                method,
+            resp = session.post(
                 url,
                 data=data,
                 headers=headers,
@@ -717,65 +716,67 @@ class FoundryClient:
         return self._rng.uniform(0.0, ceiling)
 
     def _call(self, url: str, body: bytes, resource_rid: str) -> tuple[dict[str, Any], bytes]:
-        """One logical listExecutions request: retries, throttle gate, OAuth refresh, error mapping."""
-        headers = {"Content-Type": "application/json"}
-        path = url[len(self.base_url) :]
+        """One logical listExecutions request; returns the parsed body and the raw bytes."""
+        out = self._send(url, body, "application/json", resource_rid=resource_rid)
+        if not isinstance(out.parsed, dict):
+            raise SchemaError(
+                f"listExecutions of resource {resource_rid} returned JSON that is not an object "
+                f"({type(out.parsed).__name__})"
+            )
+        return out.parsed, out.content
+
+    def _token_request(self, form: dict[str, str]) -> Any:
+        """POST the client-credentials form to the token endpoint (same retries); returns the parsed body."""
+        return self._send(self.base_url + _OAUTH_PATH, form, "application/x-www-form-urlencoded").parsed
+
+    def _send(self, url: str, data: Any, content_type: str, *, resource_rid: str | None = None) -> _Outcome:
+        """One logical request with retries, throttle gate and OAuth refresh; returns a 200 with a JSON body.
+
+        ``resource_rid`` is None for the OAuth token endpoint, which is sent without a bearer token.
+        """
+        authenticated = resource_rid is not None
+        headers = {"Content-Type": content_type}
+        path = url[len(self.base_url) :].partition("?")[0]
         self.gate.wait()
         started = time.monotonic()
         deadline = started + self.retry_budget
         attempts = 0  # attempts that count against max_attempts
         auth_retried = False
-        last: _Outcome | None = None
-        last_kind = ""
         while True:
             if attempts:
                 self.gate.wait()
             remaining = deadline - time.monotonic()
             if attempts and remaining <= 0:
                 break
-            token = self._oauth.get() if self._oauth is not None else self._token
+            token = None
+            if authenticated:
+                token = self._oauth.get() if self._oauth is not None else self._token
             attempts += 1
             t0 = time.monotonic()
             out = self._attempt(
-                "POST",
-                url,
-                data=body,
-                headers=headers,
-                auth=token,
-                timeout=min(self.read_timeout, max(remaining, 0.001)),
+                url, data=data, headers=headers, auth=token, timeout=min(self.read_timeout, max(remaining, 0.001))
             )
-            elapsed_ms = (time.monotonic() - t0) * 1000
-            last = out
             status = out.status
             logger.debug(
                 "POST %s -> %s (%d bytes, %.1f ms, attempt %d)",
                 path,
                 status if status is not None else out.failure,
                 len(out.content),
-                elapsed_ms,
+                (time.monotonic() - t0) * 1000,
                 attempts,
             )
 
-            delay: float | None = None
             if status is None:
                 if not out.retryable_transport:
                     raise TransportError(f"POST {path} failed: {out.failure}")
-                last_kind = "transport"
-                delay = self._backoff(attempts - 1)
             elif status == 200:
                 if out.parse_ok:
-                    if not isinstance(out.parsed, dict):
-                        raise SchemaError(
-                            f"listExecutions of resource {resource_rid} returned JSON that is not an object "
-                            f"({type(out.parsed).__name__})"
-                        )
-                    return out.parsed, out.content
+                    return out
                 # A 200 whose body is cut short or not JSON: the connection broke mid-body.
                 self._stats.add("transport_errors")
-                last_kind = "transport"
                 out.failure = f"incomplete or non-JSON 200 body ({len(out.content)} bytes)"
-                delay = self._backoff(attempts - 1)
-            elif status == 401 and self._oauth is not None and not auth_retried and token is not None:
+                out.status = None
+            elif status == 401 and token is not None and self._oauth is not None and not auth_retried:
                 # The token may have been revoked or expired early: refresh once and retry at once.
                 auth_retried = True
                 attempts -= 1
@@ -783,124 +784,66 @@ class FoundryClient:
                 logger.debug("POST %s -> 401, refreshing the OAuth token and retrying once", path)
                 continue
             elif status in _THROTTLE_STATUSES or status >= 500:
-                error_body = out.parsed if out.parse_ok and isinstance(out.parsed, dict) else None
-                hint = (out.headers or {}).get("QoS-Retry-Hint", "")
-                if hint.strip().lower() == "do-not-retry":
-                    raise api_error_from_response(
-                        status,
-                        error_body,
-                        resource_rid=resource_rid,
-                        detail=f"server sent QoS-Retry-Hint: do-not-retry; not retried (attempt {attempts})",
-                    )
-                delay = self._backoff(attempts - 1)
-                if status in _THROTTLE_STATUSES:
-                    self._stats.add("throttled")
-                    last_kind = "throttled"
-                    retry_after = parse_retry_after((out.headers or {}).get("Retry-After"))
-                    if retry_after is not None:
-                        delay = max(delay, retry_after)
-                    # Every thread of this client pauses too (this one at the gate on its next loop), even
-                    # when this request gives up; never longer than one retry budget, whatever Retry-After says.
-                    self.gate.trip(min(delay, self.retry_budget))
-                    logger.debug("POST %s throttled (HTTP %s); all workers pause %.2f s", path, status, delay)
-                else:
-                    last_kind = "server"
+                if (out.headers or {}).get("QoS-Retry-Hint", "").strip().lower() == "do-not-retry":
+                    raise self._error(out, resource_rid, "server sent QoS-Retry-Hint: do-not-retry; not retried")
             else:
-                error_body = out.parsed if out.parse_ok and isinstance(out.parsed, dict) else None
-                detail = None
-                if 300 <= status < 400:
-                    location = (out.headers or {}).get("Location", "")
-                    detail = f"redirected to {redact(location, *self._secrets())!r}; check the hostname"
-                raise api_error_from_response(status, error_body, resource_rid=resource_rid, detail=detail)
+                raise self._error(out, resource_rid, None)
 
-            # A retryable failure: is there room for another attempt?
-            if attempts >= self.max_attempts:
-                break
-            if time.monotonic() + delay >= deadline:
-                break
-            self._stats.add("retries")
-            if last_kind != "throttled":
-                time.sleep(delay)
-
-        assert last is not None
-        spent = time.monotonic() - started
-        detail = (
-            f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {spent:.1f} s "
-            f"(max_attempts={self.max_attempts}, retry_budget={self.retry_budget:g} s)"
-        )
-        if last_kind in ("throttled", "server") and last.status is not None:
-            error_body = last.parsed if last.parse_ok and isinstance(last.parsed, dict) else None
-            err = api_error_from_response(last.status, error_body, resource_rid=resource_rid, detail=detail)
-            if last_kind == "throttled" and not isinstance(err, RateLimitedError):
-                err = _retype(err, RateLimitedError)
-            elif last_kind == "server" and not isinstance(err, ServerError):
-                err = _retype(err, ServerError)
-            raise err
-        if last.status is not None and last.status != 200:
-            # The budget ran out right after an OAuth refresh-and-retry: report what the server said.
-            error_body = last.parsed if last.parse_ok and isinstance(last.parsed, dict) else None
-            raise api_error_from_response(last.status, error_body, resource_rid=resource_rid, detail=detail)
-        raise TransportError(f"POST {path} (resource {resource_rid}) failed: {last.failure}; {detail}")
-
-    # ------------------------------------------------------------------ OAuth
-
-    def _token_request(self, form: dict[str, str]) -> Any:
-        """POST the client-credentials form to the token endpoint, retrying transient failures."""
-        assert self._oauth is not None
-        url = self.base_url + _OAUTH_PATH
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        started = time.monotonic()
-        deadline = started + self.retry_budget
-        attempts = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            attempts += 1
-            out = self._attempt(
-                "POST",
-                url,
-                data=form,
-                headers=headers,
-                auth=None,
-                timeout=min(self.read_timeout, max(remaining, 0.001)),
-            )
-            logger.debug("POST %s -> %s (attempt %d)", _OAUTH_PATH, out.status or out.failure, attempts)
-            status = out.status
-            if status == 200 and out.parse_ok:
-                return out.parsed
-            retryable = (
-                (status is None and out.retryable_transport)
-                or status == 200
-                or (status is not None and (status in _THROTTLE_STATUSES or status >= 500))
-            )
-            if status is not None and status != 200 and not retryable:
-                body = out.parsed if out.parse_ok and isinstance(out.parsed, dict) else {}
-                error = str(body.get("error") or body.get("errorName") or "HTTP error")
-                description = str(body.get("error_description") or "")
-                cls: type[ApiError] = PermissionDeniedError if status == 403 else AuthenticationError
-                msg = f"OAuth token request for client {self._oauth.client_id!r} failed: {error} (HTTP {status})"
-                if description:
-                    msg += f": {description[:_SNIPPET]}"
-                raise cls(
-                    redact(msg, self._oauth.secret),
-                    status=status,
-                    error_code=body.get("errorCode"),
-                    error_name=body.get("errorName") or error,
-                    error_instance_id=body.get("errorInstanceId"),
-                )
-            if status is None and not out.retryable_transport:
-                raise TransportError(f"POST {_OAUTH_PATH} failed: {out.failure}")
             delay = self._backoff(attempts - 1)
-            if status is not None and status in _THROTTLE_STATUSES:
+            if status in _THROTTLE_STATUSES:
+                self._stats.add("throttled")
                 retry_after = parse_retry_after((out.headers or {}).get("Retry-After"))
                 delay = max(delay, retry_after or 0.0)
+                # Every thread of this client pauses too (this one at the gate on its next loop), even when
+                # this request gives up; never longer than one retry budget, whatever Retry-After says.
+                self.gate.trip(min(delay, self.retry_budget))
+                logger.debug("POST %s throttled (HTTP %s); all workers pause %.2f s", path, status, delay)
             if attempts >= self.max_attempts or time.monotonic() + delay >= deadline:
-                what = out.failure or f"HTTP {status}"
-                raise TransportError(
-                    f"POST {_OAUTH_PATH} (OAuth token) failed after {attempts} attempts in "
-                    f"{time.monotonic() - started:.1f} s: {what}"
-                )
+                break
             self._stats.add("retries")
-            time.sleep(delay)
+            if status not in _THROTTLE_STATUSES:
+                time.sleep(delay)
+
+        detail = (
+            f"POST {path} gave up after {attempts} attempt{'s' if attempts != 1 else ''} in "
+            f"{time.monotonic() - started:.1f} s (max_attempts={self.max_attempts}, "
+            f"retry_budget={self.retry_budget:g} s)"
+        )
+        if out.status is None:
+            where = f" (resource {resource_rid})" if resource_rid else ""
+            raise TransportError(f"POST {path}{where} failed: {out.failure}; {detail}")
+        raise self._error(out, resource_rid, detail)
+
+    def _error(self, out: _Outcome, resource_rid: str | None, detail: str | None) -> ApiError:
+        """The typed exception for an HTTP error answer."""
+        assert out.status is not None
+        status = out.status
+        body = out.parsed if out.parse_ok and isinstance(out.parsed, dict) else None
+        if 300 <= status < 400:
+            location = redact((out.headers or {}).get("Location", ""), *self._secrets())
+            detail = f"redirected to {location!r}; check the hostname"
+        if resource_rid is None and self._oauth is not None and 400 <= status < 500 and status != 429:
+            # OAuth errors are {"error": ..., "error_description": ...}, not Foundry error bodies.
+            body = body or {}
+            error = str(body.get("error") or body.get("errorName") or "HTTP error")
+            msg = f"OAuth token request for client {self._oauth.client_id!r} failed: {error} (HTTP {status})"
+            if body.get("error_description"):
+                msg += f": {str(body['error_description'])[:_SNIPPET]}"
+            cls: type[ApiError] = PermissionDeniedError if status == 403 else AuthenticationError
+            return cls(
+                redact(msg, *self._secrets()),
+                status=status,
+                error_code=body.get("errorCode"),
+                error_name=body.get("errorName") or error,
+                error_instance_id=body.get("errorInstanceId"),
+            )
+        err = api_error_from_response(status, body, resource_rid=resource_rid, detail=detail)
+        # A 429 with an unexpected errorName is still a rate limit, and a 5xx still a server error.
+        if status in _THROTTLE_STATUSES and not isinstance(err, RateLimitedError):
+            err = _retype(err, RateLimitedError)
+        elif status >= 500 and status not in _THROTTLE_STATUSES and not isinstance(err, ServerError):
+            err = _retype(err, ServerError)
+        return err
 
 
 # ---------------------------------------------------------------------- helpers
