@@ -1,0 +1,126 @@
+"""The ``exec-analytics`` command line, end to end over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exec_analytics.cli import build_parser, main
+from exec_analytics.simulator import SimulatorServer, Workload
+
+WINDOW = ["--start", "2026-11-18T00:00Z", "--end", "2026-11-19T00:00Z"]
+
+
+@pytest.fixture
+def foundry_env(sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> SimulatorServer:
+    monkeypatch.setenv("FOUNDRY_HOSTNAME", sim.url)
+    monkeypatch.setenv("FOUNDRY_TOKEN", sim.token)
+    for name in ("FOUNDRY_CLIENT_ID", "FOUNDRY_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    return sim
+
+
+def test_fetch_writes_the_ground_truth_to_parquet(foundry_env: SimulatorServer, workload: Workload,
+                                                  sim_now: pd.Timestamp, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    rids = workload.resource_rids[1:3]
+    out = tmp_path / "sub" / "x.parquet"
+    where = '{"type": "eq", "field": "status", "value": "FAILED"}'
+    assert main(["fetch", *rids, *WINDOW, "--where", where, "--out", str(out), "--no-progress"]) == 0
+    df = pd.read_parquet(out)
+    truth = pd.concat([workload.ground_truth(r, WINDOW[1], WINDOW[3], as_of=sim_now,
+                                             where={"type": "eq", "field": "status", "value": "FAILED"})
+                       for r in rids])
+    assert len(truth) > 0
+    assert sorted(df["foundry_trace_id"]) == sorted(truth["foundry_trace_id"])
+    assert str(df["start_time"].dtype) == "datetime64[ms, UTC]" and df["resource_version"].cat.ordered
+    assert f"wrote {len(df):,} executions" in capsys.readouterr().out
+    assert not list(out.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["RESTRICTED", *WINDOW], 4, "ListExecutionsResourcePermissionDenied"),
+        (["ri.function-registry.main.function.00000000-0000-0000-0000-000000000000", *WINDOW], 5,
+         "ResourceNotFound"),
+        (["READABLE", *WINDOW, "--where", "{not json"], 2, "--where is not valid JSON"),
+        (["READABLE", *WINDOW, "--where", '{"type": "eq", "field": "colour", "value": "x"}'], 2, "not filterable"),
+        (["READABLE", "--start", "2026-11-18T00:00", "--end", "2026-11-19T00:00Z"], 2, "no timezone"),
+        (["not-a-rid", *WINDOW], 2, "not a Foundry RID"),
+    ],
+)
+def test_fetch_failures_end_in_one_line_and_a_distinct_code(
+    args: list[str], code: int, words: str, foundry_env: SimulatorServer, workload: Workload, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = [{"RESTRICTED": workload.restricted_rids[0], "READABLE": workload.resource_rids[0]}.get(a, a)
+            for a in args]
+    out = tmp_path / "x.parquet"
+    assert main(["fetch", *args, "--out", str(out), "--no-progress"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith("exec-analytics: error: ") and err.count("\n") == 1 and words in err
+    assert "Traceback" not in err and foundry_env.token not in err
+    assert not out.exists()
+
+
+def test_bad_token_exits_3_without_showing_it(sim: SimulatorServer, workload: Workload, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "not-the-token-s3cr3t-4711"
+    monkeypatch.setenv("FOUNDRY_HOSTNAME", sim.url)
+    monkeypatch.setenv("FOUNDRY_TOKEN", secret)
+    code = main(["fetch", workload.resource_rids[0], *WINDOW, "--out", str(tmp_path / "x.parquet"),
+                 "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert secret not in captured.err + captured.out
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(sub.choices) == {"demo", "fetch", "simulate"}
+    for name, p in sub.choices.items():
+        assert "example:" in p.format_help(), name
+
+
+def test_demo_loads_through_the_real_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--weeks", "1", "--out-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    df = pd.read_parquet(tmp_path / "executions.parquet")
+    assert len(df) > 10_000 and df["resource_rid"].nunique() == 3
+    assert "score-order-risk" in out and f"{len(df):,} executions" in out
+
+
+def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "exec_analytics.cli", "simulate", "--port", "0", "--seed", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        url = re.search(r"FOUNDRY_HOSTNAME=(\S+)", "".join(lines))
+        token = re.search(r"FOUNDRY_TOKEN=(\S+)", "".join(lines))
+        assert url and token, lines
+        rid = next(line.split()[0] for line in iter(proc.stdout.readline, "") if line.strip().startswith("ri."))
+        out = tmp_path / "x.parquet"
+        fetch = subprocess.run(
+            [sys.executable, "-m", "exec_analytics.cli", "fetch", rid, "--start", "2026-11-18T00:00Z",
+             "--end", "2026-11-18T06:00Z", "--out", str(out), "--no-progress"],
+            env={**env, "FOUNDRY_HOSTNAME": url.group(1), "FOUNDRY_TOKEN": token.group(1)},
+            capture_output=True, text=True, timeout=60,
+        )
+        assert fetch.returncode == 0, fetch.stderr
+        assert len(pd.read_parquet(out)) > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert proc.returncode in (0, 130)
