@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, write_json  # noqa: E402
-
 from exec_analytics import schema  # noqa: E402
+
+from _common import print_table, write_json  # noqa: E402
 
 TARGET_VS_NAIVE = 8.0  # at least this many times faster than the naive baseline
 TARGET_VS_FLOOR = 2.5  # at most this many times slower than bare orjson.loads
