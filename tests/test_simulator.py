@@ -269,6 +269,25 @@ def test_late_completion_inside_an_already_read_window(wl: Workload, new_srv) ->
     assert slow["foundry_trace_id"] in fresh
 
 
+def test_retention_hides_old_executions(wl: Workload, new_srv) -> None:
+    server = new_srv(retention="30D")
+    query = window("2026-10-27T00:00Z", "2026-10-30T00:00Z")
+    rows, _ = fetch_all(server, wl.main.rid, query)
+    cutoff = NOW - pd.Timedelta(days=30)
+    gt = wl.ground_truth(wl.main.rid, cutoff, query["endTime"], as_of=NOW)
+    assert [r["foundryTraceId"] for r in rows] == gt["foundry_trace_id"].tolist() and len(gt) > 0
+
+
+def test_chunked_request_body_and_keep_alive(srv: SimulatorServer, wl: Workload) -> None:
+    body = b'{"startTime": "2026-11-20T00:00:00Z", "endTime": "2026-11-20T01:00:00Z", "pageSize": 5}'
+    with requests.Session() as s:
+        headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}", "Content-Type": "application/json"}
+        chunked = s.post(endpoint(srv, wl.main.rid), data=iter([body[:10], body[10:]]), headers=headers, timeout=5)
+        plain = s.post(endpoint(srv, wl.main.rid), data=body, headers=headers, timeout=5)
+    assert chunked.status_code == plain.status_code == 200
+    assert chunked.json()["data"] == plain.json()["data"] and len(plain.json()["data"]) == 5
+
+
 # --- errors --------------------------------------------------------------------------------------------
 
 

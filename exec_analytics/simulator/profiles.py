@@ -299,13 +299,14 @@ def _build_tables(p: ResourceProfile) -> dict[str, np.ndarray]:
         "canary_share": np.array([v.canary_share for v in versions]),
         "kind_share": kind_share,
         "version_latency": np.array([v.latency_multiplier for v in versions]),
-        "version_reason": np.array(
-            [[v.failure_multipliers.get(r, 1.0) for r in FAILURE_REASONS] for v in versions], dtype=np.float64
+        "version_reason_t": np.array(
+            [[v.failure_multipliers.get(r, 1.0) for v in versions] for r in FAILURE_REASONS], dtype=np.float64
         ),
         "caller_kind": caller_kind,
         "caller_latency": np.array([c.latency_multiplier for c in p.callers] + [1.0]),
         "caller_failure": np.array([c.failure_multiplier for c in p.callers] + [1.0]),
         "caller_reason": reason_mult,
+        "caller_reason_t": np.ascontiguousarray(reason_mult.T),
         "lambda_week": lam,
         "load_week": 1.0 + 0.12 * (weekly[KIND_WORKSHOP] - 1.0),
         "owner_code": owner_code,
@@ -410,7 +411,7 @@ _SPECS: tuple[_Spec, ...] = (
         median_ms=2_500.0,
         sigma=0.9,
         timeout_ms=300_000,
-        base_failure=0.035,
+        base_failure=0.022,
         no_caller_share=0.01,
         versions=(
             VersionSpec("2.8.0"),
@@ -514,9 +515,11 @@ def _build_callers(rng: np.random.Generator, spec: _Spec) -> tuple[CallerProfile
     weights = 1.0 / (ranks + 1.0) ** 1.1
     shares = weights / weights.sum() * (1.0 - spec.no_caller_share)
     latency = np.array(_KIND_LATENCY)[kinds] * rng.lognormal(0.0, 0.3, n)
-    failure = rng.lognormal(0.0, 0.45, n)
-    # A few callers hurt much more than the rest (bad parameters, missing permissions).
-    failure *= np.where(rng.random(n) < 0.12, 5.0, 1.0)
+    failure = rng.lognormal(0.0, 0.4, n)
+    # A few smaller callers hurt much more than the rest (bad parameters, missing permissions); a big
+    # caller failing that often would have been noticed and fixed.
+    failure *= np.where((rng.random(n) < 0.12) & (ranks >= 3), 4.0, 1.0)
+    failure = np.minimum(failure, 8.0)
     reason = rng.lognormal(0.0, 0.3, size=(n, len(FAILURE_REASONS)))
     dominant = rng.integers(0, len(FAILURE_REASONS), n)
     reason[np.arange(n), dominant] *= np.where(rng.random(n) < 0.5, 3.0, 1.0)

@@ -290,10 +290,10 @@ class SimulatorServer:
 
     def _handle(self, h: _Handler, method: str) -> None:
         try:
-            length = int(h.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = h.rfile.read(length) if length > 0 else b""
+            body = _read_body(h)
+        except (ValueError, OSError):
+            h.close_connection = True  # a garbled body: the connection cannot be trusted any more
+            return
         path, _, query = h.path.partition("?")
         try:
             if path == OAUTH_TOKEN_PATH:
@@ -618,6 +618,25 @@ class SimulatorServer:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         h.wfile.write(head + (body[: len(body) // 2] if truncate else body))
         self.log.append((path, status))
+
+
+def _read_body(h: _Handler) -> bytes:
+    """The request body, by Content-Length or chunked; read fully so keep-alive stays in sync."""
+    if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
+        parts = []
+        while True:
+            size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(h.rfile.read(size))
+            h.rfile.readline()
+    try:
+        length = int(h.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = 0
+    return h.rfile.read(length) if length > 0 else b""
 
 
 class _HTTPServer(ThreadingHTTPServer):
