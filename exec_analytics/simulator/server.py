@@ -616,8 +616,8 @@ class SimulatorServer:
             lines.append("Connection: close")
             h.close_connection = True
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.log.append((path, status))  # before the write, so a client that got its answer sees it logged
         h.wfile.write(head + (body[: len(body) // 2] if truncate else body))
-        self.log.append((path, status))
 
 
 def _read_body(h: _Handler) -> bytes:
