@@ -271,15 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     del fast
     print("schema.decode and the naive baseline produce the same table")
 
+    load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in APPROACHES}
+    cpu: dict[str, list[float]] = {name: [] for name in APPROACHES}
     for r in range(max(args.repeats, 1)):
         for name, fn in APPROACHES.items():  # interleaved, so drift hits every approach alike
             gc.collect()
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             result = fn(bodies)
             times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
             del result
-        print(f"  repeat {r + 1}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in times.items()))
+        print(f"  repeat {r + 1}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in times.items()), flush=True)
 
     memory = {}
     if not args.no_memory:
@@ -298,11 +301,14 @@ def main(argv: list[str] | None = None) -> int:
                 "rows_per_s": round(args.rows / sec),
                 "mb_per_s": round(n_bytes / 1e6 / sec, 1),
                 "peak_over_input_mb": memory.get(name, {}).get("peak_over_input_mb", ""),
+                "cpu_s": round(statistics.median(cpu[name]), 3),
                 "vs_schema": round(sec / median["schema.decode"], 2),
             }
         )
     print()
-    print_table(rows, ["approach", "median_s", "min_s", "rows_per_s", "mb_per_s", "peak_over_input_mb", "vs_schema"])
+    print_table(
+        rows, ["approach", "median_s", "min_s", "cpu_s", "rows_per_s", "mb_per_s", "peak_over_input_mb", "vs_schema"]
+    )
 
     speedup = median["naive json + json_normalize"] / median["schema.decode"]
     vs_floor = median["schema.decode"] / median["orjson.loads floor"]
@@ -310,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"schema.decode is {speedup:.1f}x faster than naive (target >= {TARGET_VS_NAIVE}x): {_ok(ok_naive)}")
     print(f"schema.decode is {vs_floor:.2f}x the orjson floor (target <= {TARGET_VS_FLOOR}x): {_ok(ok_floor)}")
+    load_after = os.getloadavg()
+    print(
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after the timed runs "
+        f"(other work on the machine inflates wall times, most for the multi-threaded decode)"
+    )
     if memory:
         print(f"memory: {next(iter(memory.values()))['method']}, measured in one fresh process per approach")
 
@@ -322,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "cpus": os.cpu_count(),
             "times_s": times,
+            "cpu_s": cpu,
+            "load_average_before_after": [load_before[0], load_after[0]],
             "results": rows,
             "memory": memory,
             "speedup_vs_naive": round(speedup, 2),
