@@ -553,7 +553,7 @@ def oauth(server: SimulatorServer, client_id: str, secret: str, **extra: str) ->
 
 
 def test_oauth_client_credentials_flow(wl: Workload, new_srv) -> None:
-    server = new_srv(oauth_token_ttl_s=0.5)
+    server = new_srv()
     r = oauth(server, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, scope="api:observability-read")
     assert r.status_code == 200
     grant = r.json()
@@ -566,14 +566,22 @@ def test_oauth_client_credentials_flow(wl: Workload, new_srv) -> None:
                       headers={"Authorization": f"Basic {basic}"}, timeout=5)  # fmt: skip
     assert r.status_code == 200
     assert oauth(server, DEFAULT_CLIENT_ID, "wrong").status_code == 401
+    assert oauth(server, "nobody", DEFAULT_CLIENT_SECRET).status_code == 401
     assert oauth(server, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, grant_type="password").status_code == 400
     # revoked tokens answer 401 until a new one is fetched
     assert server.revoke_oauth_tokens() == 2
     assert_error(post(server, wl.main.rid, {}, token=grant["access_token"]), 401, "InvalidToken")
     fresh = oauth(server, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).json()["access_token"]
     assert post(server, wl.main.rid, {}, token=fresh).status_code == 200
-    time.sleep(0.55)  # and they expire
-    assert_error(post(server, wl.main.rid, {}, token=fresh), 401, "InvalidToken")
+
+
+def test_oauth_tokens_expire(wl: Workload, new_srv) -> None:
+    server = new_srv(oauth_token_ttl_s=0.3)
+    grant = oauth(server, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).json()
+    assert grant["expires_in"] == 1  # whole seconds, rounded up
+    assert post(server, wl.main.rid, {}, token=grant["access_token"]).status_code == 200
+    time.sleep(0.35)
+    assert_error(post(server, wl.main.rid, {}, token=grant["access_token"]), 401, "InvalidToken")
 
 
 def test_oauth_client_without_the_scope_gets_api_usage_denied(wl: Workload, new_srv) -> None:

@@ -25,14 +25,9 @@ Choices where API.md says "not known":
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
 import hmac
-import math
 import re
-import secrets
-import socket
 import sys
 import threading
 import time
@@ -40,7 +35,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -50,9 +44,11 @@ import pandas as pd
 from ..filters import validate_filter
 from ..rids import RID_PATTERN
 from ..timeutil import to_utc
+from .auth import InvalidPageToken, OAuthRegistry, PageTokenCodec
 from .clock import SimClock
 from .faults import FaultConfig, FaultDecision, FaultInjector
 from .query import compile_filter, last_cursor, render_rows, scan, truncate
+from .transport import Handler, HTTPServer, read_body
 from .workload import Workload
 
 __all__ = [
@@ -192,22 +188,19 @@ class SimulatorServer:
         self.clock = clock if clock is not None else SimClock()
         self.host = host
         self.port = int(port)
-        self.page_token_ttl_s = float(page_token_ttl_s)
-        self.oauth_token_ttl_s = float(oauth_token_ttl_s)
         self.retention_ms = None if retention is None else int(pd.Timedelta(retention) // pd.Timedelta("1ms"))
         self.token = DEFAULT_TOKEN
         self._injector = FaultInjector(faults)
-        self._key = secrets.token_bytes(32)
+        self._page_tokens = PageTokenCodec(page_token_ttl_s)
         self._lock = threading.Lock()
         self._in_flight = 0
         self.request_count = 0
         self.fault_counts: Counter[str] = Counter()
         self.log: deque[tuple[str, int]] = deque(maxlen=10_000)
         self.internal_errors: list[str] = []
-        self._oauth_clients: dict[str, tuple[str, frozenset[str]]] = {}
-        self._oauth_tokens: dict[str, tuple[float, frozenset[str]]] = {}
+        self._oauth = OAuthRegistry(oauth_token_ttl_s)
         self.register_oauth_client(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -224,7 +217,7 @@ class SimulatorServer:
         """Bind and serve from a daemon thread; returns self."""
         if self._httpd is not None:
             return self
-        httpd = _HTTPServer((self.host, self.port), _Handler)
+        httpd = HTTPServer((self.host, self.port), Handler)
         httpd.sim = self
         self.port = httpd.server_address[1]
         self._httpd = httpd
@@ -277,20 +270,17 @@ class SimulatorServer:
         self, client_id: str, client_secret: str, scopes: Iterable[str] = (OBSERVABILITY_SCOPE,)
     ) -> None:
         """Allow an OAuth2 client; its tokens carry at most ``scopes``."""
-        self._oauth_clients[client_id] = (client_secret, frozenset(scopes))
+        self._oauth.register(client_id, client_secret, scopes)
 
     def revoke_oauth_tokens(self) -> int:
         """Invalidate every OAuth access token issued so far; returns how many were live."""
-        with self._lock:
-            n = len(self._oauth_tokens)
-            self._oauth_tokens.clear()
-        return n
+        return self._oauth.revoke_all()
 
     # --- request handling -------------------------------------------------------------------------
 
-    def _handle(self, h: _Handler, method: str) -> None:
+    def _handle(self, h: Handler, method: str) -> None:
         try:
-            body = _read_body(h)
+            body = read_body(h)
         except (ValueError, OSError):
             h.close_connection = True  # a garbled body: the connection cannot be trusted any more
             return
@@ -323,7 +313,7 @@ class SimulatorServer:
             except OSError:
                 h.close_connection = True
 
-    def _apply_faults(self, h: _Handler, path: str, concurrency: bool) -> FaultDecision | None:
+    def _apply_faults(self, h: Handler, path: str, concurrency: bool) -> FaultDecision | None:
         """Sleep and/or answer as the fault configuration says; None when the request was answered."""
         config = self._injector.config
         decision = self._injector.draw()
@@ -359,7 +349,7 @@ class SimulatorServer:
         with self._lock:
             self.fault_counts[kind] += 1
 
-    def _handle_list(self, h: _Handler, path: str, raw_rid: str, query: str, body: bytes) -> None:
+    def _handle_list(self, h: Handler, path: str, raw_rid: str, query: str, body: bytes) -> None:
         decision = self._apply_faults(h, path, concurrency=True)
         if decision is None:
             return
@@ -374,7 +364,7 @@ class SimulatorServer:
         else:
             self._send(h, path, status, payload, headers)
 
-    def _principal(self, h: _Handler) -> _Principal:
+    def _principal(self, h: Handler) -> _Principal:
         auth = h.headers.get("Authorization")
         if not auth:
             raise _fail(401, "MissingCredentials")
@@ -387,12 +377,12 @@ class SimulatorServer:
             return _Principal(True, None)
         if hmac.compare_digest(raw, _NO_PERMISSION_TOKEN_BYTES):
             return _Principal(False, None)
-        entry = self._oauth_tokens.get(token)
-        if entry is None or entry[0] < time.monotonic():
-            raise _fail(401, "InvalidToken")
-        return _Principal(True, entry[1])
+        scopes = self._oauth.scopes(token)
+        if scopes is None:
+            raise _fail(401, "InvalidToken")  # unknown, revoked or expired
+        return _Principal(True, scopes)
 
-    def _list_executions(self, h: _Handler, raw_rid: str, query: str, body: bytes, decision: FaultDecision) -> bytes:
+    def _list_executions(self, h: Handler, raw_rid: str, query: str, body: bytes, decision: FaultDecision) -> bytes:
         principal = self._principal(h)
         if principal.scopes is not None and OBSERVABILITY_SCOPE not in principal.scopes:
             raise _fail(403, "ApiUsageDenied", missingScope=OBSERVABILITY_SCOPE)
@@ -441,7 +431,10 @@ class SimulatorServer:
         token = req.get("pageToken")
         if token is not None:
             # The window was validated and resolved on the first page; the token carries it.
-            mode, start_ms, end_ms, position = self._decode_token(token, binding)
+            try:
+                mode, start_ms, end_ms, position = self._page_tokens.decode(token, binding)
+            except InvalidPageToken:
+                raise _fail(400, "InvalidPageToken") from None
             if mode == "k":
                 cursor = position
             else:
@@ -478,9 +471,9 @@ class SimulatorServer:
         tail = b"]}"
         if more:
             if offset is not None:
-                next_token = self._encode_token("o", binding, start_ms, end_ms, offset + keep)
+                next_token = self._page_tokens.encode("o", binding, start_ms, end_ms, offset + keep)
             else:
-                next_token = self._encode_token("k", binding, start_ms, end_ms, last_cursor(sels))
+                next_token = self._page_tokens.encode("k", binding, start_ms, end_ms, last_cursor(sels))
             tail = b'],"nextPageToken":"' + next_token.encode() + b'"}'
         return b"".join([b'{"data":[', *pieces, tail])
 
@@ -503,46 +496,9 @@ class SimulatorServer:
         except (ValueError, TypeError, OverflowError):
             raise _fail(400, "InvalidArgument", field=name, reason="not an ISO-8601 timestamp with a zone") from None
 
-    # --- page tokens ------------------------------------------------------------------------------
-
-    def _encode_token(self, mode: str, binding: bytes, start_ms: int, end_ms: int, position: Any) -> str:
-        if mode == "k":
-            c_start, c_hi, c_lo = position
-            pos: list[Any] = [c_start, f"{c_hi:016x}", f"{c_lo:016x}"]
-        else:
-            pos = [int(position)]
-        payload = orjson.dumps([mode, binding.hex(), time.monotonic(), start_ms, end_ms, pos])
-        sig = hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
-        return "v1." + base64.urlsafe_b64encode(payload + sig).decode().rstrip("=")
-
-    def _decode_token(self, token: Any, binding: bytes) -> tuple[str, int, int, Any]:
-        if not isinstance(token, str) or not token.startswith("v1.") or len(token) > 2048:
-            raise _fail(400, "InvalidPageToken")
-        text = token[3:]
-        try:
-            raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-        except (ValueError, TypeError):
-            raise _fail(400, "InvalidPageToken") from None
-        payload, sig = raw[:-16], raw[-16:]
-        if len(raw) <= 16 or not hmac.compare_digest(sig, hmac.new(self._key, payload, hashlib.sha256).digest()[:16]):
-            raise _fail(400, "InvalidPageToken")  # tampered with, or issued by another server
-        try:
-            mode, bound, issued, start_ms, end_ms, pos = orjson.loads(payload)
-            if mode == "k":
-                position: Any = (int(pos[0]), int(pos[1], 16), int(pos[2], 16))
-            else:
-                position = int(pos[0])
-        except (ValueError, TypeError, IndexError):
-            raise _fail(400, "InvalidPageToken") from None
-        if bound != binding.hex():
-            raise _fail(400, "InvalidPageToken")  # issued for another resource or request body
-        if time.monotonic() - issued > self.page_token_ttl_s:
-            raise _fail(400, "InvalidPageToken")  # expired
-        return mode, int(start_ms), int(end_ms), position
-
     # --- OAuth ------------------------------------------------------------------------------------
 
-    def _handle_oauth(self, h: _Handler, method: str, body: bytes) -> None:
+    def _handle_oauth(self, h: Handler, method: str, body: bytes) -> None:
         path = OAUTH_TOKEN_PATH
         if method != "POST":
             self._send(h, path, 405, b"")
@@ -553,52 +509,18 @@ class SimulatorServer:
                 return
         else:
             decision = None
-        status, payload = self._oauth_token(h, body)
+        status, payload = self._oauth.grant(body, h.headers.get("Authorization"))
         if decision is not None and decision.kind == "truncate":
             self._count("truncate")
             self._send(h, path, status, payload, truncate=True)
         else:
             self._send(h, path, status, payload, [("Cache-Control", "no-store")])
 
-    def _oauth_token(self, h: _Handler, body: bytes) -> tuple[int, bytes]:
-        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        if form.get("grant_type") != "client_credentials":
-            return 400, orjson.dumps({"error": "unsupported_grant_type"})
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        auth = h.headers.get("Authorization") or ""
-        if auth.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(auth[6:].strip()).decode()
-                client_id, _, client_secret = decoded.partition(":")
-                client_id, client_secret = unquote(client_id), unquote(client_secret)
-            except (ValueError, UnicodeDecodeError):
-                return 401, orjson.dumps({"error": "invalid_client"})
-        registered = self._oauth_clients.get(client_id or "")
-        if registered is None or not hmac.compare_digest(registered[0], client_secret or ""):
-            return 401, orjson.dumps({"error": "invalid_client"})
-        requested = frozenset((form.get("scope") or "").split())
-        granted = registered[1] & requested if requested else registered[1]
-        access_token = "sim-oauth-" + secrets.token_urlsafe(24)
-        with self._lock:
-            now = time.monotonic()
-            # forget expired tokens so a long-running server does not grow without bound
-            for t in [t for t, (exp, _) in self._oauth_tokens.items() if exp < now]:
-                del self._oauth_tokens[t]
-            self._oauth_tokens[access_token] = (now + self.oauth_token_ttl_s, granted)
-        return 200, orjson.dumps(
-            {
-                "access_token": access_token,
-                "token_type": "bearer",
-                "expires_in": max(1, math.ceil(self.oauth_token_ttl_s)),
-                "scope": " ".join(sorted(granted)),
-            }
-        )
-
     # --- writing ----------------------------------------------------------------------------------
 
     def _send(
         self,
-        h: _Handler,
+        h: Handler,
         path: str,
         status: int,
         body: bytes,
@@ -618,92 +540,6 @@ class SimulatorServer:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.log.append((path, status))  # before the write, so a client that got its answer sees it logged
         h.wfile.write(head + (body[: len(body) // 2] if truncate else body))
-
-
-def _read_body(h: _Handler) -> bytes:
-    """The request body, by Content-Length or chunked; read fully so keep-alive stays in sync."""
-    if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
-        parts = []
-        while True:
-            size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
-            parts.append(h.rfile.read(size))
-            h.rfile.readline()
-    try:
-        length = int(h.headers.get("Content-Length") or 0)
-    except ValueError:
-        length = 0
-    return h.rfile.read(length) if length > 0 else b""
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    block_on_close = False
-    sim: SimulatorServer
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def track(self, conn: socket.socket, alive: bool) -> None:
-        with self._conns_lock:
-            (self._conns.add if alive else self._conns.discard)(conn)
-
-    def close_connections(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-            self._conns.clear()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-            return  # clients that hang up are normal
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server_version = "FoundrySimulator/1"
-    timeout = 120  # idle keep-alive connections are closed after this
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the simulator keeps its own (path, status) log; stderr noise helps nobody
-
-    def do_POST(self) -> None:
-        self.server.sim._handle(self, "POST")
-
-    def do_GET(self) -> None:
-        self.server.sim._handle(self, "GET")
-
-    def do_PUT(self) -> None:
-        self.server.sim._handle(self, "PUT")
-
-    def do_DELETE(self) -> None:
-        self.server.sim._handle(self, "DELETE")
-
-    def do_PATCH(self) -> None:
-        self.server.sim._handle(self, "PATCH")
 
 
 def serve(

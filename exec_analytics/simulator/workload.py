@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..timeutil import to_utc
 from .profiles import (
@@ -125,7 +123,9 @@ class HourBlock:
         """
         rows = self._rows
         if rows is None:
-            rows = _render(self)
+            from .render import render_block
+
+            rows = render_block(self)
             self._rows = rows
         return rows
 
@@ -274,76 +274,6 @@ def _user_cdf(n_users: int) -> np.ndarray:
         cdf[-1] = 1.0
         _USER_CDFS[n_users] = cdf
     return cdf
-
-
-# --- JSON rendering --------------------------------------------------------------------------------
-
-
-def _json(s: str) -> str:
-    return orjson.dumps(s).decode()
-
-
-def _categories(profile: ResourceProfile) -> pa.Array:
-    """Every possible middle part of an execution's JSON, indexed by :func:`_category_index`.
-
-    One entry per (status, failure reason, version, caller, unit): a few thousand short strings per
-    resource, built once, so rendering a block is a single ``take``.
-    """
-    cached = profile.__dict__.get("_categories_cache")
-    if cached is not None:
-        return cached
-    tab = profile._tables
-    heads = []
-    for s in STATUSES:
-        for r in (None, *FAILURE_REASONS):
-            fr = "" if r is None else f',"failureReason":{_json(r)}'
-            heads.append(f'"status":"{s}"{fr},"resourceRid":{_json(profile.rid)},"resourceVersion":')
-    callers = [*(c.rid for c in profile.callers), None]
-    tails = []
-    for v in profile.versions:
-        for ci, c in enumerate(callers):
-            owner = tab["owners"][tab["owner_code"][ci]]
-            cr = "" if c is None else f',"callerRid":{_json(c)}'
-            for u in UNITS:
-                tails.append(
-                    f'{_json(v.version)}{cr},"traceOwningRid":{_json(owner)},"duration":{{"unit":"{u}","value":'
-                )
-    cached = pa.array([h + t for h in heads for t in tails], pa.string())
-    object.__setattr__(profile, "_categories_cache", cached)
-    return cached
-
-
-def _category_index(block: HourBlock) -> np.ndarray:
-    p = block.profile
-    n_tails = len(p.versions) * (len(p.callers) + 1) * len(UNITS)
-    head = block.status.astype(np.int64) * (len(FAILURE_REASONS) + 1) + block.reason + 1
-    tail = (block.version.astype(np.int64) * (len(p.callers) + 1) + block.caller) * len(UNITS) + block.unit
-    return head * n_tails + tail
-
-
-# Fixed-width part of every row: minutes, seconds and milliseconds of startTime (the block's hour is a
-# constant prefix) and the trace id.
-_FIXED = b'00:00.000Z","foundryTraceId":"' + b"0" * 36 + b'",'
-_TRACE_AT = _FIXED.index(b"0" * 36)
-
-
-def _render(block: HourBlock) -> pa.Array:
-    n = len(block)
-    off = block.start_ms - block.hour * HOUR_MS
-    digits = np.stack([off // 600_000, off // 60_000 % 10, off // 10_000 % 6, off // 1_000 % 10,
-                       off // 100 % 10, off // 10 % 10, off % 10], axis=1).astype(np.uint8) + ord("0")  # fmt: skip
-    fixed = np.tile(np.frombuffer(_FIXED, dtype=np.uint8), (n, 1))
-    fixed[:, [0, 1, 3, 4, 6, 7, 8]] = digits
-    fixed[:, _TRACE_AT : _TRACE_AT + 36] = block.trace.view(np.uint8).reshape(n, 36)
-    hour = pd.Timestamp(block.hour * HOUR_MS, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:")
-    return pc.binary_join_element_wise(
-        pa.scalar('{"startTime":"' + hour),
-        pa.array(fixed.view(f"S{len(_FIXED)}").ravel()).cast(pa.string()),
-        _categories(block.profile).take(pa.array(_category_index(block))),
-        pa.array(block.dur_value).cast(pa.string()),
-        pa.scalar("}},"),
-        "",
-    )
 
 
 # --- the workload ------------------------------------------------------------------------------------
