@@ -285,26 +285,34 @@ def _parse_timestamps(strings: pa.Array, rows_to_page: Any) -> pa.Array:
     return pa.array(parsed.dt.floor("ms").astype("datetime64[ms, UTC]"), _TS)
 
 
-def _extras_from_struct(items: pa.StructArray, exec_type: pa.StructType) -> tuple[pa.Array | None, Counter]:
-    """JSON text of the fields Arrow inferred beyond the known ones (None when there are none)."""
-    names = [f.name for f in exec_type if f.name not in _KNOWN_ITEM_FIELDS]
+# Inferred types whose Python values serialise back to exactly the JSON that was sent.
+_EXACT_TYPES = (pa.string(), pa.bool_(), pa.int64(), pa.null())
+
+
+def _extras_from_struct(items: pa.StructArray, exec_type: pa.StructType) -> tuple[pa.Array, Counter] | None:
+    """JSON text of the unknown fields Arrow inferred, or None when that would not be exact.
+
+    Only flat strings, booleans and integers round-trip exactly; nested objects (absent keys become nulls)
+    and floats (integers beyond int64 are read as floats) go through :func:`_extras_from_json` instead.
+    """
+    unknown = [f for f in exec_type if f.name not in _KNOWN_ITEM_FIELDS]
     dur_type = exec_type.field("duration").type
-    dur_names = [f.name for f in dur_type if f.name not in _KNOWN_DURATION_FIELDS]
-    if not names and not dur_names:
-        return None, Counter()
-    arrays = [items.field(n) for n in names]
-    keys = list(names)
-    if dur_names:
+    dur_unknown = [f for f in dur_type if f.name not in _KNOWN_DURATION_FIELDS]
+    if not all(f.type in _EXACT_TYPES for f in (*unknown, *dur_unknown)):
+        return None
+    arrays = [items.field(f.name) for f in unknown]
+    keys = [f.name for f in unknown]
+    if dur_unknown:
         duration = items.field("duration")
-        arrays += [duration.field(n) for n in dur_names]
-        keys += [f"duration.{n}" for n in dur_names]
-    rows = pa.StructArray.from_arrays(arrays, names=keys).to_pylist()
+        arrays += [duration.field(f.name) for f in dur_unknown]
+        keys += [f"duration.{f.name}" for f in dur_unknown]
     counts: Counter = Counter()
-    texts = []
-    for row in rows:
+    texts: list[str | None] = []
+    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+    for row in pa.StructArray.from_arrays(arrays, names=keys).to_pylist():
         kept = {k: v for k, v in row.items() if v is not None}
         counts.update(kept.keys())
-        texts.append(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS, default=str).decode() if kept else None)
+        texts.append(dumps(kept, option=sort).decode() if kept else None)
     return pa.array(texts, pa.string()), counts
 
 
@@ -413,12 +421,13 @@ def _decode_batch(batch: list[bytes], offset: int) -> _BatchResult:
         name = API_FIELDS[api_name]
         cols[name] = arr if name == "foundry_trace_id" else arr.dictionary_encode()
 
-    if extra_from_json:
-        res.extra, res.extra_counts = _extras_from_json(batch)
+    if extra_from_json or exec_type != _EXEC_TYPES[ts_type]:
+        # Arrow saw unknown fields: flat scalars come straight from its inferred struct; anything that would
+        # not round-trip exactly is taken from the JSON itself.
+        found = None if extra_from_json else _extras_from_struct(items, exec_type)
+        res.extra, res.extra_counts = found if found is not None else _extras_from_json(batch)
         if len(res.extra) != n:  # cannot happen unless Arrow and orjson disagree about the body
             raise SchemaError(f"pages {offset}-{offset + len(batch) - 1}: cannot align unknown fields with rows")
-    elif exec_type != _EXEC_TYPES[ts_type]:
-        res.extra, res.extra_counts = _extras_from_struct(items, exec_type)
     return res
 
 

@@ -316,6 +316,26 @@ def test_unknown_field_whose_type_changes_between_pages_is_kept_exactly():
     assert pd.isna(df.extra[2])
 
 
+def test_unknown_fields_round_trip_exactly():
+    items = [
+        execution(big=12345678901234567890, o={"x": 1}),
+        execution(o={}),
+        execution(f=0.1, flag=False),
+    ]
+    with pytest.warns(SchemaWarning):
+        df = schema.decode([page(*items)])
+    assert df.extra.tolist() == ['{"big":12345678901234567890,"o":{"x":1}}', '{"o":{}}', '{"f":0.1,"flag":false}']
+
+
+def test_flat_unknown_fields_on_every_row():
+    items = [execution(userId=f"u{i}", attempt=i, retried=i % 2 == 0) for i in range(5)]
+    with pytest.warns(SchemaWarning, match="'userId' x5"):
+        df = schema.decode([page(*items[:2]), page(*items[2:])], batch_pages=1)
+    assert [json.loads(x) for x in df.extra] == [
+        {"userId": f"u{i}", "attempt": i, "retried": i % 2 == 0} for i in range(5)
+    ]
+
+
 def test_no_extra_column_without_unknown_fields():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
