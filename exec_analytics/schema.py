@@ -177,8 +177,7 @@ _PAGE_SCHEMAS = {
 _KNOWN_ITEM_FIELDS = frozenset(_EXEC_TYPES[_TS].names)
 _KNOWN_DURATION_FIELDS = frozenset(_DURATION_TYPE.names)
 
-# Without these a row means nothing to any analysis: a null is a SchemaError.
-_ESSENTIAL = ("startTime", "duration.value", "duration.unit", "status")
+# startTime, duration and status are essential: without them a row means nothing, so a null is a SchemaError.
 # Required by the API but not needed to count or time executions: a null is kept as NA and reported.
 _IDENTITY = ("resourceRid", "resourceVersion", "traceOwningRid", "foundryTraceId")
 
@@ -391,7 +390,7 @@ def _decode_batch(batch: list[bytes], offset: int) -> _BatchResult:
         items = pa.StructArray.from_arrays(items.flatten(), fields=list(exec_type))
     duration = items.field("duration")
     # flatten() folds a null `duration` object into its children; field() alone would not.
-    values, units = (duration.flatten()[duration.type.get_field_index(n)] for n in ("value", "unit"))
+    values, units = (duration.flatten()[duration.type.get_field_index(f)] for f in ("value", "unit"))
     start = items.field("startTime")
     essential = {"startTime": start, "duration.value": values, "duration.unit": units, "status": items.field("status")}
     for name, arr in essential.items():
