@@ -52,6 +52,9 @@ DEFAULT_WORKERS = 8
 _DECODE_BATCH = 100
 #: A worker gives up a slice after this many rejected page tokens in a row without progress.
 _MAX_TOKEN_RESTARTS = 5
+#: Initial slices per worker and resource: small enough that uneven traffic rarely leaves a worker idle (a split
+#: costs a restarted request), large enough that the partial last page of each slice is noise.
+_SLICES_PER_WORKER = 4
 #: Never split a remainder shorter than this: below it, the restart costs more than it saves.
 _MIN_SPLIT_MS = 2_000
 
@@ -255,9 +258,9 @@ def _ts(ms: int) -> pd.Timestamp:
 
 
 def _initial_slices(rids: list[str], start_ms: int, end_ms: int, workers: int) -> list[_Slice]:
-    # Newest first, like the API, so the provisional recent edge is read early; one slice per worker and
+    # Newest first, like the API, so the provisional recent edge is read early; a few slices per worker and
     # resource to start, then dynamic splitting takes over.
-    edges = np.unique(np.linspace(start_ms, end_ms, workers + 1).astype(np.int64))
+    edges = np.unique(np.linspace(start_ms, end_ms, _SLICES_PER_WORKER * workers + 1).astype(np.int64))
     return [
         _Slice(rid, int(a), int(b))
         for rid in rids

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from exec_analytics import filters as F
+from exec_analytics import loader
 from exec_analytics.client import FoundryClient
 from exec_analytics.errors import ExecAnalyticsError, PermissionDeniedError, ResourceNotFoundError
 from exec_analytics.loader import load_executions
@@ -44,7 +45,8 @@ def _truth(wl: Workload, rids: list[str], start: pd.Timestamp, end: pd.Timestamp
 
 def assert_same_rows(got: pd.DataFrame, truth: pd.DataFrame) -> None:
     assert got["foundry_trace_id"].is_unique, "duplicates in the result"
-    pd.testing.assert_frame_equal(_canonical(got), _canonical(truth), check_dtype=False)
+    # check_exact: durations in seconds must be exact, not merely close.
+    pd.testing.assert_frame_equal(_canonical(got), _canonical(truth), check_dtype=False, check_exact=True)
 
 
 FAULTS: dict[str, FaultConfig] = {
@@ -112,8 +114,11 @@ def test_raw_dict_filter_equals_builder(sim: SimulatorServer, workload: Workload
     assert_same_rows(df, truth)
 
 
-def test_idle_workers_split_dense_slices(sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp) -> None:
-    # The quiet resource's slices finish at once; the busy one's must then be shared out.
+def test_idle_workers_split_dense_slices(sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # One initial slice per worker and resource: the quiet resource's slices finish at once, and the busy
+    # one's must then be shared out with the idle workers.
+    monkeypatch.setattr(loader, "_SLICES_PER_WORKER", 1)
     busy, quiet = workload.resource_rids[0], workload.resource_rids[2]
     start, end = sim_now - 2 * DAYS, sim_now
     with _client(sim) as client:
@@ -124,8 +129,9 @@ def test_idle_workers_split_dense_slices(sim: SimulatorServer, workload: Workloa
 
 def test_expired_page_tokens_restart_the_slice(make_sim: Callable[..., SimulatorServer], workload: Workload,
                                                sim_now: pd.Timestamp) -> None:
-    # Tokens live 30 ms; with 20 ms latency per request many expire between two pages of a slice.
-    srv = make_sim(page_token_ttl_s=0.03, faults=FaultConfig(latency_s=0.02))
+    # Tokens live 15 ms and every request waits 20 ms before the server reads it: every token has expired by
+    # then, so each slice advances one page per restart and must still end exact.
+    srv = make_sim(page_token_ttl_s=0.015, faults=FaultConfig(latency_s=0.02))
     rid = workload.resource_rids[1]
     start, end = sim_now - 2 * DAYS, sim_now
     with _client(srv) as client:

@@ -466,7 +466,9 @@ def _frame(wl: Workload, p: ResourceProfile, sels: list, *, extra: bool) -> pd.D
     callers = np.array([*(c.rid for c in p.callers), None], dtype=object)
     data: dict[str, Any] = {
         "start_time": _utc(start),
-        "duration_s": value * (UNIT_MS[unit] / 1000.0),
+        # Integer milliseconds first, then one division: the correctly rounded number of seconds, which is
+        # what an exact decoder must produce too (value * 0.001 can be one ulp off).
+        "duration_s": (value.astype(np.int64) * UNIT_MS[unit]) / 1000.0,
         "status": np.array(STATUSES, dtype=object)[col("status")],
         "failure_reason": reasons[reason + 1],
         "resource_rid": np.full(n, p.rid, dtype=object),
