@@ -915,6 +915,8 @@ def _make_page(parsed: dict[str, Any], content: bytes, resource_rid: str) -> Pag
         last = data[-1]
         raw = last.get("startTime") if isinstance(last, dict) else None
         try:
+            if not isinstance(raw, str):
+                raise ValueError
             oldest = pd.Timestamp(raw)
             if oldest is pd.NaT or oldest.tzinfo is None:
                 raise ValueError

@@ -194,6 +194,8 @@ class Filter:
     """
 
     __slots__ = ("_key", "_node")
+    _key: bytes
+    _node: dict[str, Any]
 
     def __init__(self, node: Mapping[str, Any]) -> None:
         validated = validate_filter(node)

@@ -712,7 +712,7 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return empty_frame()
     with_extra = any(EXTRA_COLUMN in f.columns for f in frames)
-    cats = {c: [] for c in _CATEGORY_COLUMNS if all(c in f.columns for f in frames)}
+    cats: dict[str, list[Any]] = {c: [] for c in _CATEGORY_COLUMNS if all(c in f.columns for f in frames)}
     plain = []
     for f in frames:
         for c, parts in cats.items():
@@ -774,5 +774,5 @@ def end_time(df: pd.DataFrame) -> pd.Series:
     """
     millis = np.rint(df["duration_s"].to_numpy(dtype="float64") * 1000.0)
     delta = pd.to_timedelta(millis, unit="ms").as_unit("ms")
-    start = df["start_time"].astype(DTYPES["start_time"])
+    start = df["start_time"].astype(pd.DatetimeTZDtype(unit="ms", tz="UTC"))
     return (start + pd.Series(delta, index=df.index)).rename("end_time")

@@ -288,9 +288,9 @@ def _build_tables(p: ResourceProfile) -> dict[str, np.ndarray]:
     for i, c in enumerate(p.callers):
         reason_mult[i] = [c.reason_multipliers.get(r, 1.0) for r in FAILURE_REASONS]
     weekly = _weekly_profiles()
-    share = np.array([c.share for c in p.callers] + [p.no_caller_share])
+    caller_share = np.array([c.share for c in p.callers] + [p.no_caller_share])
     # Expected executions per hour of week for each caller: share x rate x its kind's weekly shape.
-    lam = share[:, None] * p.rate_per_hour * weekly[np.minimum(caller_kind, KIND_NONE)]
+    lam = caller_share[:, None] * p.rate_per_hour * weekly[np.minimum(caller_kind, KIND_NONE)]
     owners = [p.rid, *sorted({c.trace_owner for c in p.callers})]
     owner_code = np.array([owners.index(c.trace_owner) for c in p.callers] + [0], dtype=np.int16)
     return {

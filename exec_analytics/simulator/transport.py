@@ -23,7 +23,7 @@ __all__ = ["HTTPServer", "Handler", "read_body"]
 def read_body(h: Handler) -> bytes:
     """The request body, by Content-Length or chunked; read fully so keep-alive stays in sync."""
     if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
