@@ -10,8 +10,9 @@ import argparse
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pandas as pd
@@ -20,6 +21,7 @@ from . import __version__
 from .errors import (
     ApiError,
     AuthenticationError,
+    CacheError,
     ExecAnalyticsError,
     PermissionDeniedError,
     RateLimitedError,
@@ -27,6 +29,9 @@ from .errors import (
     ServerError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from .cache import ExecutionCache
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -39,6 +44,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     ServerError: 6,
     TransportError: 6,
     ApiError: 7,
+    CacheError: 9,
     ExecAnalyticsError: 1,
     ValueError: 2,
     TypeError: 2,
@@ -60,9 +66,12 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fetch",
-        help="load executions of one or more resources into a Parquet file",
+        help="load executions of one or more resources into the cache and, optionally, a Parquet file",
         formatter_class=_Formatter,
-        description="Load every completed execution that started in [--start, --end) into a Parquet file.",
+        description=(
+            "Load every completed execution that started in [--start, --end). The local history (the cache) is\n"
+            "used by default: only what it lacks, and its provisional recent stretches, are fetched."
+        ),
         epilog=textwrap.dedent(
             """\
             example:
@@ -77,11 +86,28 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", required=True, help="window start, ISO-8601 with a zone (e.g. 2026-11-01T00:00Z)")
     p.add_argument("--end", required=True, help="window end (exclusive), ISO-8601 with a zone")
     p.add_argument("--where", help="ExecutionFilter as JSON (see API docs)")
-    p.add_argument("--out", required=True, type=Path, help="Parquet file to write")
+    p.add_argument("--out", type=Path, help="Parquet file to write the window to (required with --no-cache)")
     p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
     p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
+    _add_cache_dir(p)
+    p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
+    p.add_argument("--refresh", action="store_true",
+                   help="fetch the whole window again even where the cache holds it settled, and merge")
+    p.add_argument("--settle-lag", default=None, metavar="DURATION",
+                   help="provisional stretch before each fetch, re-read next time (default 2h)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_fetch)
+
+
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="cache directory (default: $EXEC_ANALYTICS_CACHE_DIR, else the per-user cache directory)")
+
+
+def _cache_from(args: argparse.Namespace, **kwargs: object) -> ExecutionCache:
+    from .cache import ExecutionCache
+
+    return ExecutionCache(args.cache_dir, **kwargs)  # type: ignore[arg-type]
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -94,6 +120,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             where = orjson.loads(args.where)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"--where is not valid JSON: {exc}") from None
+    if args.no_cache and (args.refresh or args.cache_dir is not None or args.settle_lag is not None):
+        raise ValueError("--no-cache cannot be combined with --cache-dir, --refresh or --settle-lag")
+    if args.no_cache and args.out is None:
+        raise ValueError("--no-cache needs --out: without the cache the executions must go somewhere")
+    cache: ExecutionCache | bool = False
+    if not args.no_cache:
+        cache = _cache_from(args, **({} if args.settle_lag is None else {"settle_lag": args.settle_lag}))
     with FoundryClient(hostname=args.hostname) as client:
         df = load_executions(
             args.rids,
@@ -101,12 +134,19 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             args.end,
             where=where,
             client=client,
+            cache=cache,
+            refresh=args.refresh,
             workers=args.workers or DEFAULT_WORKERS,
             progress=False if args.no_progress else None,
         )
-    _write_parquet(df, args.out)
-    print(f"wrote {len(df):,} executions to {args.out} ({df.attrs['pages']:,} pages, "
-          f"{df.attrs['duplicates_dropped']:,} duplicates dropped)")
+    if args.out is not None:
+        _write_parquet(df, args.out)
+    where_to = f"to {args.out}" if args.out is not None else "in the cache"
+    note = f"{df.attrs['pages']:,} pages, {df.attrs['duplicates_dropped']:,} duplicates dropped"
+    if "cache" in df.attrs:
+        stretches = len(df.attrs["cache"]["fetched"])
+        note += f"; {stretches} stretch(es) fetched, the rest from the cache at {df.attrs['cache']['path']}"
+    print(f"wrote {len(df):,} executions {where_to} ({note})")
     return 0
 
 
@@ -117,6 +157,84 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     # a million executions near 30 MB.
     df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=False)
     tmp.replace(path)
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache",
+        help="show or prune the local execution history",
+        formatter_class=_Formatter,
+        description=(
+            "The local Parquet history that fetch and load_executions read and extend. It keeps every day\n"
+            "until pruned: Foundry itself keeps about 30 days."
+        ),
+        epilog="example:\n  exec-analytics cache info\n  exec-analytics cache prune --before 2026-06-01\n",
+    )
+    actions = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    info = actions.add_parser(
+        "info",
+        help="resources, covered stretches, rows and bytes",
+        formatter_class=_Formatter,
+        description="One line per resource (and server-side filter): what is covered, settled, and stored.",
+        epilog="example:\n  exec-analytics cache info --cache-dir ./history\n",
+    )
+    _add_cache_dir(info)
+    info.set_defaults(func=_cmd_cache_info)
+    prune = actions.add_parser(
+        "prune",
+        help="delete the days before a date",
+        formatter_class=_Formatter,
+        description="Delete every stored day before the UTC day DATE, with its coverage.",
+        epilog="example:\n  exec-analytics cache prune --before 2026-06-01\n",
+    )
+    prune.add_argument("--before", required=True, metavar="DATE", help="UTC day (YYYY-MM-DD); earlier days go")
+    prune.add_argument("--resource", action="append", metavar="RID", help="only this resource (repeatable)")
+    _add_cache_dir(prune)
+    prune.set_defaults(func=_cmd_cache_prune)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def _cmd_cache_info(args: argparse.Namespace) -> int:
+    from .cache.store import format_duration
+
+    cache = _cache_from(args)
+    info = cache.info()
+    print(f"cache {cache.path} (settle lag {format_duration(cache.settle_lag)})")
+    if info.empty:
+        print("empty")
+        return 0
+    shown = pd.DataFrame({
+        "resource": info["resource_rid"],
+        "filter": info["filter"].fillna("-"),
+        "rows": info["rows"].map("{:,}".format),
+        "files": info["files"],
+        "size": info["bytes"].map(_size),
+        "settled until": info["settled_until"].map(_short_time),
+        "covered": info["covered"].str.replace(":00Z", "Z").str.replace("/", " → "),
+    })
+    print(shown.to_string(index=False))
+    print(f"{int(info['rows'].sum()):,} executions in {int(info['files'].sum()):,} files, "
+          f"{_size(int(info['bytes'].sum()))}")
+    return 0
+
+
+def _short_time(ts: pd.Timestamp) -> str:
+    return "-" if pd.isna(ts) else ts.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _cmd_cache_prune(args: argparse.Namespace) -> int:
+    cache = _cache_from(args)
+    removed = cache.prune(args.before, resource_rid=args.resource)
+    print(f"removed {len(removed):,} day partition(s) before {args.before}: {int(removed['rows'].sum()):,} "
+          f"executions, {_size(int(removed['bytes'].sum()))}")
+    return 0
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
@@ -187,10 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_cache(sub)
     _add_demo(sub)
     _add_fetch(sub)
     _add_simulate(sub)
     return parser
+
+
+def _help_blocks(parser: argparse.ArgumentParser, title: str) -> Iterator[tuple[str, str]]:
+    """Every (sub)command's help, depth first: ``exec-analytics``, ``exec-analytics cache``, ``... cache info``."""
+    yield title, parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, p in action.choices.items():
+                yield from _help_blocks(p, f"{title} {name}")
 
 
 def cli_reference() -> str:
@@ -205,9 +333,7 @@ def cli_reference() -> str:
     os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal; the docs must not depend on it
     try:
         parser = build_parser()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        blocks = [("exec-analytics", parser.format_help())]
-        blocks += [(f"exec-analytics {name}", p.format_help()) for name, p in sub.choices.items()]
+        blocks = list(_help_blocks(parser, "exec-analytics"))
     finally:
         if saved is None:
             del os.environ["COLUMNS"]

@@ -18,6 +18,7 @@ How it works, and why:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from . import schema
+from .cache import ExecutionCache
 from .client import FoundryClient, Page
 from .errors import ExecAnalyticsError, InvalidPageTokenError
 from .filters import as_where
@@ -57,6 +60,8 @@ _MAX_TOKEN_RESTARTS = 5
 _SLICES_PER_WORKER = 4
 #: Never split a remainder shorter than this: below it, the restart costs more than it saves.
 _MIN_SPLIT_MS = 2_000
+#: Expected pages per first slice of a cached load's stretch (see ``_interval_slices``).
+_PAGES_PER_FIRST_SLICE = 4
 
 
 @dataclass
@@ -269,6 +274,29 @@ def _initial_slices(rids: list[str], start_ms: int, end_ms: int, workers: int) -
     ]
 
 
+def _interval_slices(intervals: Sequence[tuple[str, int, int, float | None]], workers: int) -> list[_Slice]:
+    """First slices for a cached load: only the stretches the cache lacks, newest first.
+
+    Each stretch gets a share of the usual slices by its length; when the history tells how dense the
+    resource is, no more slices than about one per :data:`_PAGES_PER_FIRST_SLICE` expected pages, because
+    every slice costs at least one request and a refresh is mostly short stretches. Dynamic splitting
+    still shares out a stretch that turns out denser.
+    """
+    budget = _SLICES_PER_WORKER * workers
+    total: dict[str, int] = {}
+    for rid, a, b, _ in intervals:
+        total[rid] = total.get(rid, 0) + (b - a)
+    out: list[_Slice] = []
+    for rid, a, b, rows_per_ms in sorted(intervals, key=lambda iv: -iv[2]):
+        n = max(1, round(budget * (b - a) / total[rid]))
+        if rows_per_ms is not None:
+            pages = rows_per_ms * (b - a) / 100
+            n = min(n, max(1, int(np.ceil(pages / _PAGES_PER_FIRST_SLICE))))
+        edges = np.unique(np.linspace(a, b, n + 1).astype(np.int64))
+        out += [_Slice(rid, int(x), int(y)) for x, y in reversed(list(pairwise(edges))) if y > x]
+    return out
+
+
 def _resource_list(resource_rid: str | Sequence[str]) -> list[str]:
     if isinstance(resource_rid, str):
         rids = [resource_rid]
@@ -303,6 +331,8 @@ def load_executions(
     *,
     where: Any = None,
     client: FoundryClient | None = None,
+    cache: ExecutionCache | str | os.PathLike[str] | bool | None = None,
+    refresh: bool = False,
     workers: int = DEFAULT_WORKERS,
     progress: bool | None = None,
     page_size: int = 100,
@@ -319,7 +349,18 @@ def load_executions(
     where : Filter, dict or None
         A server-side filter: a builder from :mod:`exec_analytics.filters` or a raw ExecutionFilter dict.
     client : FoundryClient, optional
-        Defaults to one configured from ``FOUNDRY_HOSTNAME`` / ``FOUNDRY_TOKEN`` (closed afterwards).
+        Defaults to one configured from ``FOUNDRY_HOSTNAME`` / ``FOUNDRY_TOKEN`` (closed afterwards). Not
+        needed, and not created, when the cache already holds the whole window settled.
+    cache : ExecutionCache, path, None or False
+        The local Parquet history (see :class:`~exec_analytics.cache.ExecutionCache`). ``None`` (default)
+        uses the directory from the settings (``EXEC_ANALYTICS_CACHE_DIR``, else a per-user cache
+        directory); a path uses that directory; ``False`` bypasses the cache entirely. With a cache, only the
+        stretches it lacks and its provisional stretches (the last ``settle_lag`` before each earlier fetch,
+        2 h by default) are fetched; a window it holds settled costs no request at all. Nothing stale is
+        served: a stretch is only ever answered from disk once it is older than the settle lag was when it
+        was fetched.
+    refresh : bool
+        Fetch the whole window again even where the cache holds it settled, and merge (default False).
     workers : int
         Concurrent requests (default 8). A user token allows 30 concurrent requests across everything
         using it; service users allow 800.
@@ -338,7 +379,9 @@ def load_executions(
         ``foundry_trace_id`` (string), and ``extra`` (JSON text) only when the API sent unknown fields.
         ``df.attrs`` holds the provenance: ``resource_rids``, ``start``, ``end``, ``where``, ``fetched_at``,
         ``source``, ``requests``, ``pages``, ``duplicates_dropped``, ``token_restarts``, ``slice_splits``,
-        ``lowest_concurrency`` (fewest requests allowed in flight after throttling).
+        ``lowest_concurrency`` (fewest requests allowed in flight after throttling; None when nothing was
+        fetched) and, with a cache, ``cache``: ``path``, ``settle_lag_s``, ``fetched`` (the ``[rid, start,
+        end]`` stretches this call fetched) and ``refresh``.
 
     Raises
     ------
@@ -348,6 +391,9 @@ def load_executions(
         Subclasses for errors the API returned (permission, not found, persistent throttling, ...).
     exec_analytics.errors.TransportError
         When the server could not be reached within the client's retry budget.
+    exec_analytics.errors.CacheError
+        When the cache is locked past its ``lock_timeout``, of another format version, or holds the
+        resource from another Foundry host.
     """
     rids = _resource_list(resource_rid)
     end_ts = to_utc(end, "end") if end is not None else pd.Timestamp.now(tz="UTC").floor("ms")
@@ -358,19 +404,73 @@ def load_executions(
     where_dict = as_where(where)
     workers = _check_workers(workers)
     page_size = _check_page_size(page_size)
+    store = _resolve_cache(cache)
     if progress is None:
         progress = sys.stderr.isatty()
+    if store is not None:
+        return _load_cached(store, rids, start_ts, end_ts, where_dict, client, workers, progress, page_size,
+                            refresh=bool(refresh))
 
     own_client = client is None
     client = client if client is not None else FoundryClient()
     fetched_at = pd.Timestamp.now(tz="UTC")
     start_ms, end_ms = _ms(start_ts), _ms(end_ts)
-    slices = _initial_slices(rids, start_ms, end_ms, workers)
+    try:
+        got = _fetch(client, _initial_slices(rids, start_ms, end_ms, workers), where_dict, workers, progress,
+                     page_size)
+    finally:
+        if own_client:
+            client.close()
+    frame = got.frame()
+    frame = _keep_window(frame, start_ts, end_ts, set(rids))
+    frame = frame.sort_values("start_time", kind="stable", ignore_index=True)
+    frame.attrs.update(
+        resource_rids=rids,
+        start=start_ts.isoformat(),
+        end=end_ts.isoformat(),
+        where=where_dict,
+        fetched_at=fetched_at.isoformat(),
+        source=getattr(client, "base_url", None),
+        **got.attrs(),
+    )
+    log.debug("loaded %d executions in %d pages (%d duplicates dropped)", len(frame), got.pages, got.dropped)
+    return frame
+
+
+@dataclass
+class _Fetched:
+    """What one concurrent paging run returned: the deduplicated rows and how it went."""
+
+    table: pa.Table | None
+    pages: int
+    dropped: int
+    pool: list[_Worker]
+    concurrency: _Concurrency
+
+    def frame(self) -> pd.DataFrame:
+        if self.table is None or self.table.num_rows == 0:
+            return schema.empty_frame()
+        return schema.to_frame(self.table)
+
+    def attrs(self) -> dict[str, Any]:
+        return {
+            "requests": sum(w.requests for w in self.pool),
+            "pages": self.pages,
+            "duplicates_dropped": self.dropped,
+            "token_restarts": sum(w.restarts for w in self.pool),
+            "slice_splits": sum(w.splits for w in self.pool),
+            "lowest_concurrency": self.concurrency.lowest,
+        }
+
+
+def _fetch(client: FoundryClient, slices: list[_Slice], where_dict: dict[str, Any] | None, workers: int,
+           progress: bool, page_size: int) -> _Fetched:
+    """Page ``slices`` with ``workers`` concurrent workers and decode them; rows deduplicated, not filtered."""
     sched = _Scheduler(slices, workers)
     out: queue.Queue[tuple[Page | None, int]] = queue.Queue()
     concurrency = _Concurrency(workers, client)
     pool = [_Worker(client, sched, out, where_dict, page_size, concurrency) for _ in range(workers)]
-    total_ms = (end_ms - start_ms) * len(rids)
+    total_ms = max(1, sum(sl.end_ms - sl.start_ms for sl in slices))
     bar = tqdm(total=100.0, disable=not progress, unit="%", desc="executions",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     tables: list[pa.Table] = []
@@ -407,34 +507,106 @@ def load_executions(
             tables.append(schema.decode_pages(bodies))
     finally:
         bar.close()
-        if own_client:
-            client.close()
 
     table = pa.concat_tables(tables, promote_options="permissive") if tables else None
-    if table is None or table.num_rows == 0:
-        frame = schema.empty_frame()
-        dropped = 0
-    else:
+    dropped = 0
+    if table is not None and table.num_rows:
         table, dropped = schema.dedupe(table)
-        frame = schema.to_frame(table)
-    frame = _keep_window(frame, start_ts, end_ts, set(rids))
+    return _Fetched(table, pages, dropped, pool, concurrency)
+
+
+def _resolve_cache(cache: Any) -> ExecutionCache | None:
+    if cache is False:
+        return None
+    if cache is None:
+        return ExecutionCache()
+    if isinstance(cache, ExecutionCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return ExecutionCache(cache)
+    raise TypeError(
+        f"cache must be an ExecutionCache, a directory path, None (the default directory) or False (no cache), "
+        f"got {type(cache).__name__}"
+    )
+
+
+def _source_host(client: Any) -> str | None:
+    base = getattr(client, "base_url", None)
+    return urlsplit(base).hostname if isinstance(base, str) else None
+
+
+def _load_cached(store: ExecutionCache, rids: list[str], start_ts: pd.Timestamp, end_ts: pd.Timestamp,
+                 where_dict: dict[str, Any] | None, client: FoundryClient | None, workers: int, progress: bool,
+                 page_size: int, *, refresh: bool) -> pd.DataFrame:
+    """``load_executions`` through the cache: fetch what it lacks or holds provisionally, merge, read back.
+
+    The resources' locks are held from planning to reading back, so a second process loading the same
+    resources waits and then finds the stretches this one fetched already settled.
+    """
+    start_ms, end_ms = _ms(start_ts), _ms(end_ts)
+    got: _Fetched | None = None
+    own_client = False
+    fetched_at = None
+    with store._lock(rids):
+        plan = store._plan(rids, start_ms, end_ms, where_dict, refresh=refresh)
+        todo = [(p.rid, a, b, p.rows_per_ms) for p in plan.resources for a, b in p.fetch]
+        try:
+            if todo:
+                own_client = client is None
+                client = client if client is not None else FoundryClient()
+                store._check_source(plan, _source_host(client))
+                # Taken before the first request: everything that completed by then is in what is fetched.
+                fetched_at = store.now()
+                got = _fetch(client, _interval_slices(todo, workers), where_dict, workers, progress, page_size)
+                table = _keep_intervals(got.table, todo)
+                store._commit(plan, table, fetched_at, _source_host(client))
+        finally:
+            if own_client and client is not None:
+                client.close()
+        table = store._read_plan(plan)  # a DataFrame
+    frame = table
     frame = frame.sort_values("start_time", kind="stable", ignore_index=True)
+    fetched = [[rid, _ts(a).isoformat(), _ts(b).isoformat()] for rid, a, b, _ in todo]
     frame.attrs.update(
         resource_rids=rids,
         start=start_ts.isoformat(),
         end=end_ts.isoformat(),
         where=where_dict,
-        fetched_at=fetched_at.isoformat(),
+        fetched_at=(fetched_at or store.now()).isoformat(),
         source=getattr(client, "base_url", None),
-        requests=sum(w.requests for w in pool),
-        pages=pages,
-        duplicates_dropped=dropped,
-        token_restarts=sum(w.restarts for w in pool),
-        slice_splits=sum(w.splits for w in pool),
-        lowest_concurrency=concurrency.lowest,
+        **(got.attrs() if got is not None else dict.fromkeys(_FETCH_STATS, 0) | {"lowest_concurrency": None}),
+        cache={
+            "path": str(store.path),
+            "settle_lag_s": store.settle_lag.total_seconds(),
+            "fetched": fetched,
+            "refresh": refresh,
+        },
     )
-    log.debug("loaded %d executions in %d pages (%d duplicates dropped)", len(frame), pages, dropped)
+    log.debug("loaded %d executions (%d stretches fetched)", len(frame), len(fetched))
     return frame
+
+
+_FETCH_STATS = ("requests", "pages", "duplicates_dropped", "token_restarts", "slice_splits")
+
+
+def _keep_intervals(table: pa.Table | None, todo: list[tuple[str, int, int, float | None]]) -> pa.Table | None:
+    """Rows inside the stretches asked for; others (a server straying) are dropped with a warning."""
+    if table is None or table.num_rows == 0:
+        return table
+    start = table.column("start_time").cast(pa.int64()).to_numpy()
+    rid = np.asarray(table.column("resource_rid").cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    keep = np.zeros(len(start), dtype=bool)
+    for r, a, b, _ in todo:
+        keep |= (rid == r) & (start >= a) & (start < b)
+    n = int((~keep).sum())
+    if n:
+        warnings.warn(
+            f"the server returned {n} execution(s) outside the requested resources or windows; they were left out",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        table = table.filter(pa.array(keep))
+    return table
 
 
 def _keep_window(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, rids: set[str]) -> pd.DataFrame:

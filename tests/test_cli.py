@@ -87,8 +87,12 @@ def test_bad_token_exits_3_without_showing_it(sim: SimulatorServer, workload: Wo
 def test_every_command_has_help_with_an_example() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(sub.choices) == {"demo", "fetch", "simulate"}
+    assert set(sub.choices) == {"cache", "demo", "fetch", "simulate"}
     for name, p in sub.choices.items():
+        assert "example:" in p.format_help(), name
+    actions = next(a for a in sub.choices["cache"]._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(actions.choices) == {"info", "prune"}
+    for name, p in actions.choices.items():
         assert "example:" in p.format_help(), name
 
 

@@ -1,0 +1,655 @@
+"""``ExecutionCache``: the partitioned history, its manifests and locks, and the plan of a cached load."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import CacheError
+from ..filters import as_where
+from ..rids import validate_rid
+from ..timeutil import TimeLike, to_utc
+from .files import FileLock, fsync_dir, remove_stale_tmp, write_atomic
+from .intervals import DAY_MS, Interval, day_name, days_of, intersect, iso, normalise, subtract, to_ms
+from .manifest import FORMAT_VERSION, Manifest, version_message
+from .tables import (
+    ALL,
+    CACHE_SCHEMA,
+    conform,
+    filter_key,
+    filter_mask,
+    locally_evaluable,
+    merge_rows,
+    read_files,
+    to_frame,
+    window_expr,
+    write_partition,
+)
+
+#: Default provisional stretch: how long after its start an execution may still complete and become visible.
+#: Function executions time out within minutes; two hours leaves room for long automations and for a
+#: visibility delay nobody has documented. Raise it for resources that run longer.
+DEFAULT_SETTLE_LAG = pd.Timedelta(hours=2)
+
+#: Default seconds to wait for another process that holds a resource's lock before raising ``CacheError``.
+DEFAULT_LOCK_TIMEOUT = 900.0
+
+_PART = "part-0.parquet"
+_COVERAGE = "_coverage.json"
+_FILTER_FILE = "_filter.json"
+_ROOT_FILE = "_cache.json"
+_KEY_RE = re.compile(r"^f-[0-9a-f]{16}$")
+
+
+@dataclass
+class _ResourcePlan:
+    rid: str
+    local: list[Interval]  # answered from the history with the filter applied here (filtered loads only)
+    stored: list[Interval]  # answered from the plan's store
+    fetch: list[Interval]  # the part of `stored` to fetch from the server now
+    rows_per_ms: float | None  # recent density of the history, to size the first fetch slices
+
+
+@dataclass
+class _LoadPlan:
+    where: dict[str, Any] | None
+    key: str
+    resources: list[_ResourcePlan]
+
+    @property
+    def fetch_intervals(self) -> list[tuple[str, int, int]]:
+        return [(p.rid, a, b) for p in self.resources for a, b in p.fetch]
+
+
+class ExecutionCache:
+    """A Parquet history of executions partitioned by resource and UTC day, with a coverage manifest.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        Root directory; created on first write. Default: :func:`~exec_analytics.config.default_cache_dir`
+        (``EXEC_ANALYTICS_CACHE_DIR``, else a per-user cache directory).
+    settle_lag : timedelta, pandas.Timedelta or str
+        The stretch before each fetch that is provisional and fetched again by the next load (default
+        :data:`DEFAULT_SETTLE_LAG`, 2 h). It must exceed how long an execution can run plus how long the
+        API takes to show a finished one; an execution that takes longer can be missed for good.
+    lock_timeout : float
+        Seconds to wait for another process writing the same resource before raising ``CacheError``.
+    clock : callable, optional
+        Returns "now" as a UTC ``Timestamp``, as the *server* sees it; default the local clock (the
+        settle lag absorbs ordinary clock skew). The simulator passes its own clock.
+
+    Notes
+    -----
+    Reads need no lock: files are only ever replaced whole, by rename. Writes lock each resource (``fcntl``
+    on POSIX, ``msvcrt`` on Windows); a crashed writer's lock is released by the operating system.
+    The token is never written: manifests hold times, the filter and the source host only.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        settle_lag: pd.Timedelta | str | Any = DEFAULT_SETTLE_LAG,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        clock: Callable[[], Any] | None = None,
+    ) -> None:
+        if path is None:
+            from ..config import Settings
+
+            path = Settings.from_env().cache_dir
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = Path(path).expanduser().absolute()
+        try:
+            lag = pd.Timedelta(settle_lag)
+        except (ValueError, TypeError):
+            raise ValueError(f"settle_lag must be a duration (e.g. '2h'), got {settle_lag!r}") from None
+        if lag is pd.NaT or lag < pd.Timedelta(0):
+            raise ValueError(f"settle_lag must be a duration >= 0, got {settle_lag!r}")
+        self.settle_lag: pd.Timedelta = lag
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout < 0:
+            raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+        self.lock_timeout = float(lock_timeout)
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning the current time")
+        self._clock = clock
+        self._checked_root = False
+        self._root_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ExecutionCache({str(self.path)!r}, settle_lag={format_duration(self.settle_lag)!r})"
+
+    # --- basics -----------------------------------------------------------------------------------
+
+    @property
+    def _lag_ms(self) -> int:
+        return int(self.settle_lag // pd.Timedelta(milliseconds=1))
+
+    def now(self) -> pd.Timestamp:
+        """The current time by this cache's clock, UTC, to the millisecond.
+
+        Returns
+        -------
+        pandas.Timestamp
+        """
+        now = pd.Timestamp.now(tz="UTC") if self._clock is None else self._clock()
+        return to_utc(now, "clock()")
+
+    def _store_dir(self, key: str) -> Path:
+        return self.path / "executions" if key == ALL else self.path / "filtered" / key
+
+    def _resource_dir(self, key: str, rid: str) -> Path:
+        # Hive values are URL-escaped the way Spark escapes them; a RID needs none, but '/' or '=' would break
+        # the layout.
+        return self._store_dir(key) / f"resource={quote(rid, safe='')}"
+
+    def _partition(self, key: str, rid: str, day: int) -> Path:
+        return self._resource_dir(key, rid) / f"date={day_name(day)}" / _PART
+
+    def _check_root(self, *, create: bool) -> None:
+        if self._checked_root:
+            return
+        with self._root_lock:
+            marker = self.path / _ROOT_FILE
+            if marker.exists():
+                try:
+                    version = orjson.loads(marker.read_bytes()).get("format_version")
+                except (orjson.JSONDecodeError, AttributeError, OSError) as exc:
+                    raise CacheError(f"{marker} is unreadable ({exc}); is {self.path} an exec_analytics cache?") \
+                        from None
+                if version != FORMAT_VERSION:
+                    raise CacheError(version_message(f"the cache at {self.path}", version))
+                self._checked_root = True
+            elif create:
+                self.path.mkdir(parents=True, exist_ok=True)
+                doc = {"format_version": FORMAT_VERSION, "layout": "executions/resource=<rid>/date=<YYYY-MM-DD>"}
+                write_atomic(marker, lambda f: f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2)))
+                fsync_dir(self.path)
+                self._checked_root = True
+
+    @contextlib.contextmanager
+    def _lock(self, rids: Iterable[str]) -> Iterator[None]:
+        """Hold the write lock of every resource in ``rids`` (taken in sorted order: no deadlock)."""
+        self._check_root(create=True)
+        locks: list[FileLock] = []
+        try:
+            for rid in sorted(set(rids)):
+                lock = FileLock(self.path / "_locks" / f"{quote(rid, safe='')}.lock", self.lock_timeout,
+                                 f"resource {rid}")
+                lock.acquire()
+                locks.append(lock)
+            yield
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def _manifest_path(self, key: str, rid: str) -> Path:
+        return self._resource_dir(key, rid) / _COVERAGE
+
+    def _manifest(self, key: str, rid: str, where: dict[str, Any] | None) -> Manifest:
+        path = self._manifest_path(key, rid)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return Manifest(rid, where)
+        return Manifest.from_json(raw, path)
+
+    def _save_manifest(self, key: str, manifest: Manifest) -> None:
+        path = self._manifest_path(key, manifest.resource_rid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = manifest.to_json()
+        write_atomic(path, lambda f: f.write(data))
+        fsync_dir(path.parent)
+
+    # --- planning, committing and reading a load ------------------------------------------------
+
+    def _plan(self, rids: Sequence[str], start_ms: int, end_ms: int, where: dict[str, Any] | None,
+              *, refresh: bool = False) -> _LoadPlan:
+        """What to answer from disk and what to fetch, per resource. Call while holding :meth:`_lock`."""
+        self._check_root(create=False)
+        key = filter_key(where)
+        lag = self._lag_ms
+        local_ok = where is not None and locally_evaluable(where) and not refresh
+        window = [(start_ms, end_ms)]
+        plans = []
+        for rid in rids:
+            local: list[Interval] = []
+            if local_ok:
+                local = intersect(window, self._manifest(ALL, rid, None).settled(lag))
+            stored = subtract(window, local)
+            # A refresh fetches everything again; otherwise only what is not settled yet.
+            fetch = stored if refresh else subtract(stored, self._manifest(key, rid, where).settled(lag))
+            plans.append(_ResourcePlan(rid, local, stored, fetch, self._density(key, rid) if fetch else None))
+        return _LoadPlan(where, key, plans)
+
+    def _density(self, key: str, rid: str) -> float | None:
+        """Executions per millisecond over the last settled week of a resource's history, if known."""
+        manifest = self._manifest(key, rid, None)
+        settled = manifest.settled(self._lag_ms)
+        if not settled:
+            return None
+        end = settled[-1][1]
+        recent = intersect(settled, [(end - 7 * DAY_MS, end)])
+        rows = 0
+        span = 0
+        for a, b in recent:
+            for day in days_of(a, b):
+                path = self._partition(key, rid, day)
+                lo, hi = max(a, day * DAY_MS), min(b, (day + 1) * DAY_MS)
+                try:
+                    n = pq.read_metadata(path).num_rows
+                except (OSError, pa.ArrowInvalid):
+                    n = 0
+                # Whole-day files: count the part of the day that the interval covers.
+                rows += n * (hi - lo) / DAY_MS
+                span += hi - lo
+        return rows / span if span else None
+
+    def _check_source(self, plan: _LoadPlan, source: str | None) -> None:
+        """Refuse to mix data from two Foundry hosts in one resource's history."""
+        if source is None:
+            return
+        for p in plan.resources:
+            keys = [plan.key] + ([ALL] if p.local else [])
+            for key in keys:
+                recorded = self._manifest(key, p.rid, None).source
+                if recorded is not None and recorded != source:
+                    raise CacheError(
+                        f"the cache at {self.path} holds resource {p.rid} fetched from {recorded}, and this load "
+                        f"is from {source}; use another cache directory (cache=... or --cache-dir) for it"
+                    )
+
+    def _commit(self, plan: _LoadPlan, table: pa.Table | None, fetched_at: pd.Timestamp,
+                source: str | None) -> None:
+        """Merge fetched rows into the partitions, then record the coverage. Call while holding :meth:`_lock`.
+
+        ``table`` holds the rows fetched for ``plan``'s fetch intervals (any resources); ``fetched_at`` must
+        be a time at or before the first request of the fetch.
+        """
+        self._check_root(create=True)
+        at = to_ms(fetched_at)
+        by_partition: dict[tuple[str, int], pa.Table] = {}
+        if table is not None and table.num_rows:
+            table = conform(table)
+            rid_codes = pc.cast(table.column("resource_rid"), pa.string())
+            days = pc.divide(pc.cast(table.column("start_time"), pa.int64()), DAY_MS).to_numpy()
+            rid_arr = np.asarray(rid_codes.to_numpy(zero_copy_only=False), dtype=object)
+            # One sort, then contiguous runs of (resource, day): no per-row Python loop.
+            order = np.lexsort((days, rid_arr.astype(str)))
+            rids_sorted, days_sorted = rid_arr[order].astype(str), days[order]
+            change = np.flatnonzero((rids_sorted[1:] != rids_sorted[:-1]) | (days_sorted[1:] != days_sorted[:-1]))
+            bounds = [0, *(change + 1).tolist(), len(order)]
+            taken = table.take(pa.array(order))
+            for lo, hi in pairwise(bounds):
+                by_partition[(str(rids_sorted[lo]), int(days_sorted[lo]))] = taken.slice(lo, hi - lo)
+        touched_dirs: set[Path] = set()
+        for (rid, day), rows in sorted(by_partition.items()):
+            path = self._partition(plan.key, rid, day)
+            remove_stale_tmp(path.parent)
+            new_dir = not path.parent.exists()
+            old = read_files([path], None, None) if path.exists() else None
+            write_partition(path, merge_rows(rows, old))
+            touched_dirs.add(path.parent)
+            if new_dir:
+                touched_dirs.update([path.parent.parent, path.parent.parent.parent])
+        for d in sorted(touched_dirs, key=lambda p: len(p.parts), reverse=True):
+            fsync_dir(d)
+        if plan.key != ALL:
+            self._write_filter_file(plan.key, plan.where)
+        # Only now, with every row on disk, may the manifest claim the intervals.
+        for p in plan.resources:
+            if not p.fetch:
+                continue
+            manifest = self._manifest(plan.key, p.rid, plan.where)
+            manifest.filter = plan.where
+            if source is not None:
+                manifest.source = source
+            manifest.record(p.fetch, at, self._lag_ms)
+            self._save_manifest(plan.key, manifest)
+
+    def _write_filter_file(self, key: str, where: dict[str, Any] | None) -> None:
+        path = self._store_dir(key) / _FILTER_FILE
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = orjson.dumps({"format_version": FORMAT_VERSION, "where": where}, option=orjson.OPT_INDENT_2)
+        write_atomic(path, lambda f: f.write(data))
+
+    def _read_plan(self, plan: _LoadPlan) -> pd.DataFrame:
+        """Every row the plan answers, from disk, as the executions DataFrame (unsorted)."""
+        parts = []
+        for p in plan.resources:
+            if p.local:
+                t = self._read_intervals(ALL, p.rid, p.local, None)
+                if t is not None and plan.where is not None:
+                    t = t.filter(filter_mask(t, plan.where))
+                parts.append(t)
+            if p.stored:
+                parts.append(self._read_intervals(plan.key, p.rid, p.stored, None))
+        parts = [t for t in parts if t is not None and t.num_rows]
+        return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())
+
+    def _read_intervals(self, key: str, rid: str, ivs: Sequence[Interval],
+                        columns: Sequence[str] | None) -> pa.Table | None:
+        ivs = normalise(ivs)
+        if not ivs:
+            return None
+        for attempt in range(3):
+            # Only the partitions of the asked-for days are opened: the rest of the history is never touched.
+            days = sorted({d for a, b in ivs for d in days_of(a, b)})
+            paths = [p for d in days if (p := self._partition(key, rid, d)).exists()]
+            if not paths:
+                return None
+            try:
+                return read_files(paths, window_expr(ivs), columns)
+            except FileNotFoundError:
+                # A concurrent prune removed a file between listing and reading: list again.
+                if attempt == 2:
+                    raise
+        return None  # pragma: no cover
+
+    # --- public reading ---------------------------------------------------------------------------
+
+    def read(
+        self,
+        resource_rid: str | Sequence[str],
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        where: Any = None,
+    ) -> pd.DataFrame:
+        """Read stored executions, opening only the partitions of the days in ``[start, end)``.
+
+        Makes no request. What is returned is what is on disk: see :meth:`coverage` for which stretches are
+        complete, or use :func:`~exec_analytics.load_executions`, which fills the gaps first.
+
+        Parameters
+        ----------
+        resource_rid : str or sequence of str
+            One or more resource RIDs.
+        start, end : str, datetime or pandas.Timestamp, optional
+            Timezone-aware bounds of ``[start, end)`` on start time; default: everything stored.
+        columns : sequence of str, optional
+            Columns of the executions table to return (default all); reading fewer is faster.
+        where : Filter or dict, optional
+            Read what was stored for this server-side filter (``filtered/``), not the history.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The executions table (see :func:`~exec_analytics.load_executions`) sorted by ``start_time``:
+            ``start_time``, ``duration_s``, ``status``, ``failure_reason``, ``resource_rid``,
+            ``resource_version``, ``caller_rid``, ``trace_owning_rid``, ``foundry_trace_id`` (and
+            ``extra`` when a stored row has fields the API added), or only ``columns``.
+
+        Raises
+        ------
+        CacheError
+            If a file is of another cache format or unreadable.
+        """
+        rids = _rid_list(resource_rid)
+        if columns is not None:
+            columns = list(columns)
+            unknown = [c for c in columns if c not in CACHE_SCHEMA.names]
+            if unknown:
+                raise ValueError(f"columns: unknown {', '.join(map(repr, unknown))}; "
+                                 f"expected some of {', '.join(CACHE_SCHEMA.names)}")
+        where_dict = as_where(where)
+        key = filter_key(where_dict)
+        self._check_root(create=False)
+        lo = to_ms(to_utc(start, "start")) if start is not None else None
+        hi = to_ms(to_utc(end, "end")) if end is not None else None
+        if lo is not None and hi is not None and hi <= lo:
+            raise ValueError("end must be after start; windows are [start, end)")
+        read_cols = None if columns is None else sorted({*columns, "start_time"}, key=CACHE_SCHEMA.names.index)
+        parts = []
+        for rid in rids:
+            a = lo if lo is not None else self._first_day(key, rid) * DAY_MS
+            b = hi if hi is not None else (self._last_day(key, rid) + 1) * DAY_MS
+            if b > a:
+                t = self._read_intervals(key, rid, [(a, b)], read_cols)
+                if t is not None:
+                    parts.append(t)
+        if parts:
+            table = pa.concat_tables(parts)
+        else:
+            table = CACHE_SCHEMA.empty_table() if read_cols is None else CACHE_SCHEMA.empty_table().select(read_cols)
+        if table.num_rows:
+            table = table.sort_by([("start_time", "ascending")])
+        if read_cols is None:
+            return to_frame(table)
+        return to_frame(table, columns)
+
+    def _day_dirs(self, key: str, rid: str) -> list[int]:
+        base = self._resource_dir(key, rid)
+        if not base.is_dir():
+            return []
+        days = []
+        for d in base.iterdir():
+            if d.name.startswith("date=") and (d / _PART).exists():
+                days.append(int(np.datetime64(d.name[5:], "D").astype(np.int64)))
+        return sorted(days)
+
+    def _first_day(self, key: str, rid: str) -> int:
+        days = self._day_dirs(key, rid)
+        return days[0] if days else 0
+
+    def _last_day(self, key: str, rid: str) -> int:
+        days = self._day_dirs(key, rid)
+        return days[-1] if days else -1
+
+    def resources(self) -> list[str]:
+        """RIDs of the resources in the history (unfiltered), sorted.
+
+        Returns
+        -------
+        list of str
+        """
+        base = self._store_dir(ALL)
+        if not base.is_dir():
+            return []
+        return sorted(unquote(d.name[9:]) for d in base.iterdir() if d.name.startswith("resource="))
+
+    def coverage(self, resource_rid: str, *, where: Any = None) -> pd.DataFrame:
+        """The stretches fetched for one resource (and filter), and when.
+
+        Parameters
+        ----------
+        resource_rid : str
+            The resource.
+        where : Filter or dict, optional
+            The server-side filter the stretches were fetched with (default: the unfiltered history).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per stretch, by start: ``start`` and ``end`` (datetime64[ms, UTC], half-open),
+            ``fetched_at`` (datetime64[ms, UTC]) and ``settled_until`` (datetime64[ms, UTC]: the stretch is
+            final before it and provisional after it; NaT when all of it is provisional).
+        """
+        validate_rid(resource_rid)
+        where_dict = as_where(where)
+        self._check_root(create=False)
+        manifest = self._manifest(filter_key(where_dict), resource_rid, where_dict)
+        lag = self._lag_ms
+        rows = [(e.start, e.end, e.fetched_at, s[1] if (s := e.settled(lag)) else None) for e in manifest.entries]
+        cols = ["start", "end", "fetched_at", "settled_until"]
+        data = {c: pd.to_datetime(pd.array([r[i] for r in rows], dtype="Int64"), unit="ms", utc=True)
+                .astype("datetime64[ms, UTC]") for i, c in enumerate(cols)}
+        return pd.DataFrame(data, columns=cols)
+
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def _stores(self) -> list[tuple[str, dict[str, Any] | None]]:
+        stores: list[tuple[str, dict[str, Any] | None]] = []
+        if self._store_dir(ALL).is_dir():
+            stores.append((ALL, None))
+        filtered = self.path / "filtered"
+        if filtered.is_dir():
+            for d in sorted(filtered.iterdir()):
+                if not _KEY_RE.match(d.name):
+                    continue
+                where = None
+                with contextlib.suppress(OSError, orjson.JSONDecodeError, AttributeError):
+                    where = orjson.loads((d / _FILTER_FILE).read_bytes()).get("where")
+                stores.append((d.name, where))
+        return stores
+
+    def _store_resources(self, key: str) -> list[str]:
+        base = self._store_dir(key)
+        if not base.is_dir():
+            return []
+        return sorted(unquote(d.name[9:]) for d in base.iterdir() if d.name.startswith("resource="))
+
+    def info(self) -> pd.DataFrame:
+        """What the cache holds: one row per resource and filter.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``resource_rid`` (str), ``filter`` (JSON text, None for the history), ``covered`` (the
+            half-open stretches fetched, as ``start/end`` ISO text joined by ``, ``), ``first`` and ``last``
+            (datetime64[ms, UTC]: the outer bounds of what is covered), ``settled_until``
+            (datetime64[ms, UTC]: the end of the last settled stretch), ``last_fetched_at``
+            (datetime64[ms, UTC]), ``rows`` (int64, from the file footers), ``files`` (int64) and
+            ``bytes`` (int64, on disk).
+        """
+        self._check_root(create=False)
+        out = []
+        for key, where in self._stores():
+            for rid in self._store_resources(key):
+                manifest = self._manifest(key, rid, where)
+                covered = manifest.covered()
+                settled = manifest.settled(self._lag_ms)
+                rows = files = size = 0
+                for day in self._day_dirs(key, rid):
+                    path = self._partition(key, rid, day)
+                    try:
+                        rows += pq.read_metadata(path).num_rows
+                        size += path.stat().st_size
+                        files += 1
+                    except (OSError, pa.ArrowInvalid) as exc:
+                        raise CacheError(f"cannot read {path}: {exc}") from None
+                out.append({
+                    "resource_rid": rid,
+                    "filter": _filter_text(where),
+                    "covered": ", ".join(f"{iso(a)}/{iso(b)}" for a, b in covered),
+                    "first": covered[0][0] if covered else None,
+                    "last": covered[-1][1] if covered else None,
+                    "settled_until": settled[-1][1] if settled else None,
+                    "last_fetched_at": max((e.fetched_at for e in manifest.entries), default=None),
+                    "rows": rows,
+                    "files": files,
+                    "bytes": size,
+                })
+        cols = ["resource_rid", "filter", "covered", "first", "last", "settled_until", "last_fetched_at",
+                "rows", "files", "bytes"]
+        df = pd.DataFrame(out, columns=cols)
+        for c in ("first", "last", "settled_until", "last_fetched_at"):
+            df[c] = pd.to_datetime(pd.array(df[c].tolist(), dtype="Int64"), unit="ms", utc=True).astype(
+                "datetime64[ms, UTC]")
+        for c in ("rows", "files", "bytes"):
+            df[c] = df[c].astype("int64")
+        return df
+
+    def prune(self, before: TimeLike | Any, *, resource_rid: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Delete every stored day before the UTC day of ``before``, and its coverage.
+
+        The coverage is trimmed first and the files deleted after, so a crash in between leaves files that
+        no manifest claims (fetched again if ever needed), never a claim without its files.
+
+        Parameters
+        ----------
+        before : str, date, datetime or pandas.Timestamp
+            A UTC day (``'2026-10-01'``) or a timezone-aware time; whole days before its UTC day go.
+        resource_rid : str or sequence of str, optional
+            Only these resources (default: all, in the history and under ``filtered/``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per deleted partition file: ``resource_rid`` (str), ``filter`` (JSON text or None),
+            ``date`` (str, ``YYYY-MM-DD``), ``rows`` (int64) and ``bytes`` (int64).
+        """
+        cut_day = _utc_day(before)
+        cut = cut_day * DAY_MS
+        only = None if resource_rid is None else set(_rid_list(resource_rid))
+        self._check_root(create=False)
+        removed = []
+        for key, where in self._stores():
+            for rid in self._store_resources(key):
+                if only is not None and rid not in only:
+                    continue
+                with self._lock([rid]):
+                    manifest = self._manifest(key, rid, where)
+                    if any(e.start < cut for e in manifest.entries):
+                        manifest.trim_before(cut)
+                        self._save_manifest(key, manifest)
+                    for day in self._day_dirs(key, rid):
+                        if day >= cut_day:
+                            continue
+                        path = self._partition(key, rid, day)
+                        try:
+                            rows, size = pq.read_metadata(path).num_rows, path.stat().st_size
+                        except (OSError, pa.ArrowInvalid):
+                            rows = size = 0
+                        shutil.rmtree(path.parent)
+                        removed.append({"resource_rid": rid, "filter": _filter_text(where),
+                                        "date": day_name(day), "rows": rows, "bytes": size})
+                    fsync_dir(self._resource_dir(key, rid))
+        df = pd.DataFrame(removed, columns=["resource_rid", "filter", "date", "rows", "bytes"])
+        return df.astype({"rows": "int64", "bytes": "int64"})
+
+
+def format_duration(delta: pd.Timedelta) -> str:
+    """``'2h'``, ``'90min'``, ``'45s'``: the shortest exact form, as accepted by ``pandas.Timedelta``."""
+    ms = int(delta // pd.Timedelta(milliseconds=1))
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _filter_text(where: dict[str, Any] | None) -> str | None:
+    return None if where is None else orjson.dumps(where, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _utc_day(value: Any) -> int:
+    """Epoch day of a UTC date or timezone-aware time."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        return int(np.datetime64(value.strip(), "D").astype(np.int64))
+    import datetime as _dt
+
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        return int(np.datetime64(value.isoformat(), "D").astype(np.int64))
+    return to_ms(to_utc(value, "before")) // DAY_MS
+
+
+def _rid_list(resource_rid: str | Sequence[str]) -> list[str]:
+    if isinstance(resource_rid, str):
+        rids = [resource_rid]
+    elif isinstance(resource_rid, Sequence) and resource_rid:
+        rids = list(resource_rid)
+    else:
+        raise TypeError("resource_rid must be a RID string or a non-empty list of them")
+    for rid in rids:
+        validate_rid(rid)
+    return list(dict.fromkeys(rids))

@@ -1,0 +1,196 @@
+"""Arrow tables of the cache: the file schema, merging, writing, reading with pushdown, local filters."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .. import schema
+from ..errors import CacheError
+from .files import write_atomic
+from .intervals import Interval
+from .manifest import FORMAT_VERSION, version_message
+
+#: ExecutionFilter fields that are columns of the history and compare exactly, so a filter made only of
+#: them can be answered from the history without asking the server.
+LOCAL_FILTER_FIELDS: dict[str, str] = {
+    "status": "status",
+    "failureReason": "failure_reason",
+    "resourceVersion": "resource_version",
+    "callerRid": "caller_rid",
+    "traceOwningRid": "trace_owning_rid",
+    "foundryTraceId": "foundry_trace_id",
+}
+
+#: Arrow schema of every partition file: the executions table plus ``extra`` (JSON text of fields the API
+#: added, null when none), so that every file has the same columns.
+CACHE_SCHEMA = schema.ARROW_SCHEMA.append(pa.field(schema.EXTRA_COLUMN, pa.string()))
+
+META_KEY = b"exec_analytics.cache_format"
+#: The store key of the unfiltered history.
+ALL = "all"
+_TS = pa.timestamp("ms", tz="UTC")
+#: Rows per Parquet row group: a busy resource's day is split, so a read of a few hours skips the rest by
+#: row-group statistics; a quiet one's day is one group.
+_ROW_GROUP_ROWS = 65_536
+_ZSTD_LEVEL = 3
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """The table with exactly :data:`CACHE_SCHEMA`'s columns and types (``extra`` added as nulls)."""
+    arrays = []
+    for f in CACHE_SCHEMA:
+        if f.name in table.column_names:
+            col = table.column(f.name)
+            if col.type != f.type and pa.types.is_dictionary(f.type):
+                col = pc.dictionary_encode(col.cast(pa.string()))
+            elif col.type != f.type:
+                col = col.cast(f.type)
+            arrays.append(col)
+        else:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=CACHE_SCHEMA)
+
+
+def _identity(table: pa.Table) -> pa.Array:
+    """One string per row naming the execution: trace id and start (null when the trace id is)."""
+    start = pc.cast(pc.cast(table.column("start_time"), pa.int64()), pa.string())
+    trace = pc.cast(table.column("foundry_trace_id"), pa.string())
+    return pc.binary_join_element_wise(trace, start, "\x1f")
+
+
+def merge_rows(new: pa.Table, old: pa.Table | None) -> pa.Table:
+    """``new`` plus the rows of ``old`` it does not replace, without repeats, sorted by start."""
+    if old is not None and old.num_rows:
+        replaced = pc.fill_null(pc.is_in(_identity(old), value_set=_identity(new).combine_chunks(),
+                                         skip_nulls=True), False)
+        merged = pa.concat_tables([new, old.filter(pc.invert(replaced))])
+        # Rows without a trace id cannot be matched above; the exact-row dedupe catches their repeats.
+        merged, _ = schema.dedupe(merged)
+    else:
+        merged = new
+    merged = merged.sort_by([("start_time", "ascending"), ("foundry_trace_id", "ascending")])
+    return merged.unify_dictionaries().combine_chunks()
+
+
+def write_partition(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = table.replace_schema_metadata({META_KEY: str(FORMAT_VERSION).encode()})
+
+    def write(f: Any) -> None:
+        pq.write_table(
+            table,
+            f,
+            compression="zstd",
+            compression_level=_ZSTD_LEVEL,
+            use_dictionary=True,
+            write_statistics=True,
+            row_group_size=_ROW_GROUP_ROWS,
+        )
+
+    write_atomic(path, write)
+
+
+def _check_fragment(frag: ds.ParquetFileFragment) -> None:
+    meta = frag.physical_schema.metadata or {}
+    version = meta.get(META_KEY)
+    try:
+        number: object = int(version) if version is not None else None
+    except ValueError:
+        number = version
+    if number != FORMAT_VERSION:
+        raise CacheError(version_message(f"partition file {frag.path}", number))
+
+
+_FORMAT = ds.ParquetFileFormat()
+_FS = pafs.LocalFileSystem()
+
+
+def read_files(paths: Sequence[Path], expr: ds.Expression | None, columns: Sequence[str] | None) -> pa.Table:
+    """Read partition files (checking each one's format version) with the filter pushed down."""
+    try:
+        frags = [_FORMAT.make_fragment(str(p), filesystem=_FS) for p in paths]
+        for frag in frags:
+            _check_fragment(frag)
+        dataset = ds.FileSystemDataset(frags, CACHE_SCHEMA, _FORMAT, filesystem=_FS)
+        return dataset.to_table(filter=expr, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CacheError(f"cannot read the cache's Parquet files ({type(exc).__name__}: {exc})") from None
+
+
+def window_expr(ivs: Sequence[Interval]) -> ds.Expression:
+    col = pc.field("start_time")
+    expr = None
+    for a, b in ivs:
+        part = (col >= pa.scalar(a, _TS)) & (col < pa.scalar(b, _TS))
+        expr = part if expr is None else expr | part
+    assert expr is not None
+    return expr
+
+
+def filter_mask(table: pa.Table, where: Mapping[str, Any]) -> pa.Array:
+    """Rows of ``table`` matching a locally evaluable ExecutionFilter, evaluated like the API does."""
+    kind = where["type"]
+    n = table.num_rows
+    if kind in ("and", "or"):
+        parts = [filter_mask(table, f) for f in where["filters"]]
+        if not parts:
+            return pa.array(np.full(n, kind == "and"))
+        out = parts[0]
+        for p in parts[1:]:
+            out = pc.and_(out, p) if kind == "and" else pc.or_(out, p)
+        return out
+    if kind == "not":
+        return pc.invert(filter_mask(table, where["filter"]))
+    column = table.column(LOCAL_FILTER_FIELDS[where["field"]])
+    if kind == "isNull":
+        return pc.is_null(column)
+    values = [where["value"]] if kind == "eq" else list(where["value"])
+    return pc.fill_null(pc.is_in(column, value_set=pa.array(values, pa.string()), skip_nulls=True), False)
+
+
+def locally_evaluable(where: Mapping[str, Any]) -> bool:
+    kind = where["type"]
+    if kind in ("and", "or"):
+        return all(locally_evaluable(f) for f in where["filters"])
+    if kind == "not":
+        return locally_evaluable(where["filter"])
+    return where["field"] in LOCAL_FILTER_FIELDS
+
+
+def filter_key(where: Mapping[str, Any] | None) -> str:
+    if where is None:
+        return ALL
+    canonical = orjson.dumps(where, option=orjson.OPT_SORT_KEYS)
+    return "f-" + hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def to_frame(table: pa.Table, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The executions DataFrame for a cache table: ``extra`` only when some row has it."""
+    if table.num_rows and table.column(schema.EXTRA_COLUMN).null_count < table.num_rows:
+        full = table
+    else:
+        full = table.drop_columns([schema.EXTRA_COLUMN])
+    if columns is None:
+        return schema.to_frame(full)
+    # Columns not asked for are stood in by nulls so that the one canonical conversion applies.
+    filler = {f.name: pa.nulls(table.num_rows, f.type) for f in CACHE_SCHEMA if f.name not in table.column_names}
+    padded = table
+    for name, arr in filler.items():
+        if name != schema.EXTRA_COLUMN:
+            padded = padded.append_column(pa.field(name, arr.type), arr)
+    df = schema.to_frame(padded)
+    return df[[c for c in columns]]
