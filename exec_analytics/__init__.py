@@ -2,12 +2,13 @@
 
 The public API::
 
-    from exec_analytics import FoundryClient, load_executions, filters
+    from exec_analytics import FoundryClient, ExecutionCache, load_executions, filters
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import filters
+from .cache import ExecutionCache
 from .client import FoundryClient
 from .errors import (
     ApiError,
@@ -38,6 +39,7 @@ __all__ = [
     "CacheError",
     "EndpointUnavailableError",
     "ExecAnalyticsError",
+    "ExecutionCache",
     "FoundryClient",
     "InvalidFilterError",
     "InvalidPageTokenError",

@@ -50,15 +50,17 @@ class Manifest:
             kept += [Entry(a, b, e.fetched_at) for a, b in subtract([(e.start, e.end)], fetched)]
         kept += [Entry(a, b, fetched_at) for a, b in normalise(fetched)]
         kept.sort(key=lambda e: e.start)
-        # Join neighbours read at the same time, or both settled (then the earlier read time is kept, which
-        # never claims more than either part did): the manifest stays one entry per stretch, not per load.
+        # Join neighbours read at the same time, or both wholly settled (the later read time is kept, so the
+        # joined stretch is wholly settled too): the manifest stays one entry per stretch, not one per load.
+        # A stretch once settled therefore stays settled if settle_lag is raised later; refresh re-reads it.
         joined: list[Entry] = []
         for e in kept:
             if joined and joined[-1].end == e.start:
                 prev = joined[-1]
-                at = min(prev.fetched_at, e.fetched_at)
-                if prev.fetched_at == e.fetched_at or e.end <= at - lag_ms:
-                    joined[-1] = Entry(prev.start, e.end, at)
+                if prev.fetched_at == e.fetched_at or (
+                    prev.end <= prev.fetched_at - lag_ms and e.end <= e.fetched_at - lag_ms
+                ):
+                    joined[-1] = Entry(prev.start, e.end, max(prev.fetched_at, e.fetched_at))
                     continue
             joined.append(e)
         self.entries = joined

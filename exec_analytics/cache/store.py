@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -49,6 +50,8 @@ DEFAULT_SETTLE_LAG = pd.Timedelta(hours=2)
 
 #: Default seconds to wait for another process that holds a resource's lock before raising ``CacheError``.
 DEFAULT_LOCK_TIMEOUT = 900.0
+
+log = logging.getLogger("exec_analytics.cache")
 
 _PART = "part-0.parquet"
 _COVERAGE = "_coverage.json"
@@ -299,6 +302,11 @@ class ExecutionCache:
             taken = table.take(pa.array(order))
             for lo, hi in pairwise(bounds):
                 by_partition[(str(rids_sorted[lo]), int(days_sorted[lo]))] = taken.slice(lo, hi - lo)
+        if plan.key != ALL:
+            # Before any data: a filtered store must never be found without the filter that defines it.
+            self._write_filter_file(plan.key, plan.where)
+        log.debug("merging %d fetched rows into %d partitions", sum(t.num_rows for t in by_partition.values()),
+                  len(by_partition))
         touched_dirs: set[Path] = set()
         for (rid, day), rows in sorted(by_partition.items()):
             path = self._partition(plan.key, rid, day)
@@ -311,8 +319,6 @@ class ExecutionCache:
                 touched_dirs.update([path.parent.parent, path.parent.parent.parent])
         for d in sorted(touched_dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
-        if plan.key != ALL:
-            self._write_filter_file(plan.key, plan.where)
         # Only now, with every row on disk, may the manifest claim the intervals.
         for p in plan.resources:
             if not p.fetch:
@@ -323,6 +329,7 @@ class ExecutionCache:
                 manifest.source = source
             manifest.record(p.fetch, at, self._lag_ms)
             self._save_manifest(plan.key, manifest)
+            log.debug("recorded coverage of %s: %d stretch(es) fetched at %s", p.rid, len(p.fetch), iso(at))
 
     def _write_filter_file(self, key: str, where: dict[str, Any] | None) -> None:
         path = self._store_dir(key) / _FILTER_FILE
@@ -420,23 +427,34 @@ class ExecutionCache:
         if lo is not None and hi is not None and hi <= lo:
             raise ValueError("end must be after start; windows are [start, end)")
         read_cols = None if columns is None else sorted({*columns, "start_time"}, key=CACHE_SCHEMA.names.index)
-        parts = []
-        for rid in rids:
-            a = lo if lo is not None else self._first_day(key, rid) * DAY_MS
-            b = hi if hi is not None else (self._last_day(key, rid) + 1) * DAY_MS
-            if b > a:
-                t = self._read_intervals(key, rid, [(a, b)], read_cols)
-                if t is not None:
-                    parts.append(t)
-        if parts:
-            table = pa.concat_tables(parts)
-        else:
-            table = CACHE_SCHEMA.empty_table() if read_cols is None else CACHE_SCHEMA.empty_table().select(read_cols)
+        table = self._read_window(key, rids, lo, hi, read_cols)
         if table.num_rows:
             table = table.sort_by([("start_time", "ascending")])
-        if read_cols is None:
-            return to_frame(table)
-        return to_frame(table, columns)
+        return to_frame(table) if read_cols is None else to_frame(table, columns)
+
+    def _read_window(self, key: str, rids: Sequence[str], lo: int | None, hi: int | None,
+                     columns: Sequence[str] | None) -> pa.Table:
+        """Rows of ``rids`` with start in ``[lo, hi)`` (open where None), in one scan of just those days' files."""
+        for attempt in range(3):
+            paths = []
+            for rid in rids:
+                days = self._day_dirs(key, rid)
+                if lo is not None:
+                    days = [d for d in days if d >= lo // DAY_MS] if hi is None else list(days_of(lo, hi))
+                if hi is not None:
+                    days = [d for d in days if d * DAY_MS < hi]
+                paths += [p for d in days if (p := self._partition(key, rid, d)).exists()]
+            if not paths:
+                break
+            bounds = [(lo if lo is not None else -(2**62), hi if hi is not None else 2**62)]
+            try:
+                # No filter when nothing bounds the read: whole files are wanted, and evaluating one costs time.
+                return read_files(paths, window_expr(bounds) if lo is not None or hi is not None else None, columns)
+            except FileNotFoundError:
+                if attempt == 2:  # pruned between listing and reading, three times over
+                    raise
+        empty = CACHE_SCHEMA.empty_table()
+        return empty if columns is None else empty.select(list(columns))
 
     def _day_dirs(self, key: str, rid: str) -> list[int]:
         base = self._resource_dir(key, rid)
