@@ -112,11 +112,11 @@ def duration_mask(df: pd.DataFrame, failed: np.ndarray | None, outcome: str) -> 
     if outcome not in ("all", "succeeded", "failed"):
         raise ValueError(f"outcome must be 'all', 'succeeded' or 'failed', got {outcome!r}")
     mask = ~np.isnan(df["duration_s"].to_numpy(dtype="float64"))
-    if outcome == "succeeded":
-        mask &= ~failed
-    elif outcome == "failed":
-        mask &= failed
-    return mask
+    if outcome == "all":
+        return mask
+    if failed is None:
+        raise ValueError(f"outcome={outcome!r} needs the failed mask")
+    return mask & (~failed if outcome == "succeeded" else failed)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def _category_key(name: str, col: pd.Series) -> _Key:
     codes = lut[cat.codes]
 
     def labels(k: np.ndarray) -> pd.Categorical:
-        return pd.Categorical.from_codes(np.where(k == n_cat, -1, k), dtype=col.dtype)
+        return pd.Categorical.from_codes(np.where(k == n_cat, -1, k), dtype=col.dtype)  # type: ignore[call-overload]
 
     return _Key(name, codes, n_cat + 1, labels)
 
@@ -215,7 +215,7 @@ def start_ms(df: pd.DataFrame) -> np.ndarray:
     if not isinstance(col.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(col.dtype):
         raise TypeError(f"start_time must be a datetime64 column, got {col.dtype}")
     values = col.array.asi8
-    unit = col.dtype.unit
+    unit = getattr(col.dtype, "unit", "ns")  # datetime64 dtypes all carry a unit
     if unit == "s":
         return values * 1_000
     per_ms = _UNITS_PER_MS[unit]

@@ -132,7 +132,7 @@ def caller_breakdown(
     pct = sorted_groups.quantiles(qs)
 
     total, total_failures = int(n.sum()), int(x.sum())
-    labels = np.append(np.asarray(cats.astype(object)), pd.NA)
+    labels = np.append(np.asarray(cats.astype(object)), np.array([pd.NA], dtype=object))
     rid = list(labels[keep]) + ([OTHER] if len(folded) else [])
     kinds = caller_kind(pd.Series(labels[keep], dtype=object))
     out = pd.DataFrame({

@@ -114,7 +114,7 @@ def _select_resource(df: pd.DataFrame, resource_rid: str | None, func: str) -> t
     if "resource_rid" not in df.columns:
         return df, resource_rid
     rids = df["resource_rid"]
-    present = pd.unique(rids.dropna()) if len(rids) else []
+    present: Any = pd.unique(rids.dropna()) if len(rids) else []
     if resource_rid is None:
         if len(present) > 1:
             raise ValueError(
