@@ -40,6 +40,10 @@ Why it is built this way:
   not documented) and ``userId`` is not a column, so such loads live entirely under ``filtered/``.
 * **Sources.** Each manifest records the host its data came from; a load from another host raises
   :class:`~exec_analytics.errors.CacheError` instead of mixing two Foundry stacks.
+
+Modules: ``store`` (:class:`ExecutionCache`: reads, coverage, info, prune), ``load`` (plan, commit and read
+back a cached load), ``layout`` (paths, manifests, locks), ``tables`` (file schema, merge, pushdown reads,
+local filters), ``manifest``, ``files`` (atomic writes, locks) and ``intervals``.
 """
 
 from .intervals import Interval

@@ -1,46 +1,36 @@
-"""``ExecutionCache``: the partitioned history, its manifests and locks, and the plan of a cached load."""
+"""``ExecutionCache``: the public face of the history: reading, coverage, info and pruning."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import pairwise
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CacheError
 from ..filters import as_where
 from ..rids import validate_rid
 from ..timeutil import TimeLike, to_utc
-from .files import FileLock, fsync_dir, remove_stale_tmp, write_atomic
-from .intervals import DAY_MS, Interval, day_name, days_of, intersect, iso, normalise, subtract, to_ms
-from .manifest import FORMAT_VERSION, Manifest, version_message
+from .files import fsync_dir
+from .intervals import DAY_MS, day_name, days_of, iso, to_ms
+from .load import LoadSteps
 from .tables import (
     ALL,
     CACHE_SCHEMA,
-    conform,
     filter_key,
-    filter_mask,
-    locally_evaluable,
-    merge_rows,
     read_files,
     to_frame,
     window_expr,
-    write_partition,
 )
 
 #: Default provisional stretch: how long after its start an execution may still complete and become visible.
@@ -51,36 +41,8 @@ DEFAULT_SETTLE_LAG = pd.Timedelta(hours=2)
 #: Default seconds to wait for another process that holds a resource's lock before raising ``CacheError``.
 DEFAULT_LOCK_TIMEOUT = 900.0
 
-log = logging.getLogger("exec_analytics.cache")
 
-_PART = "part-0.parquet"
-_COVERAGE = "_coverage.json"
-_FILTER_FILE = "_filter.json"
-_ROOT_FILE = "_cache.json"
-_KEY_RE = re.compile(r"^f-[0-9a-f]{16}$")
-
-
-@dataclass
-class _ResourcePlan:
-    rid: str
-    local: list[Interval]  # answered from the history with the filter applied here (filtered loads only)
-    stored: list[Interval]  # answered from the plan's store
-    fetch: list[Interval]  # the part of `stored` to fetch from the server now
-    rows_per_ms: float | None  # recent density of the history, to size the first fetch slices
-
-
-@dataclass
-class _LoadPlan:
-    where: dict[str, Any] | None
-    key: str
-    resources: list[_ResourcePlan]
-
-    @property
-    def fetch_intervals(self) -> list[tuple[str, int, int]]:
-        return [(p.rid, a, b) for p in self.resources for a, b in p.fetch]
-
-
-class ExecutionCache:
+class ExecutionCache(LoadSteps):
     """A Parquet history of executions partitioned by resource and UTC day, with a coverage manifest.
 
     Parameters
@@ -141,10 +103,6 @@ class ExecutionCache:
 
     # --- basics -----------------------------------------------------------------------------------
 
-    @property
-    def _lag_ms(self) -> int:
-        return int(self.settle_lag // pd.Timedelta(milliseconds=1))
-
     def now(self) -> pd.Timestamp:
         """The current time by this cache's clock, UTC, to the millisecond.
 
@@ -155,222 +113,7 @@ class ExecutionCache:
         now = pd.Timestamp.now(tz="UTC") if self._clock is None else self._clock()
         return to_utc(now, "clock()")
 
-    def _store_dir(self, key: str) -> Path:
-        return self.path / "executions" if key == ALL else self.path / "filtered" / key
-
-    def _resource_dir(self, key: str, rid: str) -> Path:
-        # Hive values are URL-escaped the way Spark escapes them; a RID needs none, but '/' or '=' would break
-        # the layout.
-        return self._store_dir(key) / f"resource={quote(rid, safe='')}"
-
-    def _partition(self, key: str, rid: str, day: int) -> Path:
-        return self._resource_dir(key, rid) / f"date={day_name(day)}" / _PART
-
-    def _check_root(self, *, create: bool) -> None:
-        if self._checked_root:
-            return
-        with self._root_lock:
-            marker = self.path / _ROOT_FILE
-            if marker.exists():
-                try:
-                    version = orjson.loads(marker.read_bytes()).get("format_version")
-                except (orjson.JSONDecodeError, AttributeError, OSError) as exc:
-                    raise CacheError(f"{marker} is unreadable ({exc}); is {self.path} an exec_analytics cache?") \
-                        from None
-                if version != FORMAT_VERSION:
-                    raise CacheError(version_message(f"the cache at {self.path}", version))
-                self._checked_root = True
-            elif create:
-                self.path.mkdir(parents=True, exist_ok=True)
-                doc = {"format_version": FORMAT_VERSION, "layout": "executions/resource=<rid>/date=<YYYY-MM-DD>"}
-                write_atomic(marker, lambda f: f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2)))
-                fsync_dir(self.path)
-                self._checked_root = True
-
-    @contextlib.contextmanager
-    def _lock(self, rids: Iterable[str]) -> Iterator[None]:
-        """Hold the write lock of every resource in ``rids`` (taken in sorted order: no deadlock)."""
-        self._check_root(create=True)
-        locks: list[FileLock] = []
-        try:
-            for rid in sorted(set(rids)):
-                lock = FileLock(self.path / "_locks" / f"{quote(rid, safe='')}.lock", self.lock_timeout,
-                                 f"resource {rid}")
-                lock.acquire()
-                locks.append(lock)
-            yield
-        finally:
-            for lock in reversed(locks):
-                lock.release()
-
-    def _manifest_path(self, key: str, rid: str) -> Path:
-        return self._resource_dir(key, rid) / _COVERAGE
-
-    def _manifest(self, key: str, rid: str, where: dict[str, Any] | None) -> Manifest:
-        path = self._manifest_path(key, rid)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return Manifest(rid, where)
-        return Manifest.from_json(raw, path)
-
-    def _save_manifest(self, key: str, manifest: Manifest) -> None:
-        path = self._manifest_path(key, manifest.resource_rid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = manifest.to_json()
-        write_atomic(path, lambda f: f.write(data))
-        fsync_dir(path.parent)
-
     # --- planning, committing and reading a load ------------------------------------------------
-
-    def _plan(self, rids: Sequence[str], start_ms: int, end_ms: int, where: dict[str, Any] | None,
-              *, refresh: bool = False) -> _LoadPlan:
-        """What to answer from disk and what to fetch, per resource. Call while holding :meth:`_lock`."""
-        self._check_root(create=False)
-        key = filter_key(where)
-        lag = self._lag_ms
-        local_ok = where is not None and locally_evaluable(where) and not refresh
-        window = [(start_ms, end_ms)]
-        plans = []
-        for rid in rids:
-            local: list[Interval] = []
-            if local_ok:
-                local = intersect(window, self._manifest(ALL, rid, None).settled(lag))
-            stored = subtract(window, local)
-            # A refresh fetches everything again; otherwise only what is not settled yet.
-            fetch = stored if refresh else subtract(stored, self._manifest(key, rid, where).settled(lag))
-            plans.append(_ResourcePlan(rid, local, stored, fetch, self._density(key, rid) if fetch else None))
-        return _LoadPlan(where, key, plans)
-
-    def _density(self, key: str, rid: str) -> float | None:
-        """Executions per millisecond over the last settled week of a resource's history, if known."""
-        manifest = self._manifest(key, rid, None)
-        settled = manifest.settled(self._lag_ms)
-        if not settled:
-            return None
-        end = settled[-1][1]
-        recent = intersect(settled, [(end - 7 * DAY_MS, end)])
-        rows = 0
-        span = 0
-        for a, b in recent:
-            for day in days_of(a, b):
-                path = self._partition(key, rid, day)
-                lo, hi = max(a, day * DAY_MS), min(b, (day + 1) * DAY_MS)
-                try:
-                    n = pq.read_metadata(path).num_rows
-                except (OSError, pa.ArrowInvalid):
-                    n = 0
-                # Whole-day files: count the part of the day that the interval covers.
-                rows += n * (hi - lo) / DAY_MS
-                span += hi - lo
-        return rows / span if span else None
-
-    def _check_source(self, plan: _LoadPlan, source: str | None) -> None:
-        """Refuse to mix data from two Foundry hosts in one resource's history."""
-        if source is None:
-            return
-        for p in plan.resources:
-            keys = [plan.key] + ([ALL] if p.local else [])
-            for key in keys:
-                recorded = self._manifest(key, p.rid, None).source
-                if recorded is not None and recorded != source:
-                    raise CacheError(
-                        f"the cache at {self.path} holds resource {p.rid} fetched from {recorded}, and this load "
-                        f"is from {source}; use another cache directory (cache=... or --cache-dir) for it"
-                    )
-
-    def _commit(self, plan: _LoadPlan, table: pa.Table | None, fetched_at: pd.Timestamp,
-                source: str | None) -> None:
-        """Merge fetched rows into the partitions, then record the coverage. Call while holding :meth:`_lock`.
-
-        ``table`` holds the rows fetched for ``plan``'s fetch intervals (any resources); ``fetched_at`` must
-        be a time at or before the first request of the fetch.
-        """
-        self._check_root(create=True)
-        at = to_ms(fetched_at)
-        by_partition: dict[tuple[str, int], pa.Table] = {}
-        if table is not None and table.num_rows:
-            table = conform(table)
-            rid_codes = pc.cast(table.column("resource_rid"), pa.string())
-            days = pc.divide(pc.cast(table.column("start_time"), pa.int64()), DAY_MS).to_numpy()
-            rid_arr = np.asarray(rid_codes.to_numpy(zero_copy_only=False), dtype=object)
-            # One sort, then contiguous runs of (resource, day): no per-row Python loop.
-            order = np.lexsort((days, rid_arr.astype(str)))
-            rids_sorted, days_sorted = rid_arr[order].astype(str), days[order]
-            change = np.flatnonzero((rids_sorted[1:] != rids_sorted[:-1]) | (days_sorted[1:] != days_sorted[:-1]))
-            bounds = [0, *(change + 1).tolist(), len(order)]
-            taken = table.take(pa.array(order))
-            for lo, hi in pairwise(bounds):
-                by_partition[(str(rids_sorted[lo]), int(days_sorted[lo]))] = taken.slice(lo, hi - lo)
-        if plan.key != ALL:
-            # Before any data: a filtered store must never be found without the filter that defines it.
-            self._write_filter_file(plan.key, plan.where)
-        log.debug("merging %d fetched rows into %d partitions", sum(t.num_rows for t in by_partition.values()),
-                  len(by_partition))
-        touched_dirs: set[Path] = set()
-        for (rid, day), rows in sorted(by_partition.items()):
-            path = self._partition(plan.key, rid, day)
-            remove_stale_tmp(path.parent)
-            new_dir = not path.parent.exists()
-            old = read_files([path], None, None) if path.exists() else None
-            write_partition(path, merge_rows(rows, old))
-            touched_dirs.add(path.parent)
-            if new_dir:
-                touched_dirs.update([path.parent.parent, path.parent.parent.parent])
-        for d in sorted(touched_dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(d)
-        # Only now, with every row on disk, may the manifest claim the intervals.
-        for p in plan.resources:
-            if not p.fetch:
-                continue
-            manifest = self._manifest(plan.key, p.rid, plan.where)
-            manifest.filter = plan.where
-            if source is not None:
-                manifest.source = source
-            manifest.record(p.fetch, at, self._lag_ms)
-            self._save_manifest(plan.key, manifest)
-            log.debug("recorded coverage of %s: %d stretch(es) fetched at %s", p.rid, len(p.fetch), iso(at))
-
-    def _write_filter_file(self, key: str, where: dict[str, Any] | None) -> None:
-        path = self._store_dir(key) / _FILTER_FILE
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = orjson.dumps({"format_version": FORMAT_VERSION, "where": where}, option=orjson.OPT_INDENT_2)
-        write_atomic(path, lambda f: f.write(data))
-
-    def _read_plan(self, plan: _LoadPlan) -> pd.DataFrame:
-        """Every row the plan answers, from disk, as the executions DataFrame (unsorted)."""
-        parts = []
-        for p in plan.resources:
-            if p.local:
-                t = self._read_intervals(ALL, p.rid, p.local, None)
-                if t is not None and plan.where is not None:
-                    t = t.filter(filter_mask(t, plan.where))
-                parts.append(t)
-            if p.stored:
-                parts.append(self._read_intervals(plan.key, p.rid, p.stored, None))
-        parts = [t for t in parts if t is not None and t.num_rows]
-        return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())
-
-    def _read_intervals(self, key: str, rid: str, ivs: Sequence[Interval],
-                        columns: Sequence[str] | None) -> pa.Table | None:
-        ivs = normalise(ivs)
-        if not ivs:
-            return None
-        for attempt in range(3):
-            # Only the partitions of the asked-for days are opened: the rest of the history is never touched.
-            days = sorted({d for a, b in ivs for d in days_of(a, b)})
-            paths = [p for d in days if (p := self._partition(key, rid, d)).exists()]
-            if not paths:
-                return None
-            try:
-                return read_files(paths, window_expr(ivs), columns)
-            except FileNotFoundError:
-                # A concurrent prune removed a file between listing and reading: list again.
-                if attempt == 2:
-                    raise
-        return None  # pragma: no cover
 
     # --- public reading ---------------------------------------------------------------------------
 
@@ -456,24 +199,6 @@ class ExecutionCache:
         empty = CACHE_SCHEMA.empty_table()
         return empty if columns is None else empty.select(list(columns))
 
-    def _day_dirs(self, key: str, rid: str) -> list[int]:
-        base = self._resource_dir(key, rid)
-        if not base.is_dir():
-            return []
-        days = []
-        for d in base.iterdir():
-            if d.name.startswith("date=") and (d / _PART).exists():
-                days.append(int(np.datetime64(d.name[5:], "D").astype(np.int64)))
-        return sorted(days)
-
-    def _first_day(self, key: str, rid: str) -> int:
-        days = self._day_dirs(key, rid)
-        return days[0] if days else 0
-
-    def _last_day(self, key: str, rid: str) -> int:
-        days = self._day_dirs(key, rid)
-        return days[-1] if days else -1
-
     def resources(self) -> list[str]:
         """RIDs of the resources in the history (unfiltered), sorted.
 
@@ -515,27 +240,6 @@ class ExecutionCache:
         return pd.DataFrame(data, columns=cols)
 
     # --- housekeeping ---------------------------------------------------------------------------
-
-    def _stores(self) -> list[tuple[str, dict[str, Any] | None]]:
-        stores: list[tuple[str, dict[str, Any] | None]] = []
-        if self._store_dir(ALL).is_dir():
-            stores.append((ALL, None))
-        filtered = self.path / "filtered"
-        if filtered.is_dir():
-            for d in sorted(filtered.iterdir()):
-                if not _KEY_RE.match(d.name):
-                    continue
-                where = None
-                with contextlib.suppress(OSError, orjson.JSONDecodeError, AttributeError):
-                    where = orjson.loads((d / _FILTER_FILE).read_bytes()).get("where")
-                stores.append((d.name, where))
-        return stores
-
-    def _store_resources(self, key: str) -> list[str]:
-        base = self._store_dir(key)
-        if not base.is_dir():
-            return []
-        return sorted(unquote(d.name[9:]) for d in base.iterdir() if d.name.startswith("resource="))
 
     def info(self) -> pd.DataFrame:
         """What the cache holds: one row per resource and filter.
