@@ -549,3 +549,54 @@ def test_cli_reports_a_cache_error_with_its_own_exit_code(sim: SimulatorServer, 
                  "--cache-dir", str(cache_dir), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 9 and "newer exec_analytics" in err and err.count("\n") == 1
+
+
+def test_only_the_gaps_between_stored_stretches_are_fetched(clocked: tuple[SimulatorServer, ExecutionCache],
+                                                             workload: Workload, sim_now: pd.Timestamp) -> None:
+    srv, cache = clocked
+    rid = workload.resource_rids[1]
+    day = [sim_now - k * D for k in range(7, 0, -1)]  # day[0] = now - 7 d ... day[6] = now - 1 d
+    with _client(srv) as client:
+        load_executions(rid, day[1], day[2], client=client, cache=cache, progress=False)
+        load_executions(rid, day[4], day[5], client=client, cache=cache, progress=False)
+        client.windows.clear()
+        df = load_executions(rid, day[0], day[6], client=client, cache=cache, progress=False)
+    gaps = [(day[0], day[1]), (day[2], day[4]), (day[5], day[6])]
+    assert df.attrs["cache"]["fetched"] == [[rid, a.isoformat(), b.isoformat()] for a, b in gaps]
+    assert all(any(a <= s and e <= b for a, b in gaps) for _, s, e in client.windows)
+    assert_same_rows(df, workload.ground_truth(rid, day[0], day[6], as_of=sim_now))
+    assert list(cache.coverage(rid)["start"]) == [day[0]] and list(cache.coverage(rid)["end"]) == [day[6]]
+
+
+def test_a_plain_path_works_as_the_cache(fresh_sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp,
+                                         tmp_path: Path) -> None:
+    rid = workload.resource_rids[2]
+    with _client(fresh_sim) as client:
+        df = load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=str(tmp_path / "p"),
+                             progress=False)
+    assert df.attrs["cache"]["path"] == str(tmp_path / "p")
+    assert_same_rows(ExecutionCache(tmp_path / "p").read(rid), df)
+
+
+def test_fields_the_api_added_survive_the_round_trip(tmp_path: Path) -> None:
+    from exec_analytics.schema import decode_pages
+
+    rid = "ri.function-registry.main.function.abc"
+    body = orjson.dumps({"data": [
+        {"startTime": "2026-11-18T12:00:00.000Z", "duration": {"value": 5, "unit": "SECONDS"}, "status": "FAILED",
+         "resourceRid": rid, "resourceVersion": "1.0.0", "traceOwningRid": rid, "foundryTraceId": "t-1",
+         "retries": 2},
+        {"startTime": "2026-11-18T13:00:00.000Z", "duration": {"value": 7, "unit": "SECONDS"},
+         "status": "SUCCEEDED", "resourceRid": rid, "resourceVersion": "1.0.0", "traceOwningRid": rid,
+         "foundryTraceId": "t-2"},
+    ]})
+    with pytest.warns(UserWarning, match="retries"):
+        table = decode_pages([body])
+    cache = ExecutionCache(tmp_path / "h")
+    start, end = pd.Timestamp("2026-11-18T00:00Z"), pd.Timestamp("2026-11-19T00:00Z")
+    with cache._lock([rid]):
+        cache._commit(cache._plan([rid], int(start.value // 10**6), int(end.value // 10**6), None), table,
+                      end + D, None)
+    df = cache.read(rid)
+    assert list(df["extra"]) == ['{"retries":2}', pd.NA]
+    assert "extra" not in cache.read(rid, start + 13 * H, end).columns  # no row there has any

@@ -181,18 +181,20 @@ class ExecutionCache(LoadSteps):
         for attempt in range(3):
             paths = []
             for rid in rids:
-                days = self._day_dirs(key, rid)
-                if lo is not None:
-                    days = [d for d in days if d >= lo // DAY_MS] if hi is None else list(days_of(lo, hi))
-                if hi is not None:
-                    days = [d for d in days if d * DAY_MS < hi]
+                if lo is not None and hi is not None:
+                    # Both bounds: the days are known without listing the resource's other partitions.
+                    days: Sequence[int] = days_of(lo, hi)
+                else:
+                    days = [d for d in self._day_dirs(key, rid)
+                            if (lo is None or d >= lo // DAY_MS) and (hi is None or d * DAY_MS < hi)]
                 paths += [p for d in days if (p := self._partition(key, rid, d)).exists()]
             if not paths:
                 break
             bounds = [(lo if lo is not None else -(2**62), hi if hi is not None else 2**62)]
+            # A partition holds exactly one UTC day, so bounds on midnights (or none) need no row filter.
+            whole_days = (lo is None or lo % DAY_MS == 0) and (hi is None or hi % DAY_MS == 0)
             try:
-                # No filter when nothing bounds the read: whole files are wanted, and evaluating one costs time.
-                return read_files(paths, window_expr(bounds) if lo is not None or hi is not None else None, columns)
+                return read_files(paths, None if whole_days else window_expr(bounds), columns)
             except FileNotFoundError:
                 if attempt == 2:  # pruned between listing and reading, three times over
                     raise
