@@ -1,0 +1,621 @@
+"""Plotting helpers: each draws analysis output on one matplotlib Axes and returns it.
+
+Every helper follows seaborn's contract: ``plot_<thing>(data, *, ax=None, **kwargs) -> Axes``; with no
+``ax`` it draws on the current Axes (``plt.gca()``). Nothing here calls ``plt.show()`` or touches
+``matplotlib.rcParams``: styling is passed per artist, so a notebook's own style is left alone.
+
+The statistics come from :mod:`exec_analytics.analysis` (rates, intervals, percentiles, effects, verdicts);
+the helpers only draw them. The one exception is :func:`plot_duration_distribution`, which draws the
+empirical distribution of the executions table itself, as ``seaborn.ecdfplot`` does.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies); verdicts
+keep the same colour in every figure and in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+__all__ = [
+    "OKABE_ITO",
+    "PALETTE",
+    "VERDICT_COLORS",
+    "effect_position",
+    "plot_caller_breakdown",
+    "plot_duration_distribution",
+    "plot_duration_percentiles",
+    "plot_error_budget",
+    "plot_failure_rate",
+    "plot_version_comparison",
+    "short_rid",
+]
+
+#: The Okabe-Ito colour-blind-safe palette, by name.
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+
+#: Order in which series take colours (yellow last: it is hard to read on white).
+PALETTE: tuple[str, ...] = tuple(
+    OKABE_ITO[c] for c in ("blue", "orange", "bluish_green", "vermillion", "reddish_purple", "sky_blue", "black")
+)
+
+#: Colour of each verdict of :func:`exec_analytics.analysis.compare_versions`.
+VERDICT_COLORS: dict[str, str] = {
+    "regressed": OKABE_ITO["vermillion"],
+    "improved": OKABE_ITO["bluish_green"],
+    "equivalent": OKABE_ITO["blue"],
+    "inconclusive": OKABE_ITO["orange"],
+    "insufficient data": "#888888",
+}
+
+_GRID: dict[str, Any] = {"color": "#dddddd", "linewidth": 0.6}
+_PERCENTILE_COLORS = {"p50": PALETTE[0], "p90": PALETTE[5], "p95": PALETTE[1], "p99": PALETTE[3]}
+
+
+def _axes(ax: Axes | None) -> Axes:
+    return plt.gca() if ax is None else ax
+
+
+def _style(ax: Axes, *, ygrid: bool = True, xgrid: bool = False) -> None:
+    """Light grid and no top/right spines, set on this Axes only."""
+    ax.grid(False)
+    if ygrid:
+        ax.yaxis.grid(True, which="major", **_GRID)
+    if xgrid:
+        ax.xaxis.grid(True, which="major", **_GRID)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _require(data: pd.DataFrame, columns: Sequence[str], func: str) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"{func}: data must be a pandas DataFrame, got {type(data).__name__}")
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise ValueError(f"{func}: data lacks column(s) {', '.join(missing)}")
+
+
+def _times(values: Any) -> np.ndarray:
+    """UTC timestamps as naive datetime64 (matplotlib's date axis shows them as UTC)."""
+    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return idx.tz_convert("UTC").tz_localize(None).to_numpy()
+
+
+def _date_axis(ax: Axes) -> None:
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=9)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("time (UTC)")
+
+
+def short_rid(rid: Any, length: int = 8) -> str:
+    """A short, still recognisable label for a RID: ``workshop.module …a1b2c3d4``.
+
+    Parameters
+    ----------
+    rid : object
+        A RID, or anything else (returned as text; NA becomes ``"(no caller)"``).
+    length : int
+        Characters kept from the end of the locator.
+
+    Returns
+    -------
+    str
+    """
+    if rid is None or (not isinstance(rid, str) and pd.isna(rid)):
+        return "(no caller)"
+    text = str(rid)
+    parts = text.split(".")
+    if len(parts) >= 5 and parts[0] == "ri":
+        locator = ".".join(parts[4:])
+        tail = locator if len(locator) <= length else "…" + locator[-length:]
+        return f"{parts[1]}.{parts[3]} {tail}"
+    return text
+
+
+def _rollout_times(rollouts: Any, data_start: Any | None) -> list[tuple[str, pd.Timestamp]]:
+    """(version, first-seen time) pairs from a mapping or from :func:`~exec_analytics.analysis.version_adoption`.
+
+    From an adoption table, a version's rollout is the first period it ran in; versions already running in
+    the table's first period were rolled out before it and are not marked.
+    """
+    if rollouts is None:
+        return []
+    if isinstance(rollouts, Mapping):
+        pairs = [(str(v), pd.Timestamp(t)) for v, t in rollouts.items()]
+    else:
+        _require(rollouts, ["resource_version", "period_start"], "rollouts")
+        ran = rollouts[rollouts["executions"] > 0] if "executions" in rollouts.columns else rollouts
+        first = ran.groupby(ran["resource_version"].astype(str))["period_start"].min()
+        start = ran["period_start"].min()
+        pairs = [(v, pd.Timestamp(t)) for v, t in first.items() if t > start]
+    pairs = [(v, t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")) for v, t in pairs]
+    if data_start is not None:
+        pairs = [(v, t) for v, t in pairs if t >= data_start]
+    return sorted(pairs, key=lambda p: p[1])
+
+
+def _mark_rollouts(ax: Axes, pairs: list[tuple[str, pd.Timestamp]]) -> None:
+    for version, when in pairs:
+        x = _times([when])[0]
+        ax.axvline(x, color=OKABE_ITO["reddish_purple"], linestyle="--", linewidth=1.2, zorder=1)
+        ax.annotate(
+            version, xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3), textcoords="offset points",
+            ha="left", va="top", fontsize=9, color=OKABE_ITO["reddish_purple"],
+        )  # fmt: skip
+
+
+def _series(data: pd.DataFrame, hue: str | None) -> list[tuple[str | None, pd.DataFrame]]:
+    if hue is None:
+        return [(None, data)]
+    _require(data, [hue], "hue")
+    return [(str(k), g) for k, g in data.groupby(hue, observed=True, sort=True)]
+
+
+def plot_failure_rate(
+    data: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    hue: str | None = None,
+    rollouts: pd.DataFrame | Mapping[str, Any] | None = None,
+    band: bool = True,
+    label: str | None = None,
+    color: str | None = None,
+) -> Axes:
+    """Failure rate over time with its confidence band, version rollouts marked.
+
+    Parameters
+    ----------
+    data : DataFrame
+        :func:`~exec_analytics.analysis.failure_rate` output with ``freq`` (``period_start``, ``rate``,
+        ``rate_low``, ``rate_high``).
+    ax : Axes, optional
+        Where to draw; the current Axes by default.
+    hue : str, optional
+        A ``by`` column of ``data``: one line per value (e.g. ``"resource_rid"``).
+    rollouts : DataFrame or mapping, optional
+        Version rollouts to mark with vertical lines: :func:`~exec_analytics.analysis.version_adoption`
+        output (each version's first period, except those already running in the first period) or a mapping
+        ``version -> time``.
+    band : bool
+        Draw the interval ``[rate_low, rate_high]`` as a shaded band.
+    label, color : str, optional
+        Legend label and colour of a single series.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes: one line per series (x = period start, y = ``rate`` as a fraction shown in percent) and,
+        with ``band``, one ``PolyCollection`` per series.
+    """
+    _require(data, ["period_start", "rate", "rate_low", "rate_high"], "plot_failure_rate")
+    ax = _axes(ax)
+    for i, (key, part) in enumerate(_series(data.sort_values("period_start"), hue)):
+        c = color if (color and hue is None) else PALETTE[i % len(PALETTE)]
+        x = _times(part["period_start"])
+        name = label if key is None else key
+        ax.plot(x, part["rate"].to_numpy(dtype=float), color=c, linewidth=1.8, label=name or "failure rate",
+                marker="o" if len(part) <= 14 else None, markersize=3.5)  # fmt: skip
+        if band:
+            ax.fill_between(x, part["rate_low"].to_numpy(dtype=float), part["rate_high"].to_numpy(dtype=float),
+                            color=c, alpha=0.2, linewidth=0, step=None)  # fmt: skip
+    start = pd.Timestamp(data["period_start"].min()) if len(data) else None
+    _mark_rollouts(ax, _rollout_times(rollouts, start))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("failure rate (% of executions)")
+    _date_axis(ax)
+    _style(ax)
+    if hue is not None or label:
+        ax.legend(frameon=False, fontsize=9)
+    return ax
+
+
+def plot_duration_percentiles(
+    data: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    percentiles: Sequence[str] = ("p50", "p95", "p99"),
+    log: bool = True,
+    rollouts: pd.DataFrame | Mapping[str, Any] | None = None,
+) -> Axes:
+    """Duration percentiles over time, one line per percentile.
+
+    Parameters
+    ----------
+    data : DataFrame
+        :func:`~exec_analytics.analysis.duration_percentiles` (or ``summarize``) output with ``freq``: a
+        ``period_start`` column and the percentile columns.
+    ax : Axes, optional
+        Where to draw; the current Axes by default.
+    percentiles : sequence of str
+        Columns to draw, e.g. ``("p50", "p95", "p99")``; those missing from ``data`` are skipped.
+    log : bool
+        Logarithmic duration axis (percentiles often differ by an order of magnitude).
+    rollouts : DataFrame or mapping, optional
+        Version rollouts to mark, as in :func:`plot_failure_rate`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One line per percentile, labelled with its name (x = period start, y = seconds).
+    """
+    _require(data, ["period_start"], "plot_duration_percentiles")
+    cols = [p for p in percentiles if p in data.columns]
+    if not cols:
+        raise ValueError(f"plot_duration_percentiles: data has none of the columns {', '.join(percentiles)}")
+    ax = _axes(ax)
+    part = data.sort_values("period_start")
+    x = _times(part["period_start"])
+    for i, col in enumerate(cols):
+        ax.plot(x, part[col].to_numpy(dtype=float), label=col, linewidth=1.8,
+                color=_PERCENTILE_COLORS.get(col, PALETTE[i % len(PALETTE)]),
+                marker="o" if len(part) <= 14 else None, markersize=3.5)  # fmt: skip
+    start = pd.Timestamp(data["period_start"].min()) if len(data) else None
+    _mark_rollouts(ax, _rollout_times(rollouts, start))
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(_seconds))
+    ax.set_ylabel("duration (s)" + (", log scale" if log else ""))
+    _date_axis(ax)
+    _style(ax)
+    # Above the plot, right-aligned: inside it would cover the highest line, which is the one that matters.
+    ax.legend(
+        frameon=False, fontsize=9, ncol=len(cols), loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1
+    )
+    return ax
+
+
+def _log_percent(value: float, _pos: Any = None) -> str:
+    # PercentFormatter picks one number of decimals for the whole axis, which prints 0.01% as "0%".
+    return f"{100 * value:g}%" if value > 0 else ""
+
+
+def _seconds(value: float, _pos: Any = None) -> str:
+    if value <= 0 or not math.isfinite(value):
+        return ""
+    if value >= 1:
+        return f"{value:g}"
+    return f"{value:.3g}"
+
+
+def plot_duration_distribution(
+    data: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    by: str | None = "resource_version",
+    complementary: bool = False,
+    log: bool = True,
+    order: Sequence[str] | None = None,
+    min_executions: int = 1,
+) -> Axes:
+    """The empirical distribution of durations per group (ECDF, or its complement to show the tail).
+
+    Parameters
+    ----------
+    data : DataFrame
+        The executions table (``duration_s`` and the ``by`` column); NaN durations are left out.
+    ax : Axes, optional
+        Where to draw; the current Axes by default.
+    by : str or None
+        One curve per value of this column (``resource_version`` by default); None draws one curve.
+    complementary : bool
+        Draw the share of executions *slower* than each duration (1 - ECDF) on a log axis, so the slowest
+        1%, 0.1% ... stay visible instead of being squeezed against 100%.
+    log : bool
+        Logarithmic duration axis.
+    order : sequence of str, optional
+        Groups to draw, in this order (default: the column's category order, groups with data only).
+    min_executions : int
+        Skip groups with fewer known durations.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One step line per group, labelled ``"<group> (n=<count>)"``: x are the sorted durations in seconds,
+        y is ``i / n`` for the i-th (1-based) duration, or ``1 - (i - 1) / n`` with ``complementary``.
+    """
+    _require(data, ["duration_s", *([by] if by else [])], "plot_duration_distribution")
+    ax = _axes(ax)
+    values = data["duration_s"].to_numpy(dtype="float64")
+    if by is None:
+        groups: list[tuple[str, np.ndarray]] = [("all", values)]
+    else:
+        col = data[by]
+        if order is not None:
+            names = [str(c) for c in order]
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            names = [str(c) for c in col.cat.categories]
+        else:
+            names = [str(c) for c in pd.unique(col.dropna())]
+        as_text = np.asarray(col.astype("string").fillna("\x00<NA>"), dtype=object)
+        groups = [(name, values[as_text == name]) for name in names]
+    drawn = 0
+    for name, vals in groups:
+        vals = np.sort(vals[~np.isnan(vals)])
+        n = len(vals)
+        if n < max(min_executions, 1):
+            continue
+        # With complementary: the share at least this slow, so the slowest execution keeps 1/n rather than 0.
+        y = 1.0 - np.arange(n) / n if complementary else np.arange(1, n + 1) / n
+        ax.plot(vals, y, drawstyle="steps-post", linewidth=1.6, color=PALETTE[drawn % len(PALETTE)],
+                label=f"{name} (n={n:,})")  # fmt: skip
+        drawn += 1
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_seconds))
+    ax.set_xlabel("duration (s)" + (", log scale" if log else ""))
+    if complementary:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(_log_percent))
+        ax.set_ylabel("executions slower than x (%, log scale)")
+    else:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.set_ylim(0, 1.01)
+        ax.set_ylabel("executions at most x (%)")
+    _style(ax, xgrid=True)
+    if drawn:
+        ax.legend(frameon=False, fontsize=9, title=by, title_fontsize=9)
+    return ax
+
+
+def effect_position(data: pd.DataFrame) -> pd.DataFrame:
+    """Where :func:`plot_version_comparison` places each effect: on the scale of its practical threshold.
+
+    Each metric is judged on its own scale (latency ratios, failure-rate differences, P(slower) - 0.5), so
+    the forest plot puts them on one axis by dividing by the threshold the verdict used: ``log(ratio) /
+    log(1 + threshold)`` for ratios (the improvement bound ``1 / (1 + threshold)`` lands on -1) and
+    ``difference / threshold`` for differences. +1 and -1 are then the regression and improvement
+    thresholds of every row, and a verdict can be read off the axis.
+
+    Parameters
+    ----------
+    data : DataFrame
+        :func:`~exec_analytics.analysis.compare_versions` or ``version_regressions`` output.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``x``, ``x_low``, ``x_high`` (float64, NaN where there is no estimate), same index as ``data``.
+    """
+    _require(data, ["judged_on", "threshold", "ratio", "ratio_low", "ratio_high", "difference", "difference_low",
+                    "difference_high"], "effect_position")  # fmt: skip
+    thr = data["threshold"].to_numpy(dtype=float)
+    on_ratio = (data["judged_on"] == "ratio").to_numpy()
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for suffix in ("", "_low", "_high"):
+            r = data[f"ratio{suffix}"].to_numpy(dtype=float)
+            d = data[f"difference{suffix}"].to_numpy(dtype=float)
+            out["x" + suffix] = np.where(on_ratio, np.log(r) / np.log1p(thr), d / thr)
+    return pd.DataFrame(out, index=data.index)
+
+
+def _effect_text(row: pd.Series) -> str:
+    if row["judged_on"] == "ratio":
+        vals = [row["ratio"], row["ratio_low"], row["ratio_high"]]
+        if not all(np.isfinite(vals)):
+            return "no estimate"
+        return f"×{vals[0]:.2f} [{vals[1]:.2f}, {vals[2]:.2f}]"
+    vals = [row["difference"], row["difference_low"], row["difference_high"]]
+    if not all(np.isfinite(vals)):
+        return "no estimate"
+    if str(row["metric"]).startswith("failure_rate"):
+        return f"{100 * vals[0]:+.2f} pp [{100 * vals[1]:+.2f}, {100 * vals[2]:+.2f}]"
+    return f"{vals[0]:+.3f} [{vals[1]:+.3f}, {vals[2]:+.3f}]"
+
+
+def plot_version_comparison(
+    data: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    annotate: bool = True,
+    legend: bool = True,
+) -> Axes:
+    """Forest plot of version-comparison effects with intervals, threshold lines and verdict colours.
+
+    Parameters
+    ----------
+    data : DataFrame
+        :func:`~exec_analytics.analysis.compare_versions` output (or ``version_regressions`` rows, which
+        may hold several candidate/baseline pairs).
+    ax : Axes, optional
+        Where to draw; the current Axes by default.
+    annotate : bool
+        Write each effect in its own units beside the row (``×1.40 [1.37, 1.43]`` for ratios, percentage
+        points for failure rates).
+    legend : bool
+        Add a legend of the verdict colours present.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One errorbar container per row, top row first: the marker at ``effect_position(data)["x"]`` with
+        whiskers to ``x_low``/``x_high``, coloured by ``verdict``; dashed lines at -1 and +1 (the practical
+        thresholds) and a solid line at 0 (no change). Rows without an estimate get a grey cross at 0.
+    """
+    _require(data, ["metric", "verdict", "baseline", "candidate"], "plot_version_comparison")
+    ax = _axes(ax)
+    pos = effect_position(data)
+    rows = data.reset_index(drop=True)
+    pos = pos.reset_index(drop=True)
+    pairs = rows[["baseline", "candidate"]].astype(str).drop_duplicates()
+    several = len(pairs) > 1
+    n = len(rows)
+    y = np.arange(n)[::-1].astype(float)  # first row at the top
+    labels = []
+    seen: set[str] = set()
+    for i in range(n):
+        r = rows.iloc[i]
+        verdict = str(r["verdict"])
+        c = VERDICT_COLORS.get(verdict, "#888888")
+        x, lo, hi = pos.loc[i, "x"], pos.loc[i, "x_low"], pos.loc[i, "x_high"]
+        labels.append((f"{r['candidate']} vs {r['baseline']} · " if several else "") + str(r["metric"]))
+        if np.isfinite(x) and np.isfinite(lo) and np.isfinite(hi):
+            ax.errorbar([x], [y[i]], xerr=[[x - lo], [hi - x]], fmt="o", color=c, ecolor=c, elinewidth=2.2,
+                        capsize=3, markersize=6, label=verdict if verdict not in seen else "_nolegend_")  # fmt: skip
+        else:
+            ax.plot([0.0], [y[i]], marker="x", color="#888888", linestyle="none",
+                    label=verdict if verdict not in seen else "_nolegend_")  # fmt: skip
+        seen.add(verdict)
+        if annotate:
+            ax.annotate(f"{_effect_text(r)}  {verdict}", xy=(1.0, y[i]), xycoords=("axes fraction", "data"),
+                        xytext=(6, 0), textcoords="offset points", va="center", ha="left", fontsize=9,
+                        color=c)  # fmt: skip
+    ax.axvline(0, color="#333333", linewidth=1)
+    for t in (-1, 1):
+        ax.axvline(t, color="#555555", linewidth=1, linestyle="--")
+    finite = pos[["x_low", "x_high"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    span = max(2.0, float(np.abs(finite).max()) * 1.1) if finite.size else 2.0
+    ax.set_xlim(-span, span)
+    ax.set_yticks(y, labels)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel("effect in units of its practical threshold (±1 = threshold; >0 worse)")
+    _style(ax, ygrid=False, xgrid=True)
+    if legend and seen:
+        ax.legend(frameon=False, fontsize=9, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(seen),
+                  handletextpad=0.3, borderaxespad=0.2)  # fmt: skip
+    return ax
+
+
+def plot_caller_breakdown(
+    data: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    reference: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    include_other: bool = False,
+) -> Axes:
+    """Failure rate per caller as horizontal bars with Wilson intervals, annotated with volume.
+
+    Parameters
+    ----------
+    data : DataFrame
+        :func:`~exec_analytics.analysis.caller_breakdown` output (ranked; ``rank`` 1 is drawn at the top).
+    ax : Axes, optional
+        Where to draw; the current Axes by default.
+    reference : float, optional
+        A rate to mark with a vertical line, e.g. the overall failure rate from
+        :func:`~exec_analytics.analysis.failure_rate`.
+    labels : mapping, optional
+        Display names for caller RIDs; others are shortened with :func:`short_rid`.
+    include_other : bool
+        Also draw the ``(other)`` row that collects the callers outside the top.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One bar per caller (bar width = ``rate``), top-ranked at the top, with error bars to
+        ``rate_low``/``rate_high``; low-volume callers are hatched.
+    """
+    _require(data, ["rank", "caller_rid", "executions", "failures", "rate", "rate_low", "rate_high"],
+             "plot_caller_breakdown")  # fmt: skip
+    ax = _axes(ax)
+    rows = data if include_other else data[data["rank"] > 0]
+    rows = rows.reset_index(drop=True)
+    n = len(rows)
+    y = np.arange(n)[::-1].astype(float)
+    rate = rows["rate"].to_numpy(dtype=float)
+    low = rows["rate_low"].to_numpy(dtype=float)
+    high = rows["rate_high"].to_numpy(dtype=float)
+    low_volume = rows["low_volume"].to_numpy(dtype=bool) if "low_volume" in rows.columns else np.zeros(n, bool)
+    bars = ax.barh(y, rate, height=0.65, color=[PALETTE[2] if lv else PALETTE[0] for lv in low_volume],
+                   hatch=None, edgecolor="white")  # fmt: skip
+    for bar, lv in zip(bars, low_volume, strict=True):
+        if lv:
+            bar.set_hatch("//")
+    ax.errorbar(rate, y, xerr=[rate - low, high - rate], fmt="none", ecolor="#333333", elinewidth=1, capsize=2)
+    names = []
+    for rid in rows["caller_rid"].astype(object):
+        key = None if rid is None or (not isinstance(rid, str) and pd.isna(rid)) else str(rid)
+        names.append(labels[key] if (labels and key is not None and key in labels) else short_rid(key))
+    ax.set_yticks(y, names)
+    for yi, hi_, ex, fa in zip(y, high, rows["executions"], rows["failures"], strict=True):
+        ax.annotate(f"{int(fa):,} of {int(ex):,}", xy=(hi_ if np.isfinite(hi_) else 0, yi), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8, color="#444444")  # fmt: skip
+    if reference is not None and np.isfinite(reference):
+        ax.axvline(reference, color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.2,
+                   label=f"overall {100 * reference:.2f}%")  # fmt: skip
+        ax.legend(frameon=False, fontsize=9, loc="lower right")
+    top = float(np.nanmax(high)) if n and np.isfinite(high).any() else 0.01
+    ax.set_xlim(0, top * 1.3 if top > 0 else 0.01)
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    ax.set_xlabel("failure rate (% of the caller's executions; label: failures of executions)")
+    _style(ax, ygrid=False, xgrid=True)
+    return ax
+
+
+def plot_error_budget(
+    data: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    ideal: bool = True,
+    label: str | None = None,
+) -> Axes:
+    """Burn-down of the error budget: the share of the period's budget still left over time.
+
+    Parameters
+    ----------
+    data : DataFrame
+        A burn-down table such as :func:`exec_analytics.report.budget_burndown` returns: ``period_end``
+        (Timestamp) and ``remaining`` (float, 1 = untouched, 0 = spent, negative = overspent), in time
+        order; optionally ``period_start`` of the first row as the start of the period.
+    ax : Axes, optional
+        Where to draw; the current Axes by default.
+    ideal : bool
+        Also draw the straight line from 100% to 0% that a service failing at exactly the SLO would follow.
+    label : str, optional
+        Legend label of the burn-down line.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The burn-down as a line (x = ``period_end``, y = ``remaining``), starting at 100% at the start of the
+        first period when ``period_start`` is given; a line at 0 and, with ``ideal``, the dashed reference.
+    """
+    _require(data, ["period_end", "remaining"], "plot_error_budget")
+    ax = _axes(ax)
+    part = data.sort_values("period_end")
+    x = list(_times(part["period_end"]))
+    y = list(part["remaining"].to_numpy(dtype=float))
+    if "period_start" in part.columns and len(part):
+        x = [_times(part["period_start"].iloc[:1])[0], *x]
+        y = [1.0, *y]
+    c = PALETTE[0]
+    ax.plot(x, y, color=c, linewidth=2, label=label or "budget remaining")
+    if len(y):
+        final = y[-1]
+        ax.annotate(f"{100 * final:.0f}% left", xy=(x[-1], final), xytext=(-4, 8), textcoords="offset points",
+                    ha="right", fontsize=9, color=OKABE_ITO["vermillion"] if final < 0 else c)  # fmt: skip
+    if ideal and len(x) >= 2:
+        ax.plot([x[0], x[-1]], [1.0, 0.0], color="#777777", linestyle="--", linewidth=1,
+                label="failing at exactly the SLO")  # fmt: skip
+    ax.axhline(0, color=OKABE_ITO["vermillion"], linewidth=1)
+    lowest = min([0.0, *[v for v in y if np.isfinite(v)]])
+    ax.set_ylim(min(lowest * 1.1 - 0.05, -0.05), 1.05)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_ylabel("error budget left (% of the period's)")
+    _date_axis(ax)
+    _style(ax)
+    ax.legend(frameon=False, fontsize=9, loc="lower left")
+    return ax

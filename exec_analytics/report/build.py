@@ -1,0 +1,708 @@
+"""Build the weekly reliability report as plain data: KPIs, budget, new versions, callers, reasons, changes.
+
+Everything statistical comes from :mod:`exec_analytics.analysis`; this module picks the periods, calls the
+analysis on them, and turns the results into the few findings an owner reads first.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import (
+    caller_breakdown,
+    compare_versions,
+    duration_percentiles,
+    error_budget,
+    failure_rate,
+    failure_reasons,
+    summarize,
+    version_adoption,
+)
+from ..timeutil import to_utc
+
+__all__ = [
+    "BudgetStatus",
+    "Kpi",
+    "Report",
+    "ResourceSection",
+    "VersionFinding",
+    "budget_burndown",
+    "build_weekly_report",
+    "safe_source",
+]
+
+_WEEK = re.compile(r"^(\d{4})-?W(\d{2})$")
+#: Verdicts from the most to the least alarming; a version's headline verdict is the first one present.
+_VERDICT_PRIORITY = ("regressed", "inconclusive", "improved", "equivalent", "insufficient data")
+
+
+@dataclass
+class Kpi:
+    """One headline figure of the report period beside the same figure for the comparison period.
+
+    Attributes
+    ----------
+    name : str
+        ``"executions"``, ``"failure rate"``, ``"p50"``, ``"p95"`` or ``"p99"``.
+    unit : str
+        ``"count"`` (executions per period), ``"fraction"`` (a rate) or ``"s"`` (seconds).
+    value, previous : float
+        This period and the comparison period (per-period average over ``baseline_weeks``); NaN when absent.
+    low, high : float
+        Confidence interval of ``value`` (Wilson for the rate, order statistics for percentiles); NaN if none.
+    previous_low, previous_high : float
+        The same for ``previous``.
+    """
+
+    name: str
+    unit: str
+    value: float
+    previous: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    previous_low: float = math.nan
+    previous_high: float = math.nan
+
+    @property
+    def change(self) -> float:
+        """Week-over-week change: a difference for fractions (0.01 = one percentage point), else relative."""
+        if not (math.isfinite(self.value) and math.isfinite(self.previous)):
+            return math.nan
+        if self.unit == "fraction":
+            return self.value - self.previous
+        return self.value / self.previous - 1 if self.previous else math.nan
+
+    @property
+    def significant(self) -> bool:
+        """Whether the two periods' intervals do not overlap (a conservative sign of a real change)."""
+        vals = (self.low, self.high, self.previous_low, self.previous_high)
+        if not all(math.isfinite(v) for v in vals):
+            return False
+        return self.low > self.previous_high or self.high < self.previous_low
+
+
+@dataclass
+class BudgetStatus:
+    """Error-budget status over the report period (see :func:`exec_analytics.analysis.error_budget`).
+
+    Attributes
+    ----------
+    slo : float
+        Target share of good executions.
+    executions, bad : int
+        Executions and bad ones in the period.
+    sli, sli_low, sli_high : float
+        Good share with its Wilson interval.
+    consumed, remaining : float
+        Share of the period's budget spent and left (negative when overspent).
+    alerts : list of str
+        Burn-rate alerts firing at the end of the period (e.g. ``"ticket_3d_6h"``).
+    burndown : DataFrame
+        :func:`budget_burndown` over the period.
+    """
+
+    slo: float
+    executions: int
+    bad: int
+    sli: float
+    sli_low: float
+    sli_high: float
+    consumed: float
+    remaining: float
+    alerts: list[str]
+    burndown: pd.DataFrame
+
+
+@dataclass
+class VersionFinding:
+    """A version first seen in the report period, compared with the version it replaces.
+
+    Attributes
+    ----------
+    version, baseline : str
+        The new version and its predecessor (the version most executions ran on in the week before the new
+        one appeared); ``baseline`` is None when there was none.
+    first_seen : Timestamp
+        First execution of ``version``.
+    share : float
+        Its share of the period's executions.
+    verdict : str
+        Headline verdict: the most alarming verdict over its metrics (``regressed`` first).
+    verdicts : dict
+        Verdict per metric (``failure_rate``, ``p50``, ``p95``, ``p99``, ``distribution``, and
+        ``failure_rate[<reason>]``).
+    comparison : DataFrame
+        :func:`exec_analytics.analysis.compare_versions` output (empty when no comparison was possible).
+    note : str
+        Why there is no comparison, else "".
+    """
+
+    version: str
+    baseline: str | None
+    first_seen: pd.Timestamp
+    share: float
+    verdict: str
+    verdicts: dict[str, str]
+    comparison: pd.DataFrame
+    note: str = ""
+
+
+@dataclass
+class ResourceSection:
+    """Everything the report says about one resource.
+
+    Attributes
+    ----------
+    rid, name : str
+        Resource RID and display name.
+    status : str
+        ``"regressed"`` (a new version regressed), ``"over budget"``, ``"attention"`` (notable changes) or
+        ``"ok"``.
+    kpis : list of Kpi
+        Executions, failure rate, p50, p95, p99.
+    budget : BudgetStatus
+    new_versions : list of VersionFinding
+    callers : DataFrame
+        Top failing callers: :func:`exec_analytics.analysis.caller_breakdown` rows (rank > 0).
+    reasons : DataFrame
+        :func:`exec_analytics.analysis.failure_reasons` of the period, plus ``new`` (bool: not seen in the
+        comparison period).
+    notable : list of str
+        Plain-language notable changes, most important first.
+    timeline : DataFrame
+        :func:`exec_analytics.analysis.summarize` by time bucket over both periods (for the figures).
+    figures : dict
+        Figure name -> PNG bytes (empty when built with ``figures=False``).
+    """
+
+    rid: str
+    name: str
+    status: str
+    kpis: list[Kpi]
+    budget: BudgetStatus
+    new_versions: list[VersionFinding]
+    callers: pd.DataFrame
+    reasons: pd.DataFrame
+    notable: list[str]
+    timeline: pd.DataFrame
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    def kpi(self, name: str) -> Kpi:
+        """The KPI called ``name``."""
+        return next(k for k in self.kpis if k.name == name)
+
+
+@dataclass
+class Report:
+    """The weekly reliability report as data; render it with ``render_html`` or ``render_markdown``.
+
+    Attributes
+    ----------
+    title : str
+    start, end : Timestamp
+        The report period, half-open, UTC.
+    previous_start, previous_end : Timestamp
+        The comparison period (``baseline_weeks`` periods of the same length just before ``start``).
+    slo : float
+    generated_at : Timestamp
+    source : str or None
+        Where the data came from, with any credentials, query string and fragment removed.
+    summary : DataFrame
+        One row per resource: ``name``, ``rid``, ``status``, ``executions``, ``executions_change``,
+        ``failure_rate``, ``failure_rate_change``, ``p95``, ``p95_change``, ``budget_remaining``,
+        ``new_versions`` (text such as ``"1.4.0: regressed"``).
+    resources : list of ResourceSection
+    """
+
+    title: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    previous_start: pd.Timestamp
+    previous_end: pd.Timestamp
+    slo: float
+    generated_at: pd.Timestamp
+    source: str | None
+    summary: pd.DataFrame
+    resources: list[ResourceSection]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Periods and small helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _iso_week(week: object) -> tuple[pd.Timestamp, str]:
+    """Monday 00:00 UTC of an ISO week given as ``"2026-W47"`` or any time inside it."""
+    if isinstance(week, str):
+        m = _WEEK.match(week.strip())
+        if m:
+            year, num = int(m.group(1)), int(m.group(2))
+            try:
+                monday = pd.Timestamp.fromisocalendar(year, num, 1).tz_localize("UTC")
+            except ValueError:
+                raise ValueError(f"week {week!r} does not exist; use an ISO week such as '2026-W47'") from None
+            return monday, f"{year}-W{num:02d}"
+    try:
+        t = to_utc(week, "week")
+    except (TypeError, ValueError):
+        raise ValueError(f"week must be an ISO week such as '2026-W47' or a UTC time inside it, got {week!r}") from None
+    iso = t.isocalendar()
+    monday = pd.Timestamp.fromisocalendar(iso[0], iso[1], 1).tz_localize("UTC")
+    return monday, f"{iso[0]}-W{iso[1]:02d}"
+
+
+def _period(df: pd.DataFrame, week: object, start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp, str]:
+    if week is not None and (start is not None or end is not None):
+        raise ValueError("pass either week or start/end, not both")
+    if week is not None:
+        monday, label = _iso_week(week)
+        return monday, monday + pd.Timedelta("7D"), f"Weekly reliability report · {label}"
+    if start is not None or end is not None:
+        if start is None or end is None:
+            raise ValueError("start and end go together; pass both (or week=)")
+        s, e = to_utc(start, "start"), to_utc(end, "end")
+        if e <= s:
+            raise ValueError("end must be after start; periods are [start, end)")
+        return s, e, f"Reliability report · {s:%Y-%m-%d %H:%M} – {e:%Y-%m-%d %H:%M} UTC"
+    # Default: the last complete ISO week before the data end.
+    data_end = df.attrs.get("end") if isinstance(df.attrs, dict) else None
+    last = to_utc(data_end, "df.attrs['end']") if data_end is not None else None
+    if last is None:
+        if not len(df):
+            raise ValueError("df is empty; pass week= or start=/end=")
+        last = pd.Timestamp(df["start_time"].max()) + pd.Timedelta(milliseconds=1)
+    monday, _ = _iso_week(last)
+    return _period(df, monday - pd.Timedelta("7D"), None, None)
+
+
+def safe_source(source: object) -> str | None:
+    """A data source fit for a report: scheme, host, port and path only (no credentials, query or fragment).
+
+    Parameters
+    ----------
+    source : object
+        Typically ``df.attrs["source"]``: a base URL, perhaps with user info or a token in its query.
+
+    Returns
+    -------
+    str or None
+        None when ``source`` is not a URL with a host (then nothing about it is shown).
+    """
+    if not isinstance(source, str):
+        return None
+    parts = urllib.parse.urlsplit(source.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    path = parts.path if re.fullmatch(r"[A-Za-z0-9/._~-]*", parts.path or "") else ""
+    return f"{parts.scheme}://{host}{port}{path}"
+
+
+def _rows_in(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    t = df["start_time"]
+    return df.loc[((t >= start) & (t < end)).to_numpy()]
+
+
+def _f(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _auto_freq(span: pd.Timedelta) -> str:
+    # Keep about 20-60 buckets: enough shape without drowning the rate in noise.
+    if span >= pd.Timedelta("10D"):
+        return "1D"
+    if span >= pd.Timedelta("2D"):
+        return "6h"
+    return "1h"
+
+
+def budget_burndown(
+    df: pd.DataFrame,
+    *,
+    slo: float = 0.99,
+    start: object,
+    end: object,
+    freq: str | pd.Timedelta = "1h",
+    success_statuses: Sequence[str] | str = ("SUCCEEDED",),
+) -> pd.DataFrame:
+    """The error budget of ``[start, end)`` spent over time: cumulative failures against the period's budget.
+
+    The budget is ``(1 - slo)`` of all executions of the period (what :func:`~exec_analytics.analysis.
+    error_budget` allows for the same window), so the last row's ``remaining`` equals ``error_budget``'s.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The executions table of one resource (or of the whole budget).
+    slo : float
+        Target share of succeeded executions.
+    start, end : str, datetime or Timestamp
+        The period, half-open, timezone-aware.
+    freq : str or Timedelta
+        Step of the burn-down (fixed buckets from :func:`~exec_analytics.analysis.failure_rate`).
+    success_statuses : str or sequence of str
+        Statuses that count as success.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bucket with executions, in time order. Columns: ``period_start``, ``period_end``
+        (Timestamp, UTC; the first row starts at ``start``), ``executions``, ``bad`` (int64, in the bucket),
+        ``cumulative_bad`` (int64), ``allowed_bad`` (float64, ``(1 - slo)`` x the period's executions),
+        ``consumed`` (float64, ``cumulative_bad / allowed_bad``) and ``remaining`` (float64, ``1 - consumed``).
+    """
+    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
+        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    s, e = to_utc(start, "start"), to_utc(end, "end")
+    rates = failure_rate(_rows_in(df, s, e), freq=freq, success_statuses=success_statuses)
+    rates = rates.sort_values("period_start").reset_index(drop=True)
+    step = pd.Timedelta(freq)
+    allowed = (1 - float(slo)) * float(rates["executions"].sum())
+    out = pd.DataFrame({
+        "period_start": rates["period_start"].clip(lower=s),
+        "period_end": (rates["period_start"] + step).clip(upper=e),
+        "executions": rates["executions"].astype("int64"),
+        "bad": rates["failures"].astype("int64"),
+    })  # fmt: skip
+    out["cumulative_bad"] = out["bad"].cumsum().astype("int64")
+    out["allowed_bad"] = allowed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["consumed"] = out["cumulative_bad"] / allowed if allowed > 0 else np.nan
+    out["remaining"] = 1.0 - out["consumed"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-resource pieces
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _kpis(week: pd.DataFrame, prev: pd.DataFrame, baseline_weeks: int, confidence: float) -> list[Kpi]:
+    q = (0.5, 0.95, 0.99)
+    now = summarize(week, q=q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+    before = summarize(prev, q=q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+    kpis = [Kpi("executions", "count", _f(now["executions"]),
+                _f(before["executions"]) / baseline_weeks if len(prev) else math.nan)]  # fmt: skip
+    has_prev = len(prev) > 0
+    kpis.append(Kpi("failure rate", "fraction", _f(now["rate"]), _f(before["rate"]) if has_prev else math.nan,
+                    _f(now["rate_low"]), _f(now["rate_high"]), _f(before["rate_low"]),
+                    _f(before["rate_high"])))  # fmt: skip
+    for p in ("p50", "p95", "p99"):
+        kpis.append(Kpi(p, "s", _f(now[p]), _f(before[p]) if has_prev else math.nan, _f(now[f"{p}_low"]),
+                        _f(now[f"{p}_high"]), _f(before[f"{p}_low"]), _f(before[f"{p}_high"])))  # fmt: skip
+    return kpis
+
+
+def _budget(week: pd.DataFrame, slo: float, start: pd.Timestamp, end: pd.Timestamp, freq: str) -> BudgetStatus:
+    row = error_budget(week, slo=slo, window=end - start, now=end).iloc[0]
+    alerts = [c.removeprefix("alert_") for c in row.index if c.startswith("alert_") and bool(row[c])]
+    burndown = budget_burndown(week, slo=slo, start=start, end=end, freq=freq)
+    return BudgetStatus(slo=slo, executions=int(row["executions"]), bad=int(row["bad"]), sli=_f(row["sli"]),
+                        sli_low=_f(row["sli_low"]), sli_high=_f(row["sli_high"]), consumed=_f(row["consumed"]),
+                        remaining=_f(row["remaining"]), alerts=alerts, burndown=burndown)  # fmt: skip
+
+
+def _headline_verdict(comparison: pd.DataFrame) -> str:
+    if not len(comparison):
+        return "insufficient data"
+    verdicts = set(comparison["verdict"].astype(str))
+    main = set(comparison.loc[~comparison["metric"].str.startswith("failure_rate["), "verdict"].astype(str))
+    if "regressed" in verdicts:
+        return "regressed"
+    return next((v for v in _VERDICT_PRIORITY if v in main), "insufficient data")
+
+
+def _new_versions(
+    rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, compare: Mapping[str, Any]
+) -> list[VersionFinding]:
+    """Versions whose first execution in the data falls in the period (and the data reach back before it)."""
+    if not len(rows) or rows["start_time"].min() >= start:
+        return []  # no history before the period: every version would look new
+    versions = rows["resource_version"].astype("string")
+    first = rows["start_time"].groupby(versions.to_numpy(), sort=False).min()
+    week_rows = _rows_in(rows, start, end)
+    week_counts = week_rows["resource_version"].astype("string").value_counts()
+    out = []
+    for version, seen in sorted(first.items(), key=lambda kv: kv[1]):
+        if not (start <= seen < end):
+            continue
+        before = _rows_in(rows, seen - pd.Timedelta("7D"), seen)["resource_version"].astype("string")
+        counts = before[before != version].value_counts()
+        baseline = str(counts.index[0]) if len(counts) else None
+        share = float(week_counts.get(version, 0)) / max(len(week_rows), 1)
+        comparison = pd.DataFrame()
+        note = ""
+        if baseline is None:
+            note = "no earlier version ran in the week before it"
+        else:
+            try:
+                comparison = compare_versions(rows, baseline, str(version), **{"reasons": True, **compare})
+            except ValueError as exc:  # e.g. the versions never overlapped: say so instead of failing the report
+                note = str(exc).removeprefix("compare_versions: ")
+        verdicts = dict(zip(comparison["metric"], comparison["verdict"].astype(str), strict=True)) if len(
+            comparison) else {}  # fmt: skip
+        out.append(VersionFinding(str(version), baseline, pd.Timestamp(seen), share,
+                                  _headline_verdict(comparison), verdicts, comparison, note))  # fmt: skip
+    return out
+
+
+def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:
+    now = failure_reasons(week)
+    before = failure_reasons(prev) if len(prev) else now.iloc[:0]
+    seen = set(before["failure_reason"].dropna().astype(str))
+    reason = now["failure_reason"].astype("string")
+    now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if len(prev) else False)
+    return now.head(top).reset_index(drop=True)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _secs(x: float) -> str:
+    return f"{x:.3g} s" if x < 10 else f"{x:,.0f} s"
+
+
+def _notable(kpis: list[Kpi], budget: BudgetStatus, versions: list[VersionFinding], reasons: pd.DataFrame,
+             callers: pd.DataFrame) -> list[str]:  # fmt: skip
+    notes = []
+    for v in versions:
+        if v.verdict == "regressed":
+            bad = [m for m, verdict in v.verdicts.items() if verdict == "regressed"]
+            notes.append(f"Version {v.version} regressed against {v.baseline} on {', '.join(bad)}.")
+    if budget.remaining < 0:
+        notes.append(f"Error budget overspent: {_pct(budget.consumed)} of the period's budget used.")
+    if budget.alerts:
+        notes.append(f"Burn-rate alerts firing at the end of the period: {', '.join(budget.alerts)}.")
+    rate = next(k for k in kpis if k.name == "failure rate")
+    if rate.significant:
+        word = "up" if rate.change > 0 else "down"
+        notes.append(f"Failure rate {word} from {_pct(rate.previous)} to {_pct(rate.value)} "
+                     "(95% intervals do not overlap).")  # fmt: skip
+    for k in kpis:
+        if k.unit == "s" and k.significant and abs(k.change) >= 0.10:
+            word = "slower" if k.change > 0 else "faster"
+            notes.append(f"{k.name} {abs(100 * k.change):.0f}% {word}: {_secs(k.previous)} → {_secs(k.value)}.")
+    volume = kpis[0]
+    if math.isfinite(volume.change) and abs(volume.change) >= 0.25:
+        word = "up" if volume.change > 0 else "down"
+        notes.append(f"Executions {word} {abs(100 * volume.change):.0f}% week over week.")
+    if "new" in reasons.columns:
+        for r in reasons[reasons["new"]].itertuples():
+            notes.append(f"New failure reason {r.failure_reason!s}: {int(r.failures):,} failures this period.")
+    if len(callers):
+        first = callers.iloc[0]
+        if _f(first["excess_failures_low"]) > 0 and _f(first["failure_share"]) >= 0.2:
+            notes.append(f"One caller ({first['caller_rid']}) accounts for {_pct(_f(first['failure_share']))} of "
+                         f"failures, failing {_pct(_f(first['rate']))} of its executions.")  # fmt: skip
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _png(draw: Any, size: tuple[float, float]) -> bytes:
+    # A bare Figure (no pyplot): nothing global is created or changed, and it works under any backend.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.subplots()
+    draw(ax)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _figures(section: ResourceSection, rows: pd.DataFrame, week: pd.DataFrame, start: pd.Timestamp,
+             freq: str) -> dict[str, bytes]:  # fmt: skip
+    from .. import plots
+
+    adoption = version_adoption(rows, freq=freq, by=None)
+    rollouts = {v.version: v.first_seen for v in section.new_versions}
+
+    def shade(ax: Any) -> None:
+        import matplotlib.dates as mdates
+
+        # Both ends as date numbers: mixing a datetime64 and a float here makes matplotlib rescale the axis.
+        lo, hi = ax.get_xlim()
+        ax.axvspan(mdates.date2num(plots._times([start])[0]), hi, color="#000000", alpha=0.05, zorder=0)
+        ax.set_xlim(lo, hi)
+
+    def rate(ax: Any) -> None:
+        plots.plot_failure_rate(failure_rate(rows, freq=freq), ax=ax, rollouts=rollouts or adoption)
+        shade(ax)
+        ax.set_title("Failure rate with 95% interval (shaded: this period)", loc="left", fontsize=11)
+
+    def pct(ax: Any) -> None:
+        plots.plot_duration_percentiles(duration_percentiles(rows, freq=freq, q=(0.5, 0.95, 0.99)), ax=ax,
+                                        rollouts=rollouts or adoption)  # fmt: skip
+        shade(ax)
+        ax.set_title("Duration percentiles", loc="left", fontsize=11)
+
+    def dist(ax: Any) -> None:
+        plots.plot_duration_distribution(week, ax=ax, complementary=True, min_executions=20)
+        ax.set_title("Duration tail by version, this period", loc="left", fontsize=11)
+
+    def budget(ax: Any) -> None:
+        plots.plot_error_budget(section.budget.burndown, ax=ax)
+        ax.set_title(f"Error budget burn-down (SLO {100 * section.budget.slo:g}%)", loc="left", fontsize=11)
+
+    def callers(ax: Any) -> None:
+        plots.plot_caller_breakdown(section.callers, ax=ax, reference=section.kpi("failure rate").value)
+        ax.set_title("Top failing callers, this period", loc="left", fontsize=11)
+
+    figs = {"failure_rate": _png(rate, (9.5, 3.4)), "duration_percentiles": _png(pct, (9.5, 3.4)),
+            "duration_distribution": _png(dist, (9.5, 3.4)), "error_budget": _png(budget, (9.5, 3.0))}  # fmt: skip
+    if len(section.callers):
+        figs["callers"] = _png(callers, (9.5, 0.9 + 0.42 * len(section.callers)))
+    for v in section.new_versions:
+        if len(v.comparison):
+
+            def forest(ax: Any, v: VersionFinding = v) -> None:
+                plots.plot_version_comparison(v.comparison, ax=ax)
+
+            figs[f"version:{v.version}"] = _png(forest, (9.5, 1.0 + 0.36 * len(v.comparison)))
+    return figs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _resources(df: pd.DataFrame, resources: str | Sequence[str] | None) -> list[str]:
+    present = [str(r) for r in pd.unique(df["resource_rid"].dropna().astype(str))] if len(df) else []
+    if resources is None:
+        col = df["resource_rid"]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            return [str(c) for c in col.cat.categories if str(c) in set(present)]
+        return present
+    wanted = [resources] if isinstance(resources, str) else [str(r) for r in resources]
+    if not wanted:
+        raise ValueError("resources must name at least one resource RID")
+    return wanted
+
+
+def build_weekly_report(
+    df: pd.DataFrame,
+    *,
+    week: object = None,
+    start: object = None,
+    end: object = None,
+    resources: str | Sequence[str] | None = None,
+    names: Mapping[str, str] | None = None,
+    slo: float = 0.99,
+    baseline_weeks: int = 1,
+    top_callers: int = 5,
+    top_reasons: int = 8,
+    confidence: float = 0.95,
+    compare: Mapping[str, Any] | None = None,
+    figures: bool = True,
+    freq: str | None = None,
+) -> Report:
+    """Build the reliability report of one period (by default the last complete ISO week) from the table.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The executions table. For week-over-week changes and new-version verdicts it should reach back
+        ``baseline_weeks`` periods before the report period.
+    week : str or time, optional
+        ISO week such as ``"2026-W47"``, or a UTC time inside the week.
+    start, end : str, datetime or Timestamp, optional
+        An explicit period ``[start, end)`` instead of ``week``.
+    resources : str or sequence of str, optional
+        Resource RIDs to report on (default: every resource in ``df``), in this order.
+    names : mapping, optional
+        Display names, RID -> name; resources without one show their RID.
+    slo : float
+        Target share of succeeded executions for the error budget.
+    baseline_weeks : int
+        Length of the comparison period in report periods, just before it; its KPIs are per-period averages
+        (executions) or pooled (rates, percentiles).
+    top_callers, top_reasons : int
+        Rows of the caller and failure-reason tables.
+    confidence : float
+        Level of every interval.
+    compare : mapping, optional
+        Options for :func:`exec_analytics.analysis.compare_versions` (e.g. ``n_resamples``, thresholds).
+    figures : bool
+        Render the figures (PNG) into each section.
+    freq : str, optional
+        Time bucket of the timeline figures and the burn-down (default: from the period's length).
+
+    Returns
+    -------
+    Report
+        See :class:`Report`; sections in the order of ``resources``.
+
+    Raises
+    ------
+    ValueError
+        Bad period, empty ``df`` without a period, a resource with no executions at all, bad ``slo``.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame (the executions table), got {type(df).__name__}")
+    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
+        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    if isinstance(baseline_weeks, bool) or not isinstance(baseline_weeks, int) or baseline_weeks < 1:
+        raise ValueError(f"baseline_weeks must be a positive integer, got {baseline_weeks!r}")
+    s, e, title = _period(df, week, start, end)
+    span = e - s
+    prev_s = s - baseline_weeks * span
+    step = freq or _auto_freq(span)
+    options = dict(compare or {})
+    sections = []
+    for rid in _resources(df, resources):
+        rows = df.loc[(df["resource_rid"].astype("string") == rid).fillna(False).to_numpy(dtype=bool)]
+        if not len(rows):
+            raise ValueError(f"resource {rid!r} has no executions in df")
+        rows = _rows_in(rows, prev_s, e)
+        week_rows = _rows_in(rows, s, e)
+        prev_rows = _rows_in(rows, prev_s, s)
+        kpis = _kpis(week_rows, prev_rows, baseline_weeks, confidence)
+        budget = _budget(week_rows, slo, s, e, step)
+        versions = _new_versions(rows, s, e, options)
+        callers = caller_breakdown(week_rows, top=top_callers, confidence=confidence) if len(week_rows) else None
+        callers = callers[callers["rank"] > 0].reset_index(drop=True) if callers is not None else pd.DataFrame()
+        reasons = _reasons(week_rows, prev_rows, top_reasons)
+        notable = _notable(kpis, budget, versions, reasons, callers)
+        status = ("regressed" if any(v.verdict == "regressed" for v in versions) else
+                  "over budget" if budget.remaining < 0 else "attention" if notable else "ok")  # fmt: skip
+        timeline = summarize(rows, freq=step) if len(rows) else pd.DataFrame()
+        section = ResourceSection(rid=rid, name=(names or {}).get(rid, rid), status=status, kpis=kpis, budget=budget,
+                                  new_versions=versions, callers=callers, reasons=reasons, notable=notable,
+                                  timeline=timeline)  # fmt: skip
+        if figures and len(week_rows):
+            section.figures = _figures(section, rows, week_rows, s, step)
+        sections.append(section)
+    summary = pd.DataFrame([{
+        "name": sec.name, "rid": sec.rid, "status": sec.status,
+        "executions": sec.kpi("executions").value, "executions_change": sec.kpi("executions").change,
+        "failure_rate": sec.kpi("failure rate").value, "failure_rate_change": sec.kpi("failure rate").change,
+        "p95": sec.kpi("p95").value, "p95_change": sec.kpi("p95").change,
+        "budget_remaining": sec.budget.remaining,
+        "new_versions": ", ".join(f"{v.version}: {v.verdict}" for v in sec.new_versions),
+    } for sec in sections])  # fmt: skip
+    return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=float(slo),
+                  generated_at=pd.Timestamp.now(tz="UTC").floor("s"), source=safe_source(df.attrs.get("source")),
+                  summary=summary, resources=sections)  # fmt: skip

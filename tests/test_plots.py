@@ -1,0 +1,171 @@
+"""plots: every helper draws the numbers of the analysis output it is given, accepts ax= and returns it."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from matplotlib.collections import PolyCollection
+
+from exec_analytics import plots, schema
+from exec_analytics.analysis import (
+    caller_breakdown,
+    compare_versions,
+    duration_percentiles,
+    failure_rate,
+    version_adoption,
+)
+from exec_analytics.report import budget_burndown
+from exec_analytics.simulator import Workload
+
+START, END = "2026-11-16T00:00Z", "2026-11-20T00:00Z"  # 1.4.0's canary starts 2026-11-17 09:00
+
+
+def executions_table(wl: Workload, rid: str, start: str, end: str) -> pd.DataFrame:
+    """The simulator's ground truth in the executions-table dtypes (what load_executions returns)."""
+    return schema.to_frame(pa.Table.from_pandas(wl.ground_truth(rid, start, end)[list(schema.COLUMNS)],
+                                                preserve_index=False))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    wl = Workload(seed=0)
+    return executions_table(wl, wl.main.rid, START, END)
+
+
+@pytest.fixture
+def ax():
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def _dates(values) -> np.ndarray:
+    return mdates.date2num(pd.DatetimeIndex(values).tz_convert("UTC").tz_localize(None).to_numpy())
+
+
+def test_failure_rate_line_and_band_are_the_analysis(df, ax):
+    rates = failure_rate(df, freq="6h")
+    out = plots.plot_failure_rate(rates, ax=ax, rollouts=version_adoption(df, freq="6h", by=None))
+    assert out is ax
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(mdates.date2num(line.get_xdata()), _dates(rates["period_start"]))
+    np.testing.assert_allclose(line.get_ydata(), rates["rate"])
+    band = next(c for c in ax.collections if isinstance(c, PolyCollection))
+    verts = band.get_paths()[0].vertices[:, 1]
+    assert np.isclose(verts.min(), rates["rate_low"].min()) and np.isclose(verts.max(), rates["rate_high"].max())
+    # 1.4.0 first ran in the data's window: a rollout line at its first period; 1.3.0 was already running.
+    vlines = [ln for ln in ax.get_lines()[1:] if list(ln.get_ydata()) == [0, 1]]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["1.4.0"] and len(vlines) == 1
+    adoption = version_adoption(df, freq="6h", by=None)
+    t14 = adoption.loc[adoption["resource_version"] == "1.4.0", "period_start"].min()
+    assert mdates.date2num(vlines[0].get_xdata()[0]) == pytest.approx(_dates([t14])[0])
+
+
+def test_duration_percentiles_lines_match_and_log_scale(df, ax):
+    pct = duration_percentiles(df, freq="6h")
+    plots.plot_duration_percentiles(pct, ax=ax)
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {"p50", "p95", "p99"}
+    for name, ln in lines.items():
+        np.testing.assert_allclose(ln.get_ydata(), pct[name])
+    assert ax.get_yscale() == "log"
+    assert "(s" in ax.get_ylabel()
+    fig, other = plt.subplots()
+    assert plots.plot_duration_percentiles(pct, ax=other, log=False, percentiles=("p50",)) is other
+    assert other.get_yscale() == "linear" and len(other.get_lines()) == 1
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("complementary", [False, True])
+def test_duration_distribution_is_the_ecdf_per_version(df, ax, complementary):
+    plots.plot_duration_distribution(df, ax=ax, complementary=complementary)
+    versions = [str(v) for v in df["resource_version"].cat.categories if (df["resource_version"] == v).any()]
+    lines = ax.get_lines()
+    assert len(lines) == len(versions) == 2
+    for v, ln in zip(versions, lines, strict=True):
+        d = np.sort(df.loc[df["resource_version"] == v, "duration_s"].dropna().to_numpy())
+        n = len(d)
+        assert ln.get_label() == f"{v} (n={n:,})"
+        np.testing.assert_array_equal(ln.get_xdata(), d)
+        expected = 1 - np.arange(n) / n if complementary else np.arange(1, n + 1) / n
+        np.testing.assert_allclose(ln.get_ydata(), expected)
+    assert ax.get_xscale() == "log"
+    assert ax.get_yscale() == ("log" if complementary else "linear")
+
+
+def test_version_comparison_places_each_effect_on_its_threshold_scale(df, ax):
+    cmp = compare_versions(df, "1.3.0", "1.4.0", n_resamples=100)
+    plots.plot_version_comparison(cmp, ax=ax)
+    pos = plots.effect_position(cmp)
+    # Hand check of the scale: a ratio at exactly the threshold lands on +1, a difference at -threshold on -1.
+    probe = cmp.iloc[:2].copy()
+    probe[["ratio", "ratio_low", "ratio_high"]] = 1.10
+    probe[["difference", "difference_low", "difference_high"]] = -0.005
+    probe["judged_on"] = ["ratio", "difference"]
+    probe["threshold"] = [0.10, 0.005]
+    np.testing.assert_allclose(plots.effect_position(probe)["x"], [1.0, -1.0])
+    markers = [c for c in ax.containers]
+    assert len(markers) == len(cmp)
+    n = len(cmp)
+    for i, container in enumerate(markers):
+        x, y = container.lines[0].get_data()
+        assert x[0] == pytest.approx(pos["x"].iloc[i]) and y[0] == n - 1 - i
+        colour = matplotlib.colors.to_hex(container.lines[0].get_color())
+        assert colour.lower() == plots.VERDICT_COLORS[str(cmp["verdict"].iloc[i])].lower()
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(cmp["metric"])
+    vlines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2 and list(ln.get_ydata()) == [0, 1]]
+    assert sorted(ln.get_xdata()[0] for ln in vlines) == [-1, 0, 1]
+
+
+def test_caller_breakdown_bars_are_the_rates(df, ax):
+    callers = caller_breakdown(df, top=6)
+    plots.plot_caller_breakdown(callers, ax=ax, reference=0.04, labels={str(callers["caller_rid"][0]): "first"})
+    ranked = callers[callers["rank"] > 0]
+    widths = [p.get_width() for p in ax.patches]
+    np.testing.assert_allclose(widths, ranked["rate"])
+    ys = [p.get_y() + p.get_height() / 2 for p in ax.patches]
+    assert ys == sorted(ys, reverse=True)  # rank 1 on top
+    assert ax.get_yticklabels()[0].get_text() == "first"
+    assert any(np.allclose(ln.get_xdata(), 0.04) for ln in ax.get_lines())
+
+
+def test_error_budget_burndown_line(df, ax):
+    burn = budget_burndown(df, slo=0.95, start=START, end=END, freq="6h")
+    assert burn["cumulative_bad"].iloc[-1] == (df["status"] != "SUCCEEDED").sum()
+    plots.plot_error_budget(burn, ax=ax)
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [1.0, *burn["remaining"]])
+    assert mdates.date2num(line.get_xdata()[0]) == pytest.approx(_dates([pd.Timestamp(START)])[0])
+
+
+def test_every_helper_draws_on_the_current_axes_without_ax(df):
+    fig = plt.figure()
+    try:
+        current = fig.add_subplot()
+        before = dict(matplotlib.rcParams)
+        assert plots.plot_failure_rate(failure_rate(df, freq="1D")) is current
+        assert plots.plot_duration_distribution(df) is current
+        assert dict(matplotlib.rcParams) == before  # no global style change
+    finally:
+        plt.close(fig)
+
+
+def test_bad_input_names_the_missing_columns(ax):
+    with pytest.raises(ValueError, match="period_start"):
+        plots.plot_failure_rate(pd.DataFrame({"rate": [0.1]}), ax=ax)
+    with pytest.raises(TypeError):
+        plots.plot_error_budget([1, 2], ax=ax)
+
+
+def test_short_rid():
+    assert plots.short_rid("ri.workshop.main.module.0123456789abcdef") == "workshop.module …89abcdef"
+    assert plots.short_rid(None) == "(no caller)"
