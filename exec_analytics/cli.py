@@ -29,11 +29,15 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .timeutil import to_utc
 
 if TYPE_CHECKING:
     from .cache import ExecutionCache
 
-__all__ = ["EXIT_CODES", "main"]
+__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "main"]
+
+#: ``exec-analytics compare`` exits with this code when a metric regressed, so a release gate can block on it.
+EXIT_REGRESSED = 10
 
 #: Exit codes by failure, most specific first. 2 is argparse's own code for bad usage.
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -237,6 +241,140 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    """Where executions come from: the Foundry connection and the local history."""
+    p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
+    _add_cache_dir(p)
+    p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
+    p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _load(args: argparse.Namespace, rids: Sequence[str], start: object, end: object,
+          where: object = None) -> pd.DataFrame:
+    """Load through the cache (unless --no-cache) with the options of :func:`_add_source_options`."""
+    from .client import FoundryClient
+    from .loader import DEFAULT_WORKERS, load_executions
+
+    if args.no_cache and args.cache_dir is not None:
+        raise ValueError("--no-cache cannot be combined with --cache-dir")
+    cache: ExecutionCache | bool = False if args.no_cache else _cache_from(args)
+    with FoundryClient(hostname=args.hostname) as client:
+        return load_executions(list(rids), start, end, where=where, client=client, cache=cache,
+                               workers=args.workers or DEFAULT_WORKERS,
+                               progress=False if args.no_progress else None)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write the weekly reliability report (HTML or Markdown)",
+        formatter_class=_Formatter,
+        description=(
+            "Load the period and the one before it (for week-over-week changes and version verdicts),\n"
+            "then write one self-contained report."
+        ),
+        epilog=textwrap.dedent(
+            """\
+            example:
+              exec-analytics report ri.function-registry.main.function.1234 --week 2026-W47 --out report.html
+              exec-analytics report RID1 RID2 --start 2026-11-01T00:00Z --end 2026-11-15T00:00Z \\
+                  --out report.md --format md
+            """
+        ),
+    )
+    p.add_argument("rids", nargs="+", metavar="RID", help="resource RID(s) of functions or automations")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--week", help="ISO week, e.g. 2026-W47 (Monday to Monday, UTC)")
+    when.add_argument("--start", help="period start, ISO-8601 with a zone (needs --end)")
+    p.add_argument("--end", help="period end (exclusive), ISO-8601 with a zone")
+    p.add_argument("--out", required=True, type=Path, help="file to write")
+    p.add_argument("--format", choices=("html", "md"), default=None,
+                   help="html (default, or from the --out suffix) or md")
+    p.add_argument("--slo", type=float, default=0.99, help="target share of succeeded executions (default 0.99)")
+    _add_source_options(p)
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_weekly_report, render_html, render_markdown, week_bounds
+
+    if (args.start is None) != (args.end is None):
+        raise ValueError("--start and --end go together")
+    start, end = week_bounds(args.week) if args.week else (to_utc(args.start, "--start"), to_utc(args.end, "--end"))
+    if end <= start:
+        raise ValueError("--end must be after --start")
+    fmt = args.format or ("md" if args.out.suffix.lower() in (".md", ".markdown") else "html")
+    # One period before the report's own: week-over-week changes and the baselines of new versions.
+    df = _load(args, args.rids, start - (end - start), end)
+    period = {"week": args.week} if args.week else {"start": start, "end": end}
+    report = build_weekly_report(df, **period, resources=args.rids, slo=args.slo)
+    text = render_html(report) if fmt == "html" else render_markdown(report)
+    _write_text(args.out, text)
+    print(report.summary.to_string(index=False))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two versions of a resource; exit 10 on a regression (release gates)",
+        formatter_class=_Formatter,
+        description=(
+            "Compare a candidate version with a baseline over the time both ran, adjusted for caller mix:\n"
+            "failure rate, p50, p95, p99 and the whole distribution, each with an interval and a verdict.\n"
+            f"Exits {EXIT_REGRESSED} when any metric regressed, 0 otherwise."
+        ),
+        epilog=textwrap.dedent(
+            """\
+            example:
+              exec-analytics compare ri.function-registry.main.function.1234 \\
+                  --baseline 1.3.0 --candidate 1.4.0 --start 2026-11-01T00:00Z --end 2026-11-28T00:00Z
+            """
+        ),
+    )
+    p.add_argument("rid", metavar="RID", help="resource RID of the function or automation")
+    p.add_argument("--baseline", required=True, help="version to compare against")
+    p.add_argument("--candidate", required=True, help="version under test")
+    p.add_argument("--start", help="window start (default: 28 days before --end)")
+    p.add_argument("--end", help="window end, exclusive (default: now)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON records")
+    _add_source_options(p)
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import filters
+    from .analysis import compare_versions
+
+    end = to_utc(args.end, "--end") if args.end else pd.Timestamp.now(tz="UTC").floor("ms")
+    start = to_utc(args.start, "--start") if args.start else end - pd.Timedelta(days=28)
+    # Only the two versions are needed: the server filters, so the transfer is theirs alone.
+    df = _load(args, [args.rid], start, end, where=filters.version_in([args.baseline, args.candidate]))
+    result = compare_versions(df, args.baseline, args.candidate)
+    if args.json:
+        print(result.to_json(orient="records", date_format="iso", indent=2))
+    else:
+        shown = ["metric", "baseline_value", "candidate_value", "ratio", "ratio_low", "ratio_high",
+                 "difference", "difference_low", "difference_high", "p_adjusted", "verdict"]
+        options = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format)
+        with pd.option_context(*options):
+            print(result[[c for c in shown if c in result.columns]].to_string(index=False))
+    regressed = result["verdict"].eq("regressed")
+    if regressed.any():
+        print(f"regressed: {', '.join(result.loc[regressed, 'metric'].astype(str))}", file=sys.stderr)
+        return EXIT_REGRESSED
+    return 0
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
@@ -270,15 +408,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the whole path on the built-in simulator and print a summary",
+        help="the whole path on the built-in simulator: load four weeks, write the weekly report",
         formatter_class=_Formatter,
         description=(
             "Start the Foundry simulator on a free loopback port, load the last weeks of three resources\n"
-            "through the real client and loader, save them as Parquet and print a summary."
+            "through the real client, loader and cache, and write the weekly reliability report, its\n"
+            "figures and the executions into --out-dir."
         ),
         epilog="example:\n  exec-analytics demo --weeks 4 --out-dir exec-analytics-demo\n",
     )
-    p.add_argument("--weeks", type=int, default=4, help="weeks of history to load (default 4)")
+    p.add_argument("--weeks", type=int, default=4, help="weeks of history to load (default 4, at least 2)")
     p.add_argument("--seed", type=int, default=0, help="workload seed")
     p.add_argument("--out-dir", type=Path, default=Path("exec-analytics-demo"), help="where to write files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -288,8 +427,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    if args.weeks < 1:
-        raise ValueError("--weeks must be at least 1")
     run_demo(weeks=args.weeks, seed=args.seed, out_dir=args.out_dir,
              progress=False if args.no_progress else None)
     return 0
@@ -308,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache(sub)
     _add_demo(sub)
     _add_fetch(sub)
+    _add_report(sub)
+    _add_compare(sub)
     _add_simulate(sub)
     return parser
 

@@ -1,4 +1,4 @@
-"""``exec-analytics demo``: the whole path on the built-in simulator, from HTTP to a summary table."""
+"""``exec-analytics demo``: the whole path on the built-in simulator, from HTTP to the weekly report."""
 
 from __future__ import annotations
 
@@ -10,65 +10,76 @@ import pandas as pd
 from .cache import ExecutionCache
 from .client import FoundryClient
 from .loader import load_executions
+from .report import Report, build_weekly_report, render_html, render_markdown
 from .simulator import SimClock, SimulatorServer, Workload
 
-__all__ = ["DEMO_NOW", "run_demo", "summarise"]
+__all__ = ["DEMO_NOW", "DEMO_SLO", "headline", "run_demo"]
 
 #: The simulator's clock is frozen here so that every run of the demo shows the same history, including the
 #: version rollouts that the workload schedules in the weeks before it.
 DEMO_NOW = pd.Timestamp("2026-11-28T00:00:00Z")
+#: The simulated resources fail a few percent of the time by design, so the demo's error budget is set where
+#: one of them keeps its budget and another overspends it.
+DEMO_SLO = 0.95
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-resource headline numbers.
+def headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """The report's summary table formatted for a terminal.
 
     Parameters
     ----------
-    df : pandas.DataFrame
-        The executions table.
+    summary : pandas.DataFrame
+        ``Report.summary``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per resource, indexed by ``resource_rid``: ``executions``, ``failures``,
-        ``failure_rate`` (share of executions whose status is not ``SUCCEEDED``), ``p50_s``, ``p95_s``,
-        ``p99_s`` (duration percentiles in seconds) and ``versions`` (how many versions ran).
+        Text columns ``resource``, ``status``, ``executions`` (with week-over-week change), ``failure rate``
+        (with change in percentage points), ``p95`` (with relative change), ``budget left`` and
+        ``new versions``.
     """
-    failed = df["status"] != "SUCCEEDED"
-    grouped = df.assign(failed=failed).groupby("resource_rid", observed=True)
-    out = grouped.agg(
-        executions=("failed", "size"),
-        failures=("failed", "sum"),
-        versions=("resource_version", "nunique"),
-    )
-    out["failure_rate"] = out["failures"] / out["executions"]
-    q = grouped["duration_s"].quantile([0.5, 0.95, 0.99]).unstack()
-    out[["p50_s", "p95_s", "p99_s"]] = q.to_numpy()
-    return out[["executions", "failures", "failure_rate", "p50_s", "p95_s", "p99_s", "versions"]]
+    s = summary
+    return pd.DataFrame({
+        "resource": s["name"],
+        "status": s["status"],
+        "executions": [f"{n:,.0f} ({c:+.1%})" for n, c in zip(s["executions"], s["executions_change"], strict=True)],
+        "failure rate": [f"{r:.2%} ({c * 100:+.2f} pp)"
+                         for r, c in zip(s["failure_rate"], s["failure_rate_change"], strict=True)],
+        "p95": [f"{v:.3g} s ({c:+.0%})" for v, c in zip(s["p95"], s["p95_change"], strict=True)],
+        "budget left": [f"{b:.0%}" for b in s["budget_remaining"]],
+        "new versions": s["new_versions"].fillna("").astype(str),
+    })
 
 
 def run_demo(*, weeks: int = 4, seed: int = 0, out_dir: Path = Path("exec-analytics-demo"),
-             progress: bool | None = None) -> pd.DataFrame:
-    """Serve the simulator on a free loopback port, load ``weeks`` of three resources, save and summarise.
+             progress: bool | None = None, slo: float = DEMO_SLO) -> Report:
+    """Serve the simulator on a free loopback port, load ``weeks`` of three resources and report on them.
+
+    Writes into ``out_dir``: ``report.html`` (self-contained), ``report.md``, ``figures/*.png`` and
+    ``executions.parquet``; prints the report's headline table and where the files are.
 
     Parameters
     ----------
     weeks : int
-        Weeks of history before :data:`DEMO_NOW` to load.
+        Weeks of history before :data:`DEMO_NOW` to load (at least 2: the report compares its week, the last
+        complete ISO week, with the one before).
     seed : int
         Workload seed.
     out_dir : pathlib.Path
-        Directory for ``executions.parquet`` and the demo's own execution history, ``cache/seed-<seed>/``:
-        a second run reads it and fetches only the provisional last two hours, and the user's real cache
-        is never touched.
+        Directory for the outputs and the demo's own execution history, ``cache/seed-<seed>/``: a second run
+        reads it and fetches only the provisional last hours, and the user's real cache is never touched.
     progress : bool or None
         Progress bar; ``None`` shows it on a terminal.
+    slo : float
+        Error-budget target of the report.
 
     Returns
     -------
-    pandas.DataFrame
-        The summary printed, as returned by :func:`summarise` but indexed by the simulated resource's name.
+    Report
+        The weekly report that was rendered.
     """
+    if weeks < 2:
+        raise ValueError("weeks must be at least 2: the report compares a week with the one before")
     workload = Workload(seed=seed)
     end = DEMO_NOW
     start = end - pd.Timedelta(weeks=weeks)
@@ -81,16 +92,28 @@ def run_demo(*, weeks: int = 4, seed: int = 0, out_dir: Path = Path("exec-analyt
         # a seed gets a history of its own because another seed's executions are another world.
         cache = ExecutionCache(out_dir / "cache" / f"seed-{seed}", clock=server.clock.now)
         df = load_executions(workload.resource_rids, start, end, client=client, cache=cache, progress=progress)
-    elapsed = time.perf_counter() - began
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "executions.parquet"
-    df.to_parquet(path, engine="pyarrow", compression="zstd", index=False)
-    summary = summarise(df)
-    names = {r.rid: r.name for r in workload.resources}
-    summary.index = pd.Index([names.get(str(rid), str(rid)) for rid in summary.index], name="resource")
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-        print(summary.to_string())
+    loaded = time.perf_counter() - began
     fetched = len(df.attrs["cache"]["fetched"])
     how = f"{df.attrs['pages']:,} pages fetched" if fetched else "all from the cache, no request made"
-    print(f"\n{len(df):,} executions ({how}), {elapsed:.1f} s; saved to {path}, history in {cache.path}")
-    return summary
+    print(f"{len(df):,} executions ({how}) in {loaded:.1f} s; building the report for the last complete week")
+
+    names = {r.rid: r.name for r in workload.resources}
+    report = build_weekly_report(df, week=DEMO_NOW - pd.Timedelta(weeks=1), resources=workload.resource_rids,
+                                 names=names, slo=slo)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out_dir / "executions.parquet", engine="pyarrow", compression="zstd", index=False)
+    html = out_dir / "report.html"
+    html.write_text(render_html(report), encoding="utf-8")
+    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    figures = out_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    for section in report.resources:
+        for figure, png in section.figures.items():
+            (figures / f"{section.name}-{figure}.png").write_bytes(png)
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+        print()
+        print(headline(report.summary).to_string(index=False))
+    print(f"\nreport: {html.resolve()}  ({time.perf_counter() - began:.1f} s in all; SLO {slo:.0%})")
+    print(f"figures, report.md and executions.parquet in {out_dir.resolve()}")
+    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -87,21 +88,63 @@ def test_bad_token_exits_3_without_showing_it(sim: SimulatorServer, workload: Wo
 def test_every_command_has_help_with_an_example() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(sub.choices) == {"cache", "demo", "fetch", "simulate"}
+    assert set(sub.choices) == {"cache", "compare", "demo", "fetch", "report", "simulate"}
     for name, p in sub.choices.items():
         assert "example:" in p.format_help(), name
-    actions = next(a for a in sub.choices["cache"]._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(actions.choices) == {"info", "prune"}
-    for name, p in actions.choices.items():
-        assert "example:" in p.format_help(), name
 
 
-def test_demo_loads_through_the_real_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--weeks", "1", "--out-dir", str(tmp_path), "--no-progress"]) == 0
+def test_demo_writes_the_report_through_the_real_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--weeks", "2", "--out-dir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     df = pd.read_parquet(tmp_path / "executions.parquet")
     assert len(df) > 10_000 and df["resource_rid"].nunique() == 3
-    assert "score-order-risk" in out and f"{len(df):,} executions" in out
+    html = (tmp_path / "report.html").read_text()
+    assert "score-order-risk" in html and "1.4.0" in html
+    assert (tmp_path / "report.md").read_text().strip()
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert any(name.startswith("score-order-risk-") for name in figures)
+    # The headline names the regressed version of the simulated main resource, found by the statistics.
+    line = next(line for line in out.splitlines() if line.strip().startswith("score-order-risk"))
+    assert "regressed" in line and "1.4.0" in line
+    assert str((tmp_path / "report.html").resolve()) in out
+
+
+@pytest.mark.parametrize(
+    ("baseline", "candidate", "window", "code"),
+    [
+        ("1.3.0", "1.4.0", ("2026-11-16T00:00Z", "2026-11-20T00:00Z"), 10),  # the simulator's real regression
+        ("1.1.0", "1.2.0", ("2026-10-12T00:00Z", "2026-10-18T00:00Z"), 0),  # same behaviour
+    ],
+)
+def test_compare_exit_code_gates_a_release(baseline: str, candidate: str, window: tuple[str, str], code: int,
+                                           foundry_env: SimulatorServer, workload: Workload,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rid = workload.main.rid
+    args = ["compare", rid, "--baseline", baseline, "--candidate", candidate, "--start", window[0],
+            "--end", window[1], "--json", "--no-progress"]
+    assert main(args) == code
+    rows = json.loads(capsys.readouterr().out)
+    verdicts = {r["metric"]: r["verdict"] for r in rows}
+    assert {"failure_rate", "p50", "p95", "p99", "distribution"} <= set(verdicts)
+    if code:
+        assert verdicts["p50"] == "regressed" and verdicts["failure_rate"] == "regressed"
+    else:
+        assert "regressed" not in verdicts.values()
+
+
+def test_report_command_writes_html_and_markdown(foundry_env: SimulatorServer, workload: Workload, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rid = workload.resource_rids[2]
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    assert main(["report", rid, "--week", "2026-W46", "--out", str(html), "--no-progress"]) == 0
+    assert main(["report", rid, "--start", "2026-11-12T00:00Z", "--end", "2026-11-19T00:00Z", "--out", str(md),
+                 "--no-progress"]) == 0
+    page = html.read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "2026-W46" in page and rid in page
+    assert foundry_env.token not in page and foundry_env.token not in md.read_text()
+    assert md.read_text().lstrip().startswith("#")
+    assert main(["report", rid, "--start", "2026-11-12T00:00Z", "--out", str(md)]) == 2
+    assert "--start and --end go together" in capsys.readouterr().err
 
 
 def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:

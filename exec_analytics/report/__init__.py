@@ -14,6 +14,7 @@ from .build import (
     budget_burndown,
     build_weekly_report,
     safe_source,
+    week_bounds,
 )
 from .render import render_html, render_markdown
 
@@ -28,4 +29,5 @@ __all__ = [
     "render_html",
     "render_markdown",
     "safe_source",
+    "week_bounds",
 ]

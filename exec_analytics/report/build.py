@@ -260,6 +260,18 @@ def _iso_week(week: object) -> tuple[pd.Timestamp, str]:
     return monday, f"{iso[0]}-W{iso[1]:02d}"
 
 
+def week_bounds(week: object) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[Monday 00:00 UTC, the next Monday)`` of an ISO week (``"2026-W47"``) or of the week holding a time.
+
+    Returns
+    -------
+    tuple of pandas.Timestamp
+        The half-open week, in UTC.
+    """
+    monday, _ = _iso_week(week)
+    return monday, monday + pd.Timedelta("7D")
+
+
 def _period(df: pd.DataFrame, week: object, start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp, str]:
     if week is not None and (start is not None or end is not None):
         raise ValueError("pass either week or start/end, not both")
