@@ -3,9 +3,13 @@
 The public API::
 
     from exec_analytics import FoundryClient, ExecutionCache, load_executions, filters
+    from exec_analytics import analysis, plots, report      # statistics, figures, the weekly report
+    from exec_analytics.simulator import SimulatorServer    # the built-in Foundry simulator
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 
 from . import filters
 from .cache import ExecutionCache
@@ -51,6 +55,21 @@ __all__ = [
     "ServerError",
     "TransportError",
     "__version__",
+    "analysis",
     "filters",
     "load_executions",
+    "plots",
+    "report",
+    "simulator",
 ]
+
+
+# Statistics, figures and the report pull in scipy, matplotlib and Jinja2: load them on first use, so that
+# `import exec_analytics` stays quick for scripts that only fetch.
+_LAZY_MODULES = ("analysis", "plots", "report", "simulator")
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
