@@ -13,6 +13,10 @@ How it works, and why:
 * Throttling is shared: the client's gate pauses every worker when one of them gets a 429 or 503.
 * Restarts and unstable paging can return an execution twice; the result is deduplicated once at the end.
 * Pages are decoded in batches on the calling thread while the workers wait on the network.
+* With a cache (the default), the resources' locks are taken, the cache plans what it lacks or holds only
+  provisionally, just those stretches are paged (first slices sized by the history's recent density, since a
+  refresh is mostly short stretches and every slice costs a request), merged, and the whole window is read
+  back from disk. ``cache=False`` pages the whole window exactly as without a cache.
 """
 
 from __future__ import annotations

@@ -186,3 +186,39 @@ def test_two_processes_racing_on_one_cache_end_with_exactly_the_truth(
     if overlap == "same window":
         # The one that waited found the window settled but for the provisional edge.
         assert min(requests) * 5 < max(requests), requests
+
+
+def test_reads_take_no_lock_and_never_see_a_half_written_file(
+    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, tmp_path: Path
+) -> None:
+    import threading
+
+    srv = make_sim()
+    rids = workload.resource_rids
+    start, end = sim_now - pd.Timedelta(hours=30), sim_now
+    cache = ExecutionCache(tmp_path / "history", clock=srv.clock.now)
+    truth = _truth(workload, rids, start, end, as_of=sim_now)
+    with FoundryClient(hostname=srv.url, token=srv.token) as client:
+        load_executions(rids, start, end, client=client, cache=cache, progress=False)
+        stop = threading.Event()
+        reads: list[int] = []
+        errors: list[BaseException] = []
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    reads.append(_assert_readable_and_sound(cache.path, rids, start, end, truth))
+                except BaseException as exc:  # surfaced below
+                    errors.append(exc)
+                    return
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            for _ in range(4):  # every partition of the window is rewritten each time, while being read
+                load_executions(rids, start, end, client=client, cache=cache, refresh=True, progress=False)
+        finally:
+            stop.set()
+            thread.join()
+    assert not errors, errors[0]
+    assert len(reads) >= 3 and set(reads) == {len(truth)}

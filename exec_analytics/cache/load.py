@@ -38,7 +38,6 @@ from .tables import (
     merge_rows,
     read_files,
     to_frame,
-    window_expr,
     write_partition,
 )
 
@@ -210,7 +209,7 @@ class LoadSteps(Layout):
             if not paths:
                 return None
             try:
-                return read_files(paths, window_expr(ivs), columns)
+                return read_files(paths, ivs, columns)
             except FileNotFoundError:
                 # A concurrent prune removed a file between listing and reading: list again.
                 if attempt == 2:

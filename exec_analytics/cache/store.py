@@ -30,7 +30,6 @@ from .tables import (
     filter_key,
     read_files,
     to_frame,
-    window_expr,
 )
 
 #: Default provisional stretch: how long after its start an execution may still complete and become visible.
@@ -194,7 +193,7 @@ class ExecutionCache(LoadSteps):
             # A partition holds exactly one UTC day, so bounds on midnights (or none) need no row filter.
             whole_days = (lo is None or lo % DAY_MS == 0) and (hi is None or hi % DAY_MS == 0)
             try:
-                return read_files(paths, None if whole_days else window_expr(bounds), columns)
+                return read_files(paths, None if whole_days else bounds, columns)
             except FileNotFoundError:
                 if attempt == 2:  # pruned between listing and reading, three times over
                     raise

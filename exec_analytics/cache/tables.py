@@ -12,8 +12,6 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .. import schema
@@ -104,43 +102,73 @@ def write_partition(path: Path, table: pa.Table) -> None:
     write_atomic(path, write)
 
 
-def _check_fragment(frag: ds.ParquetFileFragment) -> None:
-    meta = frag.physical_schema.metadata or {}
-    version = meta.get(META_KEY)
+def _check_version(meta: Mapping[bytes, bytes] | None, path: Path) -> None:
+    version = (meta or {}).get(META_KEY)
     try:
         number: object = int(version) if version is not None else None
     except ValueError:
         number = version
     if number != FORMAT_VERSION:
-        raise CacheError(version_message(f"partition file {frag.path}", number))
+        raise CacheError(version_message(f"partition file {path}", number))
 
 
-_FORMAT = ds.ParquetFileFormat()
-_FS = pafs.LocalFileSystem()
+def _in_windows(start: pa.ChunkedArray | pa.Array, ivs: Sequence[Interval]) -> pa.Array:
+    ms = pc.cast(start, pa.int64())
+    mask = None
+    for a, b in ivs:
+        part = pc.and_(pc.greater_equal(ms, a), pc.less(ms, b))
+        mask = part if mask is None else pc.or_(mask, part)
+    assert mask is not None
+    return mask
 
 
-def read_files(paths: Sequence[Path], expr: ds.Expression | None, columns: Sequence[str] | None) -> pa.Table:
-    """Read partition files (checking each one's format version) with the filter pushed down."""
+def _read_one(path: Path, ivs: Sequence[Interval] | None, columns: list[str] | None) -> pa.Table:
+    # One open file for footer and data: if a writer renames a new version over the path meanwhile, this
+    # still reads the old one whole, never the footer of one and the pages of the other.
+    pf = pq.ParquetFile(str(path))
     try:
-        frags = [_FORMAT.make_fragment(str(p), filesystem=_FS) for p in paths]
-        for frag in frags:
-            _check_fragment(frag)
-        dataset = ds.FileSystemDataset(frags, CACHE_SCHEMA, _FORMAT, filesystem=_FS)
-        return dataset.to_table(filter=expr, columns=list(columns) if columns is not None else None)
+        _check_version(pf.schema_arrow.metadata, path)
+        groups = list(range(pf.metadata.num_row_groups))
+        if ivs is not None:
+            # Row-group statistics on start_time: skip the groups no window touches.
+            col = pf.schema_arrow.get_field_index("start_time")
+            kept = []
+            for g in groups:
+                stats = pf.metadata.row_group(g).column(col).statistics
+                if stats is None or not stats.has_min_max or any(
+                    stats.min_raw < b and stats.max_raw >= a for a, b in ivs
+                ):
+                    kept.append(g)
+            groups = kept
+        read_cols = None if columns is None else list(dict.fromkeys([*columns, "start_time"]))
+        table = pf.read_row_groups(groups, columns=read_cols) if groups else CACHE_SCHEMA.empty_table()
+    finally:
+        pf.close()
+    if ivs is not None and table.num_rows:
+        table = table.filter(_in_windows(table.column("start_time"), ivs))
+    if columns is not None:
+        table = table.select(list(columns))
+    return table
+
+
+def read_files(paths: Sequence[Path], ivs: Sequence[Interval] | None, columns: Sequence[str] | None) -> pa.Table:
+    """Read partition files, checking each one's format version, keeping rows whose start is in ``ivs``.
+
+    Only the given files are opened, and in each only the row groups whose ``start_time`` statistics meet a
+    window. ``FileNotFoundError`` passes through (a concurrent prune: the caller lists again); anything else
+    unreadable is a :class:`CacheError`.
+    """
+    cols = None if columns is None else list(columns)
+    try:
+        tables = [_read_one(p, ivs, cols) for p in paths]
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise CacheError(f"cannot read the cache's Parquet files ({type(exc).__name__}: {exc})") from None
-
-
-def window_expr(ivs: Sequence[Interval]) -> ds.Expression:
-    col = pc.field("start_time")
-    expr = None
-    for a, b in ivs:
-        part = (col >= pa.scalar(a, _TS)) & (col < pa.scalar(b, _TS))
-        expr = part if expr is None else expr | part
-    assert expr is not None
-    return expr
+    schema_ = CACHE_SCHEMA if cols is None else pa.schema([CACHE_SCHEMA.field(c) for c in cols])
+    if not tables:
+        return schema_.empty_table()
+    return pa.concat_tables([t.select(schema_.names).cast(schema_) if t.schema != schema_ else t for t in tables])
 
 
 def filter_mask(table: pa.Table, where: Mapping[str, Any]) -> pa.Array:
