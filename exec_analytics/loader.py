@@ -358,11 +358,11 @@ def load_executions(
     cache : ExecutionCache, path, None or False
         The local Parquet history (see :class:`~exec_analytics.cache.ExecutionCache`). ``None`` (default)
         uses the directory from the settings (``EXEC_ANALYTICS_CACHE_DIR``, else a per-user cache
-        directory); a path uses that directory; ``False`` bypasses the cache entirely. With a cache, only the
-        stretches it lacks and its provisional stretches (the last ``settle_lag`` before each earlier fetch,
-        2 h by default) are fetched; a window it holds settled costs no request at all. Nothing stale is
-        served: a stretch is only ever answered from disk once it is older than the settle lag was when it
-        was fetched.
+        directory; if it cannot be written, a warning and no cache); a path uses that directory; ``False``
+        bypasses the cache entirely. With a cache, only the stretches it lacks and its provisional stretches
+        (the last ``settle_lag`` before each earlier fetch, 2 h by default) are fetched; a window it holds
+        settled costs no request at all. Nothing stale is served: a stretch is only ever answered from disk
+        once it is older than the settle lag was when it was fetched.
     refresh : bool
         Fetch the whole window again even where the cache holds it settled, and merge (default False).
     workers : int
@@ -409,6 +409,8 @@ def load_executions(
     workers = _check_workers(workers)
     page_size = _check_page_size(page_size)
     store = _resolve_cache(cache)
+    if cache is None and store is not None and not _usable(store):
+        store = None
     if progress is None:
         progress = sys.stderr.isatty()
     if store is not None:
@@ -532,6 +534,28 @@ def _resolve_cache(cache: Any) -> ExecutionCache | None:
         f"cache must be an ExecutionCache, a directory path, None (the default directory) or False (no cache), "
         f"got {type(cache).__name__}"
     )
+
+
+def _usable(store: ExecutionCache) -> bool:
+    """Whether the default cache directory can be written; if not, say so and load without it.
+
+    Only for the default: a notebook on a read-only home directory should still load. A cache passed
+    explicitly that cannot be written is an error the caller must see.
+    """
+    try:
+        store.path.mkdir(parents=True, exist_ok=True)
+        if os.access(store.path, os.W_OK):
+            return True
+        problem = "it is not writable"
+    except OSError as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    warnings.warn(
+        f"the default cache directory {store.path} cannot be used ({problem}); loading without the cache. "
+        "Set EXEC_ANALYTICS_CACHE_DIR to a writable directory, or pass cache=False to silence this.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return False
 
 
 def _source_host(client: Any) -> str | None:

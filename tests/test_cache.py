@@ -600,3 +600,21 @@ def test_fields_the_api_added_survive_the_round_trip(tmp_path: Path) -> None:
     df = cache.read(rid)
     assert list(df["extra"]) == ['{"retries":2}', pd.NA]
     assert "extra" not in cache.read(rid, start + 13 * H, end).columns  # no row there has any
+
+
+def test_an_unusable_default_directory_loads_without_the_cache(fresh_sim: SimulatorServer, workload: Workload,
+                                                               sim_now: pd.Timestamp, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("EXEC_ANALYTICS_CACHE_DIR", str(blocker / "cache"))
+    rid = workload.resource_rids[2]
+    with _client(fresh_sim) as client:
+        with pytest.warns(RuntimeWarning, match="cannot be used.*loading without the cache"):
+            df = load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, progress=False)
+        assert "cache" not in df.attrs
+        assert_same_rows(df, workload.ground_truth(rid, sim_now - 2 * D, sim_now - D))
+        # Passed explicitly, the same directory is an error, not a silent bypass.
+        with pytest.raises(OSError):
+            load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=blocker / "cache",
+                            progress=False)
