@@ -250,7 +250,7 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _load(args: argparse.Namespace, rids: Sequence[str], start: object, end: object,
+def _load(args: argparse.Namespace, rids: Sequence[str], start: pd.Timestamp, end: pd.Timestamp,
           where: object = None) -> pd.DataFrame:
     """Load through the cache (unless --no-cache) with the options of :func:`_add_source_options`."""
     from .client import FoundryClient

@@ -7,7 +7,7 @@ from typing import Union
 
 import pandas as pd
 
-__all__ = ["TimeLike", "format_api_time", "to_utc", "validate_window"]
+__all__ = ["TimeLike", "epoch_ms", "format_api_time", "from_epoch_ms", "to_utc", "validate_window"]
 
 #: Anything accepted as a time: ISO-8601 text with a zone, an aware datetime or Timestamp.
 TimeLike = Union[str, datetime, pd.Timestamp]  # noqa: UP007 - a runtime alias must work on 3.10
@@ -73,3 +73,13 @@ def format_api_time(ts: pd.Timestamp) -> str:
     """Format a UTC timestamp the way Foundry does: ``2024-09-25T17:29:35.974Z``."""
     ts = ts.tz_convert("UTC")
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def epoch_ms(ts: pd.Timestamp) -> int:
+    """Milliseconds since the Unix epoch of a UTC timestamp (exact: integer arithmetic)."""
+    return int(ts.value // 1_000_000)
+
+
+def from_epoch_ms(ms: int) -> pd.Timestamp:
+    """The UTC timestamp ``ms`` milliseconds after the Unix epoch."""
+    return pd.Timestamp(ms, unit="ms", tz="UTC")

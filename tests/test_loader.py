@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from exec_analytics import filters as F
-from exec_analytics import loader
+from exec_analytics import paging
 from exec_analytics.client import FoundryClient
 from exec_analytics.errors import ExecAnalyticsError, PermissionDeniedError, ResourceNotFoundError
 from exec_analytics.loader import load_executions
@@ -118,7 +118,7 @@ def test_idle_workers_split_dense_slices(sim: SimulatorServer, workload: Workloa
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # One initial slice per worker and resource: the quiet resource's slices finish at once, and the busy
     # one's must then be shared out with the idle workers.
-    monkeypatch.setattr(loader, "_SLICES_PER_WORKER", 1)
+    monkeypatch.setattr(paging, "_SLICES_PER_WORKER", 1)
     busy, quiet = workload.resource_rids[0], workload.resource_rids[2]
     start, end = sim_now - 2 * DAYS, sim_now
     with _client(sim) as client:
