@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -164,8 +164,7 @@ def load_executions(
         if own_client:
             client.close()
     frame = got.frame()
-    frame = _keep_window(frame, start_ts, end_ts, set(rids))
-    frame = frame.sort_values("start_time", kind="stable", ignore_index=True)
+    frame = _in_order(_keep_window(frame, start_ts, end_ts, set(rids)))
     frame.attrs.update(
         resource_rids=rids,
         start=start_ts.isoformat(),
@@ -250,8 +249,7 @@ def _load_cached(store: ExecutionCache, rids: list[str], start_ts: pd.Timestamp,
             if own_client and client is not None:
                 client.close()
         table = store._read_plan(plan)  # a DataFrame
-    frame = table
-    frame = frame.sort_values("start_time", kind="stable", ignore_index=True)
+    frame = _in_order(table)
     fetched = [[rid, from_epoch_ms(a).isoformat(), from_epoch_ms(b).isoformat()] for rid, a, b, _ in todo]
     frame.attrs.update(
         resource_rids=rids,
@@ -311,9 +309,24 @@ def _keep_window(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, ri
     return frame
 
 
-def _describe(attrs: Mapping[str, Any]) -> str:
-    """One line of provenance for logs and the CLI."""
-    return (
-        f"{attrs.get('pages', 0):,} pages in {attrs.get('requests', 0):,} requests, "
-        f"{attrs.get('duplicates_dropped', 0):,} duplicates dropped"
-    )
+def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sort by start time, ties by trace id, so the same executions always give the same frame.
+
+    Concurrent paging returns executions of the same millisecond in any order; a second sort key over every
+    row would cost ~6x the start-time sort, so only the (rare) rows that share a start time are re-sorted.
+    """
+    frame = frame.sort_values("start_time", kind="stable", ignore_index=True)
+    starts = frame["start_time"].to_numpy()
+    same = starts[1:] == starts[:-1]
+    tied = np.zeros(len(frame), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    if tied.any():
+        at = np.flatnonzero(tied)
+        # Tie blocks are contiguous and stay in start order, so their rows sorted by both keys fill the same
+        # positions.
+        ordered = frame.iloc[at].sort_values(["start_time", "foundry_trace_id"], kind="stable").index.to_numpy()
+        order = np.arange(len(frame))
+        order[at] = ordered
+        frame = frame.take(order).reset_index(drop=True)
+    return frame

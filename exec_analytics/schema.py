@@ -626,6 +626,10 @@ def _categorical(values: Any, *, ordered_versions: bool = False) -> pd.Categoric
     if ordered_versions:
         order = order_versions(cat.categories)
         cat = cat.set_categories(pd.Index(order, dtype=_CATEGORY_INDEX_DTYPE), ordered=True)
+    elif not cat.categories.is_monotonic_increasing:
+        # Sorted, not in order of first appearance: concurrent paging decodes pages in any order, and the
+        # same executions must give the same frame.
+        cat = cat.reorder_categories(cat.categories.sort_values())
     return cat
 
 

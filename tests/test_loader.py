@@ -19,7 +19,7 @@ from exec_analytics.client import FoundryClient
 from exec_analytics.errors import ExecAnalyticsError, PermissionDeniedError, ResourceNotFoundError
 from exec_analytics.loader import load_executions
 from exec_analytics.schema import COLUMNS, DTYPES
-from exec_analytics.simulator import FaultConfig, SimulatorServer, Workload
+from exec_analytics.simulator import FaultConfig, SimClock, SimulatorServer, Workload
 
 DAYS = pd.Timedelta(days=1)
 TRUTH_COLUMNS = [c for c in COLUMNS if c != "extra"]
@@ -283,3 +283,16 @@ def test_a_repeating_page_token_is_an_error_not_a_loop(cycling_server: str) -> N
             pytest.raises(ExecAnalyticsError, match="page token cycle"):
         load_executions("ri.function-registry.main.function.abc", "2026-11-18T00:00Z", "2026-11-19T00:00Z",
                         client=client, workers=1, progress=False)
+
+
+def test_same_executions_give_the_same_frame(sim_now: pd.Timestamp) -> None:
+    """Whatever order concurrent paging returns rows in, the frame is ordered by start time, then trace id."""
+    busy = Workload(seed=0, scale=5.0)  # dense enough that executions share a start millisecond
+    start, end = sim_now - DAYS, sim_now
+    with SimulatorServer(busy, clock=SimClock(now=sim_now)) as srv, _client(srv) as client:
+        one = load_executions(busy.resource_rids, start, end, client=client, workers=1, progress=False, cache=False)
+        many = load_executions(busy.resource_rids, start, end, client=client, workers=8, progress=False, cache=False)
+    assert one["start_time"].duplicated().any(), "no tied start times: the test would prove nothing"
+    pd.testing.assert_frame_equal(one, many)
+    ref = one.sort_values(["start_time", "foundry_trace_id"], ignore_index=True)
+    pd.testing.assert_frame_equal(one, ref)
