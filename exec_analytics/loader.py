@@ -27,7 +27,7 @@ from .cache import ExecutionCache
 from .client import FoundryClient
 from .filters import as_where
 from .paging import Fetched, fetch, initial_slices, interval_slices
-from .rids import validate_rid
+from .rids import validate_rids
 from .timeutil import TimeLike, epoch_ms, from_epoch_ms, to_utc
 
 __all__ = ["DEFAULT_WORKERS", "load_executions"]
@@ -37,18 +37,6 @@ log = logging.getLogger(__name__)
 #: Concurrent requests by default: well inside a user token's limit of 30 concurrent requests, and enough to
 #: hide ~20 ms of server latency per page (measured: 8 workers are ~7x a sequential loop).
 DEFAULT_WORKERS = 8
-def _resource_list(resource_rid: str | Sequence[str]) -> list[str]:
-    if isinstance(resource_rid, str):
-        rids = [resource_rid]
-    elif isinstance(resource_rid, Sequence) and resource_rid:
-        rids = list(resource_rid)
-    else:
-        raise TypeError("resource_rid must be a RID string or a non-empty list of them")
-    for rid in rids:
-        validate_rid(rid)
-    return list(dict.fromkeys(rids))
-
-
 def _check_workers(workers: object) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
         raise ValueError(
@@ -135,7 +123,7 @@ def load_executions(
         When the cache is locked past its ``lock_timeout``, of another format version, or holds the
         resource from another Foundry host.
     """
-    rids = _resource_list(resource_rid)
+    rids = validate_rids(resource_rid)
     end_ts = to_utc(end, "end") if end is not None else pd.Timestamp.now(tz="UTC").floor("ms")
     start_ts = to_utc(start, "start") if start is not None else end_ts - pd.Timedelta(hours=24)
     if end_ts <= start_ts:

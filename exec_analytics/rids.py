@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["RID_PATTERN", "caller_kind", "validate_rid"]
+__all__ = ["RID_PATTERN", "caller_kind", "validate_rid", "validate_rids"]
 
 # ri.<service>.<instance>.<type>.<locator>; the instance is usually "main" but may be empty.
 RID_PATTERN = re.compile(r"^ri\.[a-z][a-z0-9-]*\.[a-z0-9-]*\.[a-z][a-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -43,6 +44,30 @@ def validate_rid(rid: object, name: str = "resource_rid") -> str:
             "e.g. 'ri.function-registry.main.function.c26f11c8-cdb3-4f44-9f5d-9816ea1c82da'"
         )
     return rid
+
+
+def validate_rids(resource_rid: str | Sequence[str], name: str = "resource_rid") -> list[str]:
+    """One RID or a non-empty sequence of them, each checked, duplicates dropped, order kept.
+
+    Returns
+    -------
+    list of str
+        The distinct RIDs in the order given.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`validate_rid`, or for an empty sequence or another type.
+    """
+    if isinstance(resource_rid, str):
+        rids = [resource_rid]
+    elif isinstance(resource_rid, Sequence) and resource_rid:
+        rids = list(resource_rid)
+    else:
+        raise TypeError(f"{name} must be a RID string or a non-empty list of them")
+    for rid in rids:
+        validate_rid(rid, name)
+    return list(dict.fromkeys(rids))
 
 
 def caller_kind(callers: pd.Series) -> pd.Series:

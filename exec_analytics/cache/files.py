@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CacheError
-from .intervals import iso, to_ms
+from ..timeutil import epoch_ms
+from .intervals import iso
 
 try:  # POSIX
     import fcntl
@@ -117,7 +118,7 @@ class FileLock:
             os.close(fd)
             raise
         # Who holds it, for the message a waiting process shows.
-        note = f"pid {os.getpid()} since {iso(to_ms(pd.Timestamp.now(tz='UTC')))}".encode()
+        note = f"pid {os.getpid()} since {iso(epoch_ms(pd.Timestamp.now(tz='UTC')))}".encode()
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ..timeutil import to_utc
+from ..timeutil import epoch_ms, to_utc
 
 #: A half-open stretch of time, ``[start, end)``, in epoch milliseconds (UTC).
 Interval = tuple[int, int]
@@ -52,16 +52,13 @@ def intersect(ivs: Iterable[Interval], other: Iterable[Interval]) -> list[Interv
     return normalise(out)
 
 
-def to_ms(ts: pd.Timestamp) -> int:
-    return int(ts.value // 1_000_000)
-
 
 def iso(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> int:
-    return to_ms(to_utc(text, "manifest time"))
+    return epoch_ms(to_utc(text, "manifest time"))
 
 
 def days_of(a: int, b: int) -> range:

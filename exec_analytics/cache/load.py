@@ -24,8 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CacheError
+from ..timeutil import epoch_ms
 from .files import fsync_dir, remove_stale_tmp, write_atomic
-from .intervals import DAY_MS, Interval, days_of, intersect, iso, normalise, subtract, to_ms
+from .intervals import DAY_MS, Interval, days_of, intersect, iso, normalise, subtract
 from .layout import FILTER_FILE, Layout
 from .manifest import FORMAT_VERSION
 from .tables import (
@@ -131,7 +132,7 @@ class LoadSteps(Layout):
         be a time at or before the first request of the fetch.
         """
         self._check_root(create=True)
-        at = to_ms(fetched_at)
+        at = epoch_ms(fetched_at)
         by_partition: dict[tuple[str, int], pa.Table] = {}
         if table is not None and table.num_rows:
             table = conform(table)

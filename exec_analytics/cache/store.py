@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 
 from ..errors import CacheError
 from ..filters import as_where
-from ..rids import validate_rid
-from ..timeutil import TimeLike, to_utc
+from ..rids import validate_rid, validate_rids
+from ..timeutil import TimeLike, epoch_ms, to_utc
 from .files import fsync_dir
-from .intervals import DAY_MS, day_name, days_of, iso, to_ms
+from .intervals import DAY_MS, day_name, days_of, iso
 from .load import LoadSteps
 from .tables import (
     ALL,
@@ -154,7 +154,7 @@ class ExecutionCache(LoadSteps):
         CacheError
             If a file is of another cache format or unreadable.
         """
-        rids = _rid_list(resource_rid)
+        rids = validate_rids(resource_rid)
         if columns is not None:
             columns = list(columns)
             unknown = [c for c in columns if c not in CACHE_SCHEMA.names]
@@ -164,8 +164,8 @@ class ExecutionCache(LoadSteps):
         where_dict = as_where(where)
         key = filter_key(where_dict)
         self._check_root(create=False)
-        lo = to_ms(to_utc(start, "start")) if start is not None else None
-        hi = to_ms(to_utc(end, "end")) if end is not None else None
+        lo = epoch_ms(to_utc(start, "start")) if start is not None else None
+        hi = epoch_ms(to_utc(end, "end")) if end is not None else None
         if lo is not None and hi is not None and hi <= lo:
             raise ValueError("end must be after start; windows are [start, end)")
         read_cols = None if columns is None else sorted({*columns, "start_time"}, key=CACHE_SCHEMA.names.index)
@@ -314,7 +314,7 @@ class ExecutionCache(LoadSteps):
         """
         cut_day = _utc_day(before)
         cut = cut_day * DAY_MS
-        only = None if resource_rid is None else set(_rid_list(resource_rid))
+        only = None if resource_rid is None else set(validate_rids(resource_rid))
         self._check_root(create=False)
         removed = []
         for key, where in self._stores():
@@ -363,16 +363,4 @@ def _utc_day(value: Any) -> int:
 
     if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
         return int(np.datetime64(value.isoformat(), "D").astype(np.int64))
-    return to_ms(to_utc(value, "before")) // DAY_MS
-
-
-def _rid_list(resource_rid: str | Sequence[str]) -> list[str]:
-    if isinstance(resource_rid, str):
-        rids = [resource_rid]
-    elif isinstance(resource_rid, Sequence) and resource_rid:
-        rids = list(resource_rid)
-    else:
-        raise TypeError("resource_rid must be a RID string or a non-empty list of them")
-    for rid in rids:
-        validate_rid(rid)
-    return list(dict.fromkeys(rids))
+    return epoch_ms(to_utc(value, "before")) // DAY_MS

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pandas as pd
 
-from ..timeutil import to_utc
+from ..timeutil import epoch_ms, to_utc
 
 __all__ = ["SimClock"]
 
@@ -45,7 +45,7 @@ class SimClock:
 
     def __init__(self, now: object = None) -> None:
         self._lock = threading.Lock()
-        self._frozen_ms: int | None = None if now is None else _ts_ms(to_utc(now, "now"))
+        self._frozen_ms: int | None = None if now is None else epoch_ms(to_utc(now, "now"))
         self._offset_ms = 0
 
     @property
@@ -66,7 +66,7 @@ class SimClock:
 
     def set(self, ts: object) -> None:
         """Freeze the clock at ``ts`` (timezone-aware)."""
-        ms = _ts_ms(to_utc(ts, "ts"))
+        ms = epoch_ms(to_utc(ts, "ts"))
         with self._lock:
             self._frozen_ms = ms
 
@@ -90,6 +90,3 @@ class SimClock:
         mode = "frozen" if self.frozen else "wall"
         return f"SimClock({self.now().isoformat()}, {mode})"
 
-
-def _ts_ms(ts: pd.Timestamp) -> int:
-    return int(ts.value // 1_000_000)  # .value is nanoseconds whatever the unit
