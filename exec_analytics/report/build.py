@@ -604,9 +604,12 @@ def _figures(section: ResourceSection, rows: pd.DataFrame, week: pd.DataFrame, s
 def _resources(df: pd.DataFrame, resources: str | Sequence[str] | None) -> list[str]:
     present = [str(r) for r in pd.unique(df["resource_rid"].dropna().astype(str))] if len(df) else []
     if resources is None:
-        col = df["resource_rid"]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            return [str(c) for c in col.cat.categories if str(c) in set(present)]
+        # The order they were loaded in when the frame says so, else the order they first appear in.
+        loaded = df.attrs.get("resource_rids") if isinstance(df.attrs, dict) else None
+        if isinstance(loaded, (list, tuple)):
+            seen = set(present)
+            ordered = [str(r) for r in loaded if str(r) in seen]
+            return ordered + [r for r in present if r not in set(ordered)]
         return present
     wanted = [resources] if isinstance(resources, str) else [str(r) for r in resources]
     if not wanted:
