@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def run_demo(*, weeks: int = 4, seed: int = 0, out_dir: Path = Path("exec-analyt
     figures.mkdir(exist_ok=True)
     for section in report.resources:
         for figure, png in section.figures.items():
-            (figures / f"{section.name}-{figure}.png").write_bytes(png)
+            # Figure keys such as "version:1.4.0" are not portable file names.
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{section.name}-{figure}")
+            (figures / f"{stem}.png").write_bytes(png)
 
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
         print()
