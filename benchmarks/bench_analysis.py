@@ -35,9 +35,7 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from exec_analytics import analysis, schema  # noqa: E402
 
-from _common import print_table, write_json  # noqa: E402
+from _common import memory_in_subprocess, peak_memory, print_table, write_json  # noqa: E402
 
 TARGET_VS_DUCKDB = 2.0  # at most this many times DuckDB's time
 TARGET_MEMORY = 2.0  # peak over the frame at most this many times the frame's size
@@ -209,44 +207,21 @@ def check_same(results: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def measure_memory_here(name: str, rows: int) -> dict:
     df = make_frame(rows)
     APPROACHES[name](df.head(1000))  # imports and first-call setup are not part of the peak
-    gc.collect()
-    method = "VmHWM after clear_refs"
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset the peak-RSS counter (Linux >= 4.0)
-        before_kb = _status_kb("VmRSS")
-    except OSError:
-        method = "ru_maxrss delta (lower bound)"
-        before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    result = APPROACHES[name](df)
-    seconds = time.perf_counter() - t
-    peak_kb = _status_kb("VmHWM") if method.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    del result
+    got = peak_memory(lambda: APPROACHES[name](df))
     return {
         "approach": name,
-        "peak_over_frame_mb": round((peak_kb - before_kb) / 1024, 1),
+        "peak_over_frame_mb": got["peak_mb"],
         "frame_mb": round(df.memory_usage(deep=True).sum() / 2**20, 1),
-        "seconds_single_run": round(seconds, 3),
-        "method": method,
+        "seconds_single_run": got["seconds_single_run"],
+        "method": got["method"],
     }
 
 
 def measure_memory(name: str, rows: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--rows", str(rows), "--memory-of", name],
-                         check=True, capture_output=True, text=True)  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return memory_in_subprocess(__file__, name, rows)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -28,9 +28,7 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from exec_analytics import schema  # noqa: E402
 
-from _common import print_table, write_json  # noqa: E402
+from _common import memory_in_subprocess, peak_memory, print_table, write_json  # noqa: E402
 
 TARGET_VS_NAIVE = 8.0  # at least this many times faster than the naive baseline
 TARGET_VS_FLOOR = 2.5  # at most this many times slower than bare orjson.loads
@@ -191,53 +189,21 @@ def check_same(fast: pd.DataFrame, naive: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def measure_memory_here(name: str, rows: int) -> dict:
     bodies = make_bodies(rows)
-    gc.collect()
-    method = "VmHWM after clear_refs"
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset the peak-RSS counter (Linux >= 4.0)
-        before_kb = _status_kb("VmRSS")
-    except OSError:
-        method = "ru_maxrss delta (lower bound)"
-        before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    result = APPROACHES[name](bodies)
-    seconds = time.perf_counter() - t
-    if method.startswith("VmHWM"):
-        peak_kb = _status_kb("VmHWM")
-        after_kb = _status_kb("VmRSS")
-    else:
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        after_kb = peak_kb
-    del result
+    got = peak_memory(lambda: APPROACHES[name](bodies))
     return {
         "approach": name,
-        "peak_over_input_mb": round((peak_kb - before_kb) / 1024, 1),
-        "retained_mb": round((after_kb - before_kb) / 1024, 1),
+        "peak_over_input_mb": got["peak_mb"],
+        "retained_mb": got["retained_mb"],
         "input_mb": round(sum(map(len, bodies)) / 1e6, 1),
-        "seconds_single_run": round(seconds, 3),
-        "method": method,
+        "seconds_single_run": got["seconds_single_run"],
+        "method": got["method"],
     }
 
 
 def measure_memory(name: str, rows: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--rows", str(rows), "--memory-of", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return memory_in_subprocess(__file__, name, rows)
 
 
 # --------------------------------------------------------------------------------------------------------
