@@ -304,7 +304,8 @@ def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
     row would cost ~6x the start-time sort, so only the (rare) rows that share a start time are re-sorted.
     """
     frame = frame.sort_values("start_time", kind="stable", ignore_index=True)
-    starts = frame["start_time"].to_numpy()
+    # int64 ticks: to_numpy() on a tz-aware column would build one Timestamp object per row.
+    starts = frame["start_time"].to_numpy(dtype="datetime64[ms]").view("int64")
     same = starts[1:] == starts[:-1]
     tied = np.zeros(len(frame), dtype=bool)
     tied[1:] |= same
