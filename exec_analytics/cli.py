@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,13 +154,18 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file and rename it, so an interrupted run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     # Provenance travels in the file (pandas stores attrs in the schema metadata); zstd + dictionaries keep
     # a million executions near 30 MB.
-    df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=False)
-    tmp.replace(path)
+    _write_atomically(path, lambda tmp: df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=False))
 
 
 def _add_cache(sub: argparse._SubParsersAction) -> None:
@@ -317,10 +322,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
