@@ -296,9 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"analysis.summarize x2: {ours / duck:.2f}x DuckDB's time (target <= {TARGET_VS_DUCKDB}x): {_ok(ok_time)}; "
           f"{median['pandas groupby.quantile'] / ours:.1f}x faster than plain pandas")  # fmt: skip
     if ours_mem:
-        print(f"peak memory over the frame: {ours_mem['peak_over_frame_mb']:.0f} MiB = "
-              f"{ours_mem['peak_over_frame_mb'] / frame_mb:.2f}x the frame's {frame_mb:.0f} MiB "
-              f"(target <= {TARGET_MEMORY}x): {_ok(ok_mem)}; {ours_mem['method']}, one fresh process per approach")
+        print(
+            f"peak memory over the frame: {ours_mem['peak_over_frame_mb']:.0f} MiB = "
+            f"{ours_mem['peak_over_frame_mb'] / frame_mb:.2f}x the frame's {frame_mb:.0f} MiB "
+            f"(target <= {TARGET_MEMORY}x): {_ok(ok_mem)}; {ours_mem['method']}, one fresh process per approach"
+        )
     print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after the timed runs "
           "(DuckDB uses every core; the numpy path uses one)")  # fmt: skip
 

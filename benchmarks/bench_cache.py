@@ -52,8 +52,9 @@ DAY = pd.Timedelta(days=1)
 
 
 def _serve(conn: Any, scale: float, latency_s: float) -> None:
-    server = SimulatorServer(Workload(seed=SEED, scale=scale), clock=SimClock(now=NOW),
-                             faults=FaultConfig(latency_s=latency_s))
+    server = SimulatorServer(
+        Workload(seed=SEED, scale=scale), clock=SimClock(now=NOW), faults=FaultConfig(latency_s=latency_s)
+    )
     with server:
         conn.send((server.url, server.token))
         conn.recv()  # block until the parent says stop
@@ -69,8 +70,9 @@ def _median_time(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(_timed(fn)[0] for _ in range(repeat))
 
 
-def _reads(cache: ExecutionCache, rids: list[str], day: tuple[pd.Timestamp, pd.Timestamp],
-           repeat: int) -> dict[str, Any]:
+def _reads(
+    cache: ExecutionCache, rids: list[str], day: tuple[pd.Timestamp, pd.Timestamp], repeat: int
+) -> dict[str, Any]:
     """Median seconds to read one day and all of a history, through the cache and through DuckDB."""
     steps: dict[str, Callable[[], Any]] = {
         "day": lambda: cache.read(rids, *day),
@@ -90,8 +92,7 @@ def _reads(cache: ExecutionCache, rids: list[str], day: tuple[pd.Timestamp, pd.T
         import duckdb
 
         glob = str(cache.path / "executions" / "**" / "*.parquet")
-        query = (f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true) "
-                 f"WHERE date = DATE '{day[0]:%Y-%m-%d}'")
+        query = f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true) WHERE date = DATE '{day[0]:%Y-%m-%d}'"
         out["duckdb_day"] = _median_time(lambda: duckdb.sql(query).df(), n)
     except ImportError:  # pragma: no cover - duckdb is in the test extra
         out["duckdb_day"] = None
@@ -117,8 +118,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30, help="days of history (default 30)")
     parser.add_argument("--latency-ms", type=float, default=10.0, help="server latency per request (default 10)")
     parser.add_argument("--scale", type=float, default=1.0, help="simulator traffic multiplier (default 1)")
-    parser.add_argument("--read-scale", type=float, default=4.0,
-                        help="traffic multiplier of the busier history for the read comparison (default 4)")
+    parser.add_argument(
+        "--read-scale",
+        type=float,
+        default=4.0,
+        help="traffic multiplier of the busier history for the read comparison (default 4)",
+    )
     parser.add_argument("--workers", type=int, default=8, help="concurrent requests (default 8)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each timed step (default 3)")
     args = parser.parse_args()
@@ -135,9 +140,17 @@ def main() -> None:
             # The history as it stood a day ago: the 30 days before then, fetched then.
             base = work / "base"
             yesterday = ExecutionCache(base, clock=lambda: NOW - DAY)
-            t_build, built = _timed(lambda: load_executions(
-                rids, window[0] - DAY, window[1] - DAY, client=client, cache=yesterday, workers=args.workers,
-                progress=False))
+            t_build, built = _timed(
+                lambda: load_executions(
+                    rids,
+                    window[0] - DAY,
+                    window[1] - DAY,
+                    client=client,
+                    cache=yesterday,
+                    workers=args.workers,
+                    progress=False,
+                )
+            )
             print(f"built a {args.days}-day history of {len(built):,} executions in {t_build:.1f} s")
 
             refresh_times, reload_times, refresh_req, reload_req = [], [], [], []
@@ -145,12 +158,18 @@ def main() -> None:
                 copy = work / f"refresh-{i}"
                 shutil.copytree(base, copy)
                 today = ExecutionCache(copy, clock=lambda: NOW)
-                t, df = _timed(lambda c=today: load_executions(rids, *window, client=client, cache=c,
-                                                               workers=args.workers, progress=False))
+                t, df = _timed(
+                    lambda c=today: load_executions(
+                        rids, *window, client=client, cache=c, workers=args.workers, progress=False
+                    )
+                )
                 refresh_times.append(t)
                 refresh_req.append(df.attrs["requests"])
-                t, full = _timed(lambda: load_executions(rids, *window, client=client, cache=False,
-                                                         workers=args.workers, progress=False))
+                t, full = _timed(
+                    lambda: load_executions(
+                        rids, *window, client=client, cache=False, workers=args.workers, progress=False
+                    )
+                )
                 reload_times.append(t)
                 reload_req.append(full.attrs["requests"])
                 assert len(df) == len(full) and set(df["foundry_trace_id"]) == set(full["foundry_trace_id"])
@@ -174,47 +193,78 @@ def main() -> None:
     rr, rl = statistics.median(refresh_req), statistics.median(reload_req)
     tr, tl = statistics.median(refresh_times), statistics.median(reload_times)
     rows = [
-        {"step": f"full reload of {args.days} days (cache=False)", "requests": f"{rl:,.0f}", "seconds": f"{tl:.2f}",
-         "ratio": "1.0x (baseline)"},
-        {"step": "refresh after one new day (cache)", "requests": f"{rr:,.0f}", "seconds": f"{tr:.2f}",
-         "ratio": f"{rl / rr:.0f}x fewer requests, {tl / tr:.1f}x faster"},
+        {
+            "step": f"full reload of {args.days} days (cache=False)",
+            "requests": f"{rl:,.0f}",
+            "seconds": f"{tl:.2f}",
+            "ratio": "1.0x (baseline)",
+        },
+        {
+            "step": "refresh after one new day (cache)",
+            "requests": f"{rr:,.0f}",
+            "seconds": f"{tr:.2f}",
+            "ratio": f"{rl / rr:.0f}x fewer requests, {tl / tr:.1f}x faster",
+        },
     ]
     for name, r in reads.items():
         rows += [
-            {"step": f"{name}: read all {args.days} days ({r['rows_all']:,} rows)", "requests": "0",
-             "seconds": f"{r['all']:.4f}", "ratio": "1.0x (baseline)"},
-            {"step": f"{name}: read one day ({r['rows_day']:,} rows)", "requests": "0",
-             "seconds": f"{r['day']:.4f}", "ratio": f"{r['all'] / r['day']:.1f}x faster"},
-            {"step": f"{name}: read one day, 3 columns", "requests": "0", "seconds": f"{r['day_3_columns']:.4f}",
-             "ratio": f"{r['all'] / r['day_3_columns']:.1f}x faster"},
+            {
+                "step": f"{name}: read all {args.days} days ({r['rows_all']:,} rows)",
+                "requests": "0",
+                "seconds": f"{r['all']:.4f}",
+                "ratio": "1.0x (baseline)",
+            },
+            {
+                "step": f"{name}: read one day ({r['rows_day']:,} rows)",
+                "requests": "0",
+                "seconds": f"{r['day']:.4f}",
+                "ratio": f"{r['all'] / r['day']:.1f}x faster",
+            },
+            {
+                "step": f"{name}: read one day, 3 columns",
+                "requests": "0",
+                "seconds": f"{r['day_3_columns']:.4f}",
+                "ratio": f"{r['all'] / r['day_3_columns']:.1f}x faster",
+            },
         ]
         if r.get("duckdb_day") is not None:
-            rows.append({"step": f"{name}: DuckDB, one day from the same files", "requests": "0",
-                         "seconds": f"{r['duckdb_day']:.4f}", "ratio": f"{r['all'] / r['duckdb_day']:.1f}x faster"})
+            rows.append(
+                {
+                    "step": f"{name}: DuckDB, one day from the same files",
+                    "requests": "0",
+                    "seconds": f"{r['duckdb_day']:.4f}",
+                    "ratio": f"{r['all'] / r['duckdb_day']:.1f}x faster",
+                }
+            )
     n_all = reads["simulator"]["rows_all"]
     print_table(rows, ["step", "requests", "seconds", "ratio"])
     per_exec = cache_bytes / n_all
-    print(f"\nbytes per execution: {per_exec:.1f} in the history ({len(files)} files), "
-          f"{single.stat().st_size / len(full):.1f} as one zstd Parquet file, ~{json_bytes} as API JSON")
-    write_json("cache", {
-        "days": args.days,
-        "latency_ms": args.latency_ms,
-        "scale": args.scale,
-        "workers": args.workers,
-        "repeat": args.repeat,
-        "executions": n_all,
-        "refresh": {"requests": rr, "seconds": tr, "fetched": fetched},
-        "full_reload": {"requests": rl, "seconds": tl},
-        "refresh_requests_ratio": rl / rr,
-        "refresh_time_ratio": tl / tr,
-        "reads": {name: {**r, "ratio": r["all"] / r["day"]} for name, r in reads.items()},
-        "bytes_per_execution": per_exec,
-        "bytes_per_execution_single_file": single.stat().st_size / len(full),
-        "bytes_per_execution_json": json_bytes,
-        "files": len(files),
-        # Other work on the machine skews wall times: keep the load beside them.
-        "load_average_1m_at_end": os.getloadavg()[0],
-    })
+    print(
+        f"\nbytes per execution: {per_exec:.1f} in the history ({len(files)} files), "
+        f"{single.stat().st_size / len(full):.1f} as one zstd Parquet file, ~{json_bytes} as API JSON"
+    )
+    write_json(
+        "cache",
+        {
+            "days": args.days,
+            "latency_ms": args.latency_ms,
+            "scale": args.scale,
+            "workers": args.workers,
+            "repeat": args.repeat,
+            "executions": n_all,
+            "refresh": {"requests": rr, "seconds": tr, "fetched": fetched},
+            "full_reload": {"requests": rl, "seconds": tl},
+            "refresh_requests_ratio": rl / rr,
+            "refresh_time_ratio": tl / tr,
+            "reads": {name: {**r, "ratio": r["all"] / r["day"]} for name, r in reads.items()},
+            "bytes_per_execution": per_exec,
+            "bytes_per_execution_single_file": single.stat().st_size / len(full),
+            "bytes_per_execution_json": json_bytes,
+            "files": len(files),
+            # Other work on the machine skews wall times: keep the load beside them.
+            "load_average_1m_at_end": os.getloadavg()[0],
+        },
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

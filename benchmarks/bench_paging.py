@@ -37,8 +37,9 @@ SEED = 11
 
 
 def _serve(conn: Any, scale: float, latency_s: float) -> None:
-    server = SimulatorServer(Workload(seed=SEED, scale=scale), clock=SimClock(now=DEMO_NOW),
-                             faults=FaultConfig(latency_s=latency_s))
+    server = SimulatorServer(
+        Workload(seed=SEED, scale=scale), clock=SimClock(now=DEMO_NOW), faults=FaultConfig(latency_s=latency_s)
+    )
     with server:
         conn.send((server.url, server.token))
         conn.recv()  # block until the parent says stop
@@ -95,16 +96,18 @@ def main() -> None:
 
     rid, start, end, n_truth = _window_for(args.pages, args.scale)
     parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_serve, args=(child, args.scale, args.latency_ms / 1000),
-                                           daemon=True)
+    proc = mp.get_context("spawn").Process(target=_serve, args=(child, args.scale, args.latency_ms / 1000), daemon=True)
     proc.start()
     url, token = parent.recv()
     try:
+
         def ours(workers: int) -> Callable[[], pd.DataFrame]:
             def run() -> pd.DataFrame:
                 with FoundryClient(hostname=url, token=token) as client:
-                    return load_executions(rid, start, end, client=client, workers=workers, progress=False,
-                                           cache=False)  # paging is measured, not the local history
+                    return load_executions(
+                        rid, start, end, client=client, workers=workers, progress=False, cache=False
+                    )  # paging is measured, not the local history
+
             return run
 
         contenders: dict[str, Callable[[], pd.DataFrame]] = {
@@ -131,14 +134,16 @@ def main() -> None:
     table = []
     for name, ts in times.items():
         med = statistics.median(ts)
-        table.append({
-            "approach": name,
-            "median_s": round(med, 3),
-            "runs_s": [round(t, 3) for t in ts],
-            "rows": rows[name],
-            "pages_per_s": round(n_truth / 100 / med, 1),
-            "speedup_vs_sequential_requests": round(base / med, 2),
-        })
+        table.append(
+            {
+                "approach": name,
+                "median_s": round(med, 3),
+                "runs_s": [round(t, 3) for t in ts],
+                "rows": rows[name],
+                "pages_per_s": round(n_truth / 100 / med, 1),
+                "speedup_vs_sequential_requests": round(base / med, 2),
+            }
+        )
     ok = all(r == n_truth for r in rows.values())
     result = {
         "benchmark": "paging",

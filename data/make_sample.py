@@ -41,9 +41,10 @@ def make_sample(
         The executions table that was written.
     """
     workload = Workload(seed=seed)
-    with SimulatorServer(workload, clock=SimClock(now=DEMO_NOW)) as server, FoundryClient(
-        hostname=server.url, token=server.token
-    ) as client:
+    with (
+        SimulatorServer(workload, clock=SimClock(now=DEMO_NOW)) as server,
+        FoundryClient(hostname=server.url, token=server.token) as client,
+    ):
         df = load_executions(workload.resource_rids, start, end, client=client, cache=False, progress=False)
     names = {r.rid: r.name for r in workload.resources if r.rid in workload.resource_rids}
     # Provenance that describes the data, not the run: a fixed file for a fixed seed.

@@ -95,17 +95,28 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
     _add_cache_dir(p)
     p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
-    p.add_argument("--refresh", action="store_true",
-                   help="fetch the whole window again even where the cache holds it settled, and merge")
-    p.add_argument("--settle-lag", default=None, metavar="DURATION",
-                   help="provisional stretch before each fetch, re-read next time (default 2h)")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="fetch the whole window again even where the cache holds it settled, and merge",
+    )
+    p.add_argument(
+        "--settle-lag",
+        default=None,
+        metavar="DURATION",
+        help="provisional stretch before each fetch, re-read next time (default 2h)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_fetch)
 
 
 def _add_cache_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="cache directory (default: $EXEC_ANALYTICS_CACHE_DIR, else the per-user cache directory)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache directory (default: $EXEC_ANALYTICS_CACHE_DIR, else the per-user cache directory)",
+    )
 
 
 def _cache_from(args: argparse.Namespace, **kwargs: object) -> ExecutionCache:
@@ -219,18 +230,22 @@ def _cmd_cache_info(args: argparse.Namespace) -> int:
     if info.empty:
         print("empty")
         return 0
-    shown = pd.DataFrame({
-        "resource": info["resource_rid"],
-        "filter": info["filter"].fillna("-"),
-        "rows": info["rows"].map("{:,}".format),
-        "files": info["files"],
-        "size": info["bytes"].map(_size),
-        "settled until": info["settled_until"].map(_short_time),
-        "covered": info["covered"].str.replace(":00Z", "Z").str.replace("/", " → "),
-    })
+    shown = pd.DataFrame(
+        {
+            "resource": info["resource_rid"],
+            "filter": info["filter"].fillna("-"),
+            "rows": info["rows"].map("{:,}".format),
+            "files": info["files"],
+            "size": info["bytes"].map(_size),
+            "settled until": info["settled_until"].map(_short_time),
+            "covered": info["covered"].str.replace(":00Z", "Z").str.replace("/", " → "),
+        }
+    )
     print(shown.to_string(index=False))
-    print(f"{int(info['rows'].sum()):,} executions in {int(info['files'].sum()):,} files, "
-          f"{_size(int(info['bytes'].sum()))}")
+    print(
+        f"{int(info['rows'].sum()):,} executions in {int(info['files'].sum()):,} files, "
+        f"{_size(int(info['bytes'].sum()))}"
+    )
     return 0
 
 
@@ -241,8 +256,10 @@ def _short_time(ts: pd.Timestamp) -> str:
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
     cache = _cache_from(args)
     removed = cache.prune(args.before, resource_rid=args.resource)
-    print(f"removed {len(removed):,} day partition(s) before {args.before}: {int(removed['rows'].sum()):,} "
-          f"executions, {_size(int(removed['bytes'].sum()))}")
+    print(
+        f"removed {len(removed):,} day partition(s) before {args.before}: {int(removed['rows'].sum()):,} "
+        f"executions, {_size(int(removed['bytes'].sum()))}"
+    )
     return 0
 
 
@@ -255,8 +272,9 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _load(args: argparse.Namespace, rids: Sequence[str], start: pd.Timestamp, end: pd.Timestamp,
-          where: object = None) -> pd.DataFrame:
+def _load(
+    args: argparse.Namespace, rids: Sequence[str], start: pd.Timestamp, end: pd.Timestamp, where: object = None
+) -> pd.DataFrame:
     """Load through the cache (unless --no-cache) with the options of :func:`_add_source_options`."""
     from .client import FoundryClient
     from .loader import DEFAULT_WORKERS, load_executions
@@ -265,9 +283,16 @@ def _load(args: argparse.Namespace, rids: Sequence[str], start: pd.Timestamp, en
         raise ValueError("--no-cache cannot be combined with --cache-dir")
     cache: ExecutionCache | bool = False if args.no_cache else _cache_from(args)
     with FoundryClient(hostname=args.hostname) as client:
-        return load_executions(list(rids), start, end, where=where, client=client, cache=cache,
-                               workers=args.workers or DEFAULT_WORKERS,
-                               progress=False if args.no_progress else None)
+        return load_executions(
+            list(rids),
+            start,
+            end,
+            where=where,
+            client=client,
+            cache=cache,
+            workers=args.workers or DEFAULT_WORKERS,
+            progress=False if args.no_progress else None,
+        )
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -294,8 +319,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     when.add_argument("--start", help="period start, ISO-8601 with a zone (needs --end)")
     p.add_argument("--end", help="period end (exclusive), ISO-8601 with a zone")
     p.add_argument("--out", required=True, type=Path, help="file to write")
-    p.add_argument("--format", choices=("html", "md"), default=None,
-                   help="html (default, or from the --out suffix) or md")
+    p.add_argument(
+        "--format", choices=("html", "md"), default=None, help="html (default, or from the --out suffix) or md"
+    )
     p.add_argument("--slo", type=float, default=0.99, help="target share of succeeded executions (default 0.99)")
     _add_source_options(p)
     p.set_defaults(func=_cmd_report)
@@ -365,8 +391,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json(orient="records", date_format="iso", indent=2))
     else:
-        shown = ["metric", "baseline_value", "candidate_value", "ratio", "ratio_low", "ratio_high",
-                 "difference", "difference_low", "difference_high", "p_adjusted", "verdict"]
+        shown = [
+            "metric",
+            "baseline_value",
+            "candidate_value",
+            "ratio",
+            "ratio_low",
+            "ratio_high",
+            "difference",
+            "difference_low",
+            "difference_high",
+            "p_adjusted",
+            "verdict",
+        ]
         options = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format)
         with pd.option_context(*options):
             print(result[[c for c in shown if c in result.columns]].to_string(index=False))
@@ -429,8 +466,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(weeks=args.weeks, seed=args.seed, out_dir=args.out_dir,
-             progress=False if args.no_progress else None)
+    run_demo(weeks=args.weeks, seed=args.seed, out_dir=args.out_dir, progress=False if args.no_progress else None)
     return 0
 
 

@@ -40,20 +40,31 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
         ``new versions``.
     """
     s = summary
-    return pd.DataFrame({
-        "resource": s["name"],
-        "status": s["status"],
-        "executions": [f"{n:,.0f} ({c:+.1%})" for n, c in zip(s["executions"], s["executions_change"], strict=True)],
-        "failure rate": [f"{r:.2%} ({c * 100:+.2f} pp)"
-                         for r, c in zip(s["failure_rate"], s["failure_rate_change"], strict=True)],
-        "p95": [f"{v:.3g} s ({c:+.0%})" for v, c in zip(s["p95"], s["p95_change"], strict=True)],
-        "budget left": [f"{b:.0%}" for b in s["budget_remaining"]],
-        "new versions": s["new_versions"].fillna("").astype(str),
-    })
+    return pd.DataFrame(
+        {
+            "resource": s["name"],
+            "status": s["status"],
+            "executions": [
+                f"{n:,.0f} ({c:+.1%})" for n, c in zip(s["executions"], s["executions_change"], strict=True)
+            ],
+            "failure rate": [
+                f"{r:.2%} ({c * 100:+.2f} pp)" for r, c in zip(s["failure_rate"], s["failure_rate_change"], strict=True)
+            ],
+            "p95": [f"{v:.3g} s ({c:+.0%})" for v, c in zip(s["p95"], s["p95_change"], strict=True)],
+            "budget left": [f"{b:.0%}" for b in s["budget_remaining"]],
+            "new versions": s["new_versions"].fillna("").astype(str),
+        }
+    )
 
 
-def run_demo(*, weeks: int = 4, seed: int = 0, out_dir: Path = Path("exec-analytics-demo"),
-             progress: bool | None = None, slo: float = DEMO_SLO) -> Report:
+def run_demo(
+    *,
+    weeks: int = 4,
+    seed: int = 0,
+    out_dir: Path = Path("exec-analytics-demo"),
+    progress: bool | None = None,
+    slo: float = DEMO_SLO,
+) -> Report:
     """Serve the simulator on a free loopback port, load ``weeks`` of three resources and report on them.
 
     Writes into ``out_dir``: ``report.html`` (self-contained), ``report.md``, ``figures/*.png`` and
@@ -85,9 +96,10 @@ def run_demo(*, weeks: int = 4, seed: int = 0, out_dir: Path = Path("exec-analyt
     end = DEMO_NOW
     start = end - pd.Timedelta(weeks=weeks)
     began = time.perf_counter()
-    with SimulatorServer(workload, clock=SimClock(now=DEMO_NOW)) as server, FoundryClient(
-        hostname=server.url, token=server.token
-    ) as client:
+    with (
+        SimulatorServer(workload, clock=SimClock(now=DEMO_NOW)) as server,
+        FoundryClient(hostname=server.url, token=server.token) as client,
+    ):
         print(f"simulator serving on {server.url}; loading {weeks} weeks of {len(workload.resource_rids)} resources")
         # The simulated "now" is frozen, so the cache must use the simulator's clock to tell what has settled;
         # a seed gets a history of its own because another seed's executions are another world.
@@ -99,8 +111,9 @@ def run_demo(*, weeks: int = 4, seed: int = 0, out_dir: Path = Path("exec-analyt
     print(f"{len(df):,} executions ({how}) in {loaded:.1f} s; building the report for the last complete week")
 
     names = {r.rid: r.name for r in workload.resources}
-    report = build_weekly_report(df, week=DEMO_NOW - pd.Timedelta(weeks=1), resources=workload.resource_rids,
-                                 names=names, slo=slo)
+    report = build_weekly_report(
+        df, week=DEMO_NOW - pd.Timedelta(weeks=1), resources=workload.resource_rids, names=names, slo=slo
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out_dir / "executions.parquet", engine="pyarrow", compression="zstd", index=False)
     html = out_dir / "report.html"

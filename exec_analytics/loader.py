@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: Concurrent requests by default: well inside a user token's limit of 30 concurrent requests, and enough to
 #: hide ~20 ms of server latency per page (measured: 8 workers are ~7x a sequential loop).
 DEFAULT_WORKERS = 8
+
+
 def _check_workers(workers: object) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
         raise ValueError(
@@ -127,8 +129,9 @@ def load_executions(
     end_ts = to_utc(end, "end") if end is not None else pd.Timestamp.now(tz="UTC").floor("ms")
     start_ts = to_utc(start, "start") if start is not None else end_ts - pd.Timedelta(hours=24)
     if end_ts <= start_ts:
-        raise ValueError(f"end ({end_ts.isoformat()}) must be after start ({start_ts.isoformat()}); "
-                         "windows are [start, end)")
+        raise ValueError(
+            f"end ({end_ts.isoformat()}) must be after start ({start_ts.isoformat()}); windows are [start, end)"
+        )
     where_dict = as_where(where)
     workers = _check_workers(workers)
     page_size = _check_page_size(page_size)
@@ -138,16 +141,16 @@ def load_executions(
     if progress is None:
         progress = sys.stderr.isatty()
     if store is not None:
-        return _load_cached(store, rids, start_ts, end_ts, where_dict, client, workers, progress, page_size,
-                            refresh=bool(refresh))
+        return _load_cached(
+            store, rids, start_ts, end_ts, where_dict, client, workers, progress, page_size, refresh=bool(refresh)
+        )
 
     own_client = client is None
     client = client if client is not None else FoundryClient()
     fetched_at = pd.Timestamp.now(tz="UTC")
     start_ms, end_ms = epoch_ms(start_ts), epoch_ms(end_ts)
     try:
-        got = fetch(client, initial_slices(rids, start_ms, end_ms, workers), where_dict, workers, progress,
-                     page_size)
+        got = fetch(client, initial_slices(rids, start_ms, end_ms, workers), where_dict, workers, progress, page_size)
     finally:
         if own_client:
             client.close()
@@ -208,9 +211,19 @@ def _source_host(client: Any) -> str | None:
     return urlsplit(base).hostname if isinstance(base, str) else None
 
 
-def _load_cached(store: ExecutionCache, rids: list[str], start_ts: pd.Timestamp, end_ts: pd.Timestamp,
-                 where_dict: dict[str, Any] | None, client: FoundryClient | None, workers: int, progress: bool,
-                 page_size: int, *, refresh: bool) -> pd.DataFrame:
+def _load_cached(
+    store: ExecutionCache,
+    rids: list[str],
+    start_ts: pd.Timestamp,
+    end_ts: pd.Timestamp,
+    where_dict: dict[str, Any] | None,
+    client: FoundryClient | None,
+    workers: int,
+    progress: bool,
+    page_size: int,
+    *,
+    refresh: bool,
+) -> pd.DataFrame:
     """``load_executions`` through the cache: fetch what it lacks or holds provisionally, merge, read back.
 
     The resources' locks are held from planning to reading back, so a second process loading the same

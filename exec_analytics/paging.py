@@ -243,12 +243,7 @@ def initial_slices(rids: list[str], start_ms: int, end_ms: int, workers: int) ->
     # Newest first, like the API, so the provisional recent edge is read early; a few slices per worker and
     # resource to start, then dynamic splitting takes over.
     edges = np.unique(np.linspace(start_ms, end_ms, _SLICES_PER_WORKER * workers + 1).astype(np.int64))
-    return [
-        Slice(rid, int(a), int(b))
-        for rid in rids
-        for a, b in reversed(list(pairwise(edges)))
-        if b > a
-    ]
+    return [Slice(rid, int(a), int(b)) for rid in rids for a, b in reversed(list(pairwise(edges))) if b > a]
 
 
 def interval_slices(intervals: Sequence[tuple[str, int, int, float | None]], workers: int) -> list[Slice]:
@@ -300,16 +295,27 @@ class Fetched:
         }
 
 
-def fetch(client: FoundryClient, slices: list[Slice], where_dict: dict[str, Any] | None, workers: int,
-           progress: bool, page_size: int) -> Fetched:
+def fetch(
+    client: FoundryClient,
+    slices: list[Slice],
+    where_dict: dict[str, Any] | None,
+    workers: int,
+    progress: bool,
+    page_size: int,
+) -> Fetched:
     """Page ``slices`` with ``workers`` concurrent workers and decode them; rows deduplicated, not filtered."""
     sched = _Scheduler(slices, workers)
     out: queue.Queue[tuple[Page | None, int]] = queue.Queue()
     concurrency = _Concurrency(workers, client)
     pool = [_Worker(client, sched, out, where_dict, page_size, concurrency) for _ in range(workers)]
     total_ms = max(1, sum(sl.end_ms - sl.start_ms for sl in slices))
-    bar = tqdm(total=100.0, disable=not progress, unit="%", desc="executions",
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+    bar = tqdm(
+        total=100.0,
+        disable=not progress,
+        unit="%",
+        desc="executions",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]",
+    )
     tables: list[pa.Table] = []
     bodies: list[bytes] = []
     pages = rows = 0

@@ -62,8 +62,9 @@ def clocked(make_sim: Callable[..., SimulatorServer], tmp_path: Path) -> tuple[S
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_a_settled_week_is_served_with_zero_requests(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                     workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_a_settled_week_is_served_with_zero_requests(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rids = workload.resource_rids
     start, end = sim_now - 8 * D, sim_now - D  # ends a day before "now": settled from the first read
@@ -80,9 +81,12 @@ def test_a_settled_week_is_served_with_zero_requests(clocked: tuple[SimulatorSer
     pd.testing.assert_frame_equal(first.reset_index(drop=True), second.reset_index(drop=True))
 
 
-def test_a_settled_window_needs_no_client_at_all(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                 workload: Workload, sim_now: pd.Timestamp,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_settled_window_needs_no_client_at_all(
+    clocked: tuple[SimulatorServer, ExecutionCache],
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[2]
     start, end = sim_now - 3 * D, sim_now - D
@@ -144,8 +148,9 @@ def test_executions_completing_after_a_load_appear_after_the_next_refresh(
     assert_same_rows(cache.read(rids, start, end), after)
 
 
-def test_refresh_fetches_the_whole_window_again(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_refresh_fetches_the_whole_window_again(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[2]
     start, end = sim_now - 2 * D, sim_now - D
@@ -157,31 +162,40 @@ def test_refresh_fetches_the_whole_window_again(clocked: tuple[SimulatorServer, 
     assert_same_rows(again, workload.ground_truth(rid, start, end, as_of=sim_now))
 
 
-def test_cache_false_leaves_no_trace(fresh_sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp,
-                                     tmp_path: Path, _own_cache_dir: Path) -> None:
+def test_cache_false_leaves_no_trace(
+    fresh_sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp, tmp_path: Path, _own_cache_dir: Path
+) -> None:
     with _client(fresh_sim) as client:
-        df = load_executions(workload.resource_rids[2], sim_now - D, sim_now, client=client, cache=False,
-                             progress=False)
+        df = load_executions(
+            workload.resource_rids[2], sim_now - D, sim_now, client=client, cache=False, progress=False
+        )
     assert "cache" not in df.attrs
     assert not any(_own_cache_dir.iterdir())
 
 
-def test_the_default_cache_is_the_settings_directory(fresh_sim: SimulatorServer, workload: Workload,
-                                                     sim_now: pd.Timestamp, _own_cache_dir: Path) -> None:
+def test_the_default_cache_is_the_settings_directory(
+    fresh_sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp, _own_cache_dir: Path
+) -> None:
     with _client(fresh_sim) as client:
-        df = load_executions(workload.resource_rids[2], sim_now - 2 * D, sim_now - D, client=client,
-                             progress=False)
+        df = load_executions(workload.resource_rids[2], sim_now - 2 * D, sim_now - D, client=client, progress=False)
     assert Path(df.attrs["cache"]["path"]) == _own_cache_dir
     assert ExecutionCache().resources() == [workload.resource_rids[2]]
 
 
 @pytest.mark.parametrize("bad", [1, object(), True])
-def test_bad_cache_arguments_are_rejected_before_any_request(bad: object, sim: SimulatorServer,
-                                                             workload: Workload) -> None:
+def test_bad_cache_arguments_are_rejected_before_any_request(
+    bad: object, sim: SimulatorServer, workload: Workload
+) -> None:
     before = sim.request_count
     with _client(sim) as client, pytest.raises(TypeError, match="cache must be"):
-        load_executions(workload.resource_rids[0], "2026-11-18T00:00Z", "2026-11-19T00:00Z", client=client,
-                        cache=bad, progress=False)
+        load_executions(
+            workload.resource_rids[0],
+            "2026-11-18T00:00Z",
+            "2026-11-19T00:00Z",
+            client=client,
+            cache=bad,
+            progress=False,
+        )
     assert sim.request_count == before
 
 
@@ -225,12 +239,12 @@ def test_a_column_filter_beyond_the_history_fetches_only_the_rest_with_the_filte
     with _client(srv) as client:
         load_executions(rid, sim_now - 3 * D, sim_now - 2 * D, client=client, cache=cache, progress=False)
         client.windows.clear()
-        df = load_executions(rid, sim_now - 3 * D, sim_now - D, where=where, client=client, cache=cache,
-                             progress=False)
+        df = load_executions(rid, sim_now - 3 * D, sim_now - D, where=where, client=client, cache=cache, progress=False)
         assert all(s >= sim_now - 2 * D for _, s, _ in client.windows)
         before = srv.request_count
-        again = load_executions(rid, sim_now - 3 * D, sim_now - D, where=where, client=client, cache=cache,
-                                progress=False)
+        again = load_executions(
+            rid, sim_now - 3 * D, sim_now - D, where=where, client=client, cache=cache, progress=False
+        )
     assert srv.request_count == before
     truth = workload.ground_truth(rid, sim_now - 3 * D, sim_now - D, as_of=sim_now, where=where.to_dict())
     assert_same_rows(df, truth)
@@ -239,8 +253,9 @@ def test_a_column_filter_beyond_the_history_fetches_only_the_rest_with_the_filte
     assert_same_rows(cache.read(rid), workload.ground_truth(rid, sim_now - 3 * D, sim_now - 2 * D))
 
 
-def test_a_duration_filter_is_kept_apart_from_the_history(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                          workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_a_duration_filter_is_kept_apart_from_the_history(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[1]
     start, end = sim_now - 2 * D, sim_now - D
@@ -269,11 +284,13 @@ def test_local_filter_mask_matches_the_simulator(workload: Workload, sim_now: pd
     rid = workload.resource_rids[0]
     truth = workload.ground_truth(rid, sim_now - D, sim_now)
     table = pa.Table.from_pandas(truth[[c for c in COLUMNS]], preserve_index=False)
-    for where in [*[w if isinstance(w, dict) else w.to_dict() for w in LOCAL_FILTERS.values()],
-                  {"type": "isNull", "field": "callerRid"},
-                  {"type": "and", "filters": []},
-                  {"type": "eq", "field": "foundryTraceId", "value": truth["foundry_trace_id"].iloc[3]},
-                  {"type": "in", "field": "traceOwningRid", "value": [truth["trace_owning_rid"].iloc[0]]}]:
+    for where in [
+        *[w if isinstance(w, dict) else w.to_dict() for w in LOCAL_FILTERS.values()],
+        {"type": "isNull", "field": "callerRid"},
+        {"type": "and", "filters": []},
+        {"type": "eq", "field": "foundryTraceId", "value": truth["foundry_trace_id"].iloc[3]},
+        {"type": "in", "field": "traceOwningRid", "value": [truth["trace_owning_rid"].iloc[0]]},
+    ]:
         mask = filter_mask(table, where).to_numpy(zero_copy_only=False)
         expected = workload.ground_truth(rid, sim_now - D, sim_now, where=where)
         assert sorted(truth["foundry_trace_id"][mask]) == sorted(expected["foundry_trace_id"]), where
@@ -284,8 +301,9 @@ def test_local_filter_mask_matches_the_simulator(workload: Workload, sim_now: pd
 # --------------------------------------------------------------------------------------------------------
 
 
-def _synthetic_history(cache: ExecutionCache, wl: Workload, rid: str, start: pd.Timestamp,
-                       end: pd.Timestamp) -> pd.DataFrame:
+def _synthetic_history(
+    cache: ExecutionCache, wl: Workload, rid: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     """Fill the cache straight from the ground truth (no HTTP): a long history in a fraction of a second."""
     truth = wl.ground_truth(rid, start, end)
     table = pa.Table.from_pandas(truth[list(COLUMNS)], preserve_index=False)
@@ -296,8 +314,9 @@ def _synthetic_history(cache: ExecutionCache, wl: Workload, rid: str, start: pd.
     return truth
 
 
-def test_reading_one_day_of_ninety_never_opens_the_other_eighty_nine(tmp_path: Path, workload: Workload,
-                                                                      sim_now: pd.Timestamp) -> None:
+def test_reading_one_day_of_ninety_never_opens_the_other_eighty_nine(
+    tmp_path: Path, workload: Workload, sim_now: pd.Timestamp
+) -> None:
     cache = ExecutionCache(tmp_path / "h")
     rid = workload.resource_rids[2]
     truth = _synthetic_history(cache, workload, rid, sim_now - 90 * D, sim_now)
@@ -334,8 +353,9 @@ def test_read_columns_dtypes_and_order(tmp_path: Path, workload: Workload, sim_n
     assert empty.empty and list(empty.columns) == list(COLUMNS)
 
 
-def test_the_dataset_reads_the_same_in_duckdb_polars_and_pyarrow(tmp_path: Path, workload: Workload,
-                                                                 sim_now: pd.Timestamp) -> None:
+def test_the_dataset_reads_the_same_in_duckdb_polars_and_pyarrow(
+    tmp_path: Path, workload: Workload, sim_now: pd.Timestamp
+) -> None:
     duckdb = pytest.importorskip("duckdb")
     pl = pytest.importorskip("polars")
     import pyarrow.dataset as ds
@@ -379,8 +399,9 @@ def test_info_and_prune(tmp_path: Path, workload: Workload, sim_now: pd.Timestam
     assert cache.info().set_index("resource_rid").loc[rids[1], "files"] == 5  # the other resource is untouched
 
 
-def test_prune_trims_coverage_before_deleting_files(tmp_path: Path, workload: Workload, sim_now: pd.Timestamp,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prune_trims_coverage_before_deleting_files(
+    tmp_path: Path, workload: Workload, sim_now: pd.Timestamp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = ExecutionCache(tmp_path / "h")
     rid = workload.resource_rids[2]
     _synthetic_history(cache, workload, rid, sim_now - 3 * D, sim_now)
@@ -419,8 +440,9 @@ def test_interval_arithmetic() -> None:
     assert intersect([(0, 10), (20, 30)], [(5, 25)]) == [(5, 10), (20, 25)]
 
 
-def test_another_format_version_is_reported_not_mixed(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                      workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_another_format_version_is_reported_not_mixed(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[2]
     start, end = sim_now - 2 * D, sim_now - D
@@ -438,21 +460,25 @@ def test_another_format_version_is_reported_not_mixed(clocked: tuple[SimulatorSe
             load_executions(rid, start, end, client=client, cache=ExecutionCache(cache.path), progress=False)
 
 
-def test_one_resource_never_mixes_two_foundry_hosts(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                    workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_one_resource_never_mixes_two_foundry_hosts(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[2]
     with _client(srv) as client:
         load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=cache, progress=False)
     before = srv.request_count
-    with FoundryClient(hostname=f"http://localhost:{srv.port}", token=srv.token) as other, \
-            pytest.raises(CacheError, match=r"fetched from 127\.0\.0\.1.*from localhost"):
+    with (
+        FoundryClient(hostname=f"http://localhost:{srv.port}", token=srv.token) as other,
+        pytest.raises(CacheError, match=r"fetched from 127\.0\.0\.1.*from localhost"),
+    ):
         load_executions(rid, sim_now - 3 * D, sim_now - D, client=other, cache=cache, progress=False)
     assert srv.request_count == before
 
 
-def test_a_second_writer_waits_then_fails_clearly(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                  workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_a_second_writer_waits_then_fails_clearly(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[2]
     impatient = ExecutionCache(cache.path, lock_timeout=0.3, clock=srv.clock.now)
@@ -464,30 +490,39 @@ def test_a_second_writer_waits_then_fails_clearly(clocked: tuple[SimulatorServer
     assert len(df) > 0
 
 
-def test_the_token_is_never_written_to_the_cache(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                 workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_the_token_is_never_written_to_the_cache(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rids = workload.resource_rids
     with _client(srv) as client:
         load_executions(rids, sim_now - D, sim_now, client=client, cache=cache, progress=False)
-        load_executions(rids, sim_now - D, sim_now, where=F.duration_at_least(1, "SECONDS"), client=client,
-                        cache=cache, progress=False)
+        load_executions(
+            rids,
+            sim_now - D,
+            sim_now,
+            where=F.duration_at_least(1, "SECONDS"),
+            client=client,
+            cache=cache,
+            progress=False,
+        )
     files = [p for p in cache.path.rglob("*") if p.is_file()]
     assert any(p.name == "_coverage.json" for p in files) and any(p.suffix == ".parquet" for p in files)
     for p in files:
         assert srv.token.encode() not in p.read_bytes(), p
 
 
-def test_an_empty_window_is_remembered(clocked: tuple[SimulatorServer, ExecutionCache],
-                                       workload: Workload) -> None:
+def test_an_empty_window_is_remembered(clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[0]
     with _client(srv) as client:
-        first = load_executions(rid, "2020-01-01T00:00Z", "2020-01-02T00:00Z", client=client, cache=cache,
-                                progress=False)
+        first = load_executions(
+            rid, "2020-01-01T00:00Z", "2020-01-02T00:00Z", client=client, cache=cache, progress=False
+        )
         before = srv.request_count
-        second = load_executions(rid, "2020-01-01T00:00Z", "2020-01-02T00:00Z", client=client, cache=cache,
-                                 progress=False)
+        second = load_executions(
+            rid, "2020-01-01T00:00Z", "2020-01-02T00:00Z", client=client, cache=cache, progress=False
+        )
     assert first.empty and second.empty and srv.request_count == before
     assert list(second.columns) == list(COLUMNS)
 
@@ -498,8 +533,12 @@ def test_an_empty_window_is_remembered(clocked: tuple[SimulatorServer, Execution
 
 
 def test_cli_fetch_uses_the_cache_and_cache_commands_show_and_prune_it(
-    sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sim: SimulatorServer,
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("FOUNDRY_HOSTNAME", sim.url)
     monkeypatch.setenv("FOUNDRY_TOKEN", sim.token)
@@ -537,22 +576,38 @@ def test_cli_fetch_uses_the_cache_and_cache_commands_show_and_prune_it(
     assert "empty" in capsys.readouterr().out
 
 
-def test_cli_reports_a_cache_error_with_its_own_exit_code(sim: SimulatorServer, workload: Workload,
-                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_a_cache_error_with_its_own_exit_code(
+    sim: SimulatorServer,
+    workload: Workload,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("FOUNDRY_HOSTNAME", sim.url)
     monkeypatch.setenv("FOUNDRY_TOKEN", sim.token)
     cache_dir = tmp_path / "h"
     cache_dir.mkdir()
     (cache_dir / "_cache.json").write_bytes(orjson.dumps({"format_version": 99}))
-    code = main(["fetch", workload.resource_rids[0], "--start", "2026-11-18T00:00Z", "--end", "2026-11-18T01:00Z",
-                 "--cache-dir", str(cache_dir), "--no-progress"])
+    code = main(
+        [
+            "fetch",
+            workload.resource_rids[0],
+            "--start",
+            "2026-11-18T00:00Z",
+            "--end",
+            "2026-11-18T01:00Z",
+            "--cache-dir",
+            str(cache_dir),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 9 and "newer exec_analytics" in err and err.count("\n") == 1
 
 
-def test_only_the_gaps_between_stored_stretches_are_fetched(clocked: tuple[SimulatorServer, ExecutionCache],
-                                                             workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_only_the_gaps_between_stored_stretches_are_fetched(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv, cache = clocked
     rid = workload.resource_rids[1]
     day = [sim_now - k * D for k in range(7, 0, -1)]  # day[0] = now - 7 d ... day[6] = now - 1 d
@@ -568,12 +623,14 @@ def test_only_the_gaps_between_stored_stretches_are_fetched(clocked: tuple[Simul
     assert list(cache.coverage(rid)["start"]) == [day[0]] and list(cache.coverage(rid)["end"]) == [day[6]]
 
 
-def test_a_plain_path_works_as_the_cache(fresh_sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp,
-                                         tmp_path: Path) -> None:
+def test_a_plain_path_works_as_the_cache(
+    fresh_sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp, tmp_path: Path
+) -> None:
     rid = workload.resource_rids[2]
     with _client(fresh_sim) as client:
-        df = load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=str(tmp_path / "p"),
-                             progress=False)
+        df = load_executions(
+            rid, sim_now - 2 * D, sim_now - D, client=client, cache=str(tmp_path / "p"), progress=False
+        )
     assert df.attrs["cache"]["path"] == str(tmp_path / "p")
     assert_same_rows(ExecutionCache(tmp_path / "p").read(rid), df)
 
@@ -582,29 +639,51 @@ def test_fields_the_api_added_survive_the_round_trip(tmp_path: Path) -> None:
     from exec_analytics.schema import decode_pages
 
     rid = "ri.function-registry.main.function.abc"
-    body = orjson.dumps({"data": [
-        {"startTime": "2026-11-18T12:00:00.000Z", "duration": {"value": 5, "unit": "SECONDS"}, "status": "FAILED",
-         "resourceRid": rid, "resourceVersion": "1.0.0", "traceOwningRid": rid, "foundryTraceId": "t-1",
-         "retries": 2},
-        {"startTime": "2026-11-18T13:00:00.000Z", "duration": {"value": 7, "unit": "SECONDS"},
-         "status": "SUCCEEDED", "resourceRid": rid, "resourceVersion": "1.0.0", "traceOwningRid": rid,
-         "foundryTraceId": "t-2"},
-    ]})
+    body = orjson.dumps(
+        {
+            "data": [
+                {
+                    "startTime": "2026-11-18T12:00:00.000Z",
+                    "duration": {"value": 5, "unit": "SECONDS"},
+                    "status": "FAILED",
+                    "resourceRid": rid,
+                    "resourceVersion": "1.0.0",
+                    "traceOwningRid": rid,
+                    "foundryTraceId": "t-1",
+                    "retries": 2,
+                },
+                {
+                    "startTime": "2026-11-18T13:00:00.000Z",
+                    "duration": {"value": 7, "unit": "SECONDS"},
+                    "status": "SUCCEEDED",
+                    "resourceRid": rid,
+                    "resourceVersion": "1.0.0",
+                    "traceOwningRid": rid,
+                    "foundryTraceId": "t-2",
+                },
+            ]
+        }
+    )
     with pytest.warns(UserWarning, match="retries"):
         table = decode_pages([body])
     cache = ExecutionCache(tmp_path / "h")
     start, end = pd.Timestamp("2026-11-18T00:00Z"), pd.Timestamp("2026-11-19T00:00Z")
     with cache._lock([rid]):
-        cache._commit(cache._plan([rid], int(start.value // 10**6), int(end.value // 10**6), None), table,
-                      end + D, None)
+        cache._commit(
+            cache._plan([rid], int(start.value // 10**6), int(end.value // 10**6), None), table, end + D, None
+        )
     df = cache.read(rid)
     assert list(df["extra"]) == ['{"retries":2}', pd.NA]
     assert "extra" not in cache.read(rid, start + 13 * H, end).columns  # no row there has any
 
 
-def test_an_unusable_default_directory_loads_without_the_cache(fresh_sim: SimulatorServer, workload: Workload,
-                                                               sim_now: pd.Timestamp, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unusable_default_directory_loads_without_the_cache(
+    fresh_sim: SimulatorServer,
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("EXEC_ANALYTICS_CACHE_DIR", str(blocker / "cache"))
@@ -616,5 +695,4 @@ def test_an_unusable_default_directory_loads_without_the_cache(fresh_sim: Simula
         assert_same_rows(df, workload.ground_truth(rid, sim_now - 2 * D, sim_now - D))
         # Passed explicitly, the same directory is an error, not a silent bypass.
         with pytest.raises(OSError):
-            load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=blocker / "cache",
-                            progress=False)
+            load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=blocker / "cache", progress=False)

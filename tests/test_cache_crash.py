@@ -54,12 +54,26 @@ print(f"{time.monotonic():.6f} done rows={len(df)} requests={df.attrs['requests'
 """
 
 
-def _start(srv: SimulatorServer, path: Path, now: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp,
-           rids: list[str]) -> subprocess.Popen[str]:
-    args = [srv.url, srv.token, str(path), now.isoformat(), start.isoformat(), end.isoformat(),
-            orjson.dumps(rids).decode()]
-    return subprocess.Popen([sys.executable, "-c", REFRESH, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+def _start(
+    srv: SimulatorServer, path: Path, now: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, rids: list[str]
+) -> subprocess.Popen[str]:
+    args = [
+        srv.url,
+        srv.token,
+        str(path),
+        now.isoformat(),
+        start.isoformat(),
+        end.isoformat(),
+        orjson.dumps(rids).decode(),
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-c", REFRESH, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _wait_ready(proc: subprocess.Popen[str]) -> None:
@@ -82,13 +96,13 @@ def _finish(proc: subprocess.Popen[str]) -> list[str]:
     return out.splitlines()
 
 
-def _truth(wl: Workload, rids: list[str], start: pd.Timestamp, end: pd.Timestamp, as_of: pd.Timestamp
-           ) -> pd.DataFrame:
+def _truth(wl: Workload, rids: list[str], start: pd.Timestamp, end: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
     return pd.concat([wl.ground_truth(r, start, end, as_of=as_of) for r in rids], ignore_index=True)
 
 
-def _assert_readable_and_sound(path: Path, rids: list[str], start: pd.Timestamp, end: pd.Timestamp,
-                               truth: pd.DataFrame) -> int:
+def _assert_readable_and_sound(
+    path: Path, rids: list[str], start: pd.Timestamp, end: pd.Timestamp, truth: pd.DataFrame
+) -> int:
     """After a crash: every file reads, no execution twice, nothing that is not a real execution."""
     cache = ExecutionCache(path)
     got = cache.read(rids, start, end)
@@ -119,8 +133,9 @@ def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_compl
     # The history before the first crash, loaded here (this also warms the simulator's workload).
     srv.clock.set(base)
     with FoundryClient(hostname=srv.url, token=srv.token) as client:
-        load_executions(rids, start, base, client=client, cache=ExecutionCache(path, clock=srv.clock.now),
-                        progress=False)
+        load_executions(
+            rids, start, base, client=client, cache=ExecutionCache(path, clock=srv.clock.now), progress=False
+        )
     # One undisturbed incremental refresh tells how long one takes and when it starts writing.
     srv.clock.set(base + step)
     proc = _start(srv, path, base + step, start, base + step, rids)
@@ -143,15 +158,21 @@ def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_compl
         time.sleep(max(0.0, t_go + delay - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
-        phase = ("after it finished" if " done " in out else
-                 "while writing" if " merging " in out else "before writing")
+        phase = "after it finished" if " done " in out else "while writing" if " merging " in out else "before writing"
         outcomes[phase] += 1
 
         truth = _truth(workload, rids, start, now, as_of=now)
         _assert_readable_and_sound(path, rids, start, now, truth)
         with FoundryClient(hostname=srv.url, token=srv.token) as client:
-            df = load_executions(rids, start, now, client=client, cache=ExecutionCache(path, clock=srv.clock.now),
-                                 workers=4, progress=False)
+            df = load_executions(
+                rids,
+                start,
+                now,
+                client=client,
+                cache=ExecutionCache(path, clock=srv.clock.now),
+                workers=4,
+                progress=False,
+            )
         assert_same_rows(df, truth)
         assert_same_rows(ExecutionCache(path).read(rids, start, now), truth)
     # The kills must have hit both the fetch and the writes, or the test proved less than it claims.
@@ -160,8 +181,7 @@ def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_compl
 
 @pytest.mark.parametrize("overlap", ["same window", "overlapping windows"])
 def test_two_processes_racing_on_one_cache_end_with_exactly_the_truth(
-    overlap: str, make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp,
-    tmp_path: Path
+    overlap: str, make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, tmp_path: Path
 ) -> None:
     srv = make_sim()
     rids = workload.resource_rids

@@ -28,17 +28,26 @@ def foundry_env(sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> Simula
     return sim
 
 
-def test_fetch_writes_the_ground_truth_to_parquet(foundry_env: SimulatorServer, workload: Workload,
-                                                  sim_now: pd.Timestamp, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_fetch_writes_the_ground_truth_to_parquet(
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rids = workload.resource_rids[1:3]
     out = tmp_path / "sub" / "x.parquet"
     where = '{"type": "eq", "field": "status", "value": "FAILED"}'
     assert main(["fetch", *rids, *WINDOW, "--where", where, "--out", str(out), "--no-progress"]) == 0
     df = pd.read_parquet(out)
-    truth = pd.concat([workload.ground_truth(r, WINDOW[1], WINDOW[3], as_of=sim_now,
-                                             where={"type": "eq", "field": "status", "value": "FAILED"})
-                       for r in rids])
+    truth = pd.concat(
+        [
+            workload.ground_truth(
+                r, WINDOW[1], WINDOW[3], as_of=sim_now, where={"type": "eq", "field": "status", "value": "FAILED"}
+            )
+            for r in rids
+        ]
+    )
     assert len(truth) > 0
     assert sorted(df["foundry_trace_id"]) == sorted(truth["foundry_trace_id"])
     assert str(df["start_time"].dtype) == "datetime64[ms, UTC]" and df["resource_version"].cat.ordered
@@ -50,8 +59,7 @@ def test_fetch_writes_the_ground_truth_to_parquet(foundry_env: SimulatorServer, 
     ("args", "code", "words"),
     [
         (["RESTRICTED", *WINDOW], 4, "ListExecutionsResourcePermissionDenied"),
-        (["ri.function-registry.main.function.00000000-0000-0000-0000-000000000000", *WINDOW], 5,
-         "ResourceNotFound"),
+        (["ri.function-registry.main.function.00000000-0000-0000-0000-000000000000", *WINDOW], 5, "ResourceNotFound"),
         (["READABLE", *WINDOW, "--where", "{not json"], 2, "--where is not valid JSON"),
         (["READABLE", *WINDOW, "--where", '{"type": "eq", "field": "colour", "value": "x"}'], 2, "not filterable"),
         (["READABLE", "--start", "2026-11-18T00:00", "--end", "2026-11-19T00:00Z"], 2, "no timezone"),
@@ -59,11 +67,15 @@ def test_fetch_writes_the_ground_truth_to_parquet(foundry_env: SimulatorServer, 
     ],
 )
 def test_fetch_failures_end_in_one_line_and_a_distinct_code(
-    args: list[str], code: int, words: str, foundry_env: SimulatorServer, workload: Workload, tmp_path: Path,
+    args: list[str],
+    code: int,
+    words: str,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = [{"RESTRICTED": workload.restricted_rids[0], "READABLE": workload.resource_rids[0]}.get(a, a)
-            for a in args]
+    args = [{"RESTRICTED": workload.restricted_rids[0], "READABLE": workload.resource_rids[0]}.get(a, a) for a in args]
     out = tmp_path / "x.parquet"
     assert main(["fetch", *args, "--out", str(out), "--no-progress"]) == code
     err = capsys.readouterr().err
@@ -72,14 +84,17 @@ def test_fetch_failures_end_in_one_line_and_a_distinct_code(
     assert not out.exists()
 
 
-def test_bad_token_exits_3_without_showing_it(sim: SimulatorServer, workload: Workload, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_token_exits_3_without_showing_it(
+    sim: SimulatorServer,
+    workload: Workload,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     secret = "not-the-token-s3cr3t-4711"
     monkeypatch.setenv("FOUNDRY_HOSTNAME", sim.url)
     monkeypatch.setenv("FOUNDRY_TOKEN", secret)
-    code = main(["fetch", workload.resource_rids[0], *WINDOW, "--out", str(tmp_path / "x.parquet"),
-                 "--no-progress"])
+    code = main(["fetch", workload.resource_rids[0], *WINDOW, "--out", str(tmp_path / "x.parquet"), "--no-progress"])
     captured = capsys.readouterr()
     assert code == 3
     assert secret not in captured.err + captured.out
@@ -116,12 +131,30 @@ def test_demo_writes_the_report_through_the_real_path(tmp_path: Path, capsys: py
         ("1.1.0", "1.2.0", ("2026-10-12T00:00Z", "2026-10-18T00:00Z"), 0),  # same behaviour
     ],
 )
-def test_compare_exit_code_gates_a_release(baseline: str, candidate: str, window: tuple[str, str], code: int,
-                                           foundry_env: SimulatorServer, workload: Workload,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_exit_code_gates_a_release(
+    baseline: str,
+    candidate: str,
+    window: tuple[str, str],
+    code: int,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rid = workload.main.rid
-    args = ["compare", rid, "--baseline", baseline, "--candidate", candidate, "--start", window[0],
-            "--end", window[1], "--json", "--no-progress"]
+    args = [
+        "compare",
+        rid,
+        "--baseline",
+        baseline,
+        "--candidate",
+        candidate,
+        "--start",
+        window[0],
+        "--end",
+        window[1],
+        "--json",
+        "--no-progress",
+    ]
     assert main(args) == code
     rows = json.loads(capsys.readouterr().out)
     verdicts = {r["metric"]: r["verdict"] for r in rows}
@@ -132,13 +165,28 @@ def test_compare_exit_code_gates_a_release(baseline: str, candidate: str, window
         assert "regressed" not in verdicts.values()
 
 
-def test_report_command_writes_html_and_markdown(foundry_env: SimulatorServer, workload: Workload, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_html_and_markdown(
+    foundry_env: SimulatorServer, workload: Workload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rid = workload.resource_rids[2]
     html, md = tmp_path / "r.html", tmp_path / "r.md"
     assert main(["report", rid, "--week", "2026-W46", "--out", str(html), "--no-progress"]) == 0
-    assert main(["report", rid, "--start", "2026-11-12T00:00Z", "--end", "2026-11-19T00:00Z", "--out", str(md),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                rid,
+                "--start",
+                "2026-11-12T00:00Z",
+                "--end",
+                "2026-11-19T00:00Z",
+                "--out",
+                str(md),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     page = html.read_text()
     assert page.lstrip().lower().startswith("<!doctype html") and "2026-W46" in page and rid in page
     assert foundry_env.token not in page and foundry_env.token not in md.read_text()
@@ -149,8 +197,13 @@ def test_report_command_writes_html_and_markdown(foundry_env: SimulatorServer, w
 
 def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "exec_analytics.cli", "simulate", "--port", "0", "--seed", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exec_analytics.cli", "simulate", "--port", "0", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]
@@ -160,10 +213,24 @@ def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
         rid = next(line.split()[0] for line in iter(proc.stdout.readline, "") if line.strip().startswith("ri."))
         out = tmp_path / "x.parquet"
         fetch = subprocess.run(
-            [sys.executable, "-m", "exec_analytics.cli", "fetch", rid, "--start", "2026-11-18T00:00Z",
-             "--end", "2026-11-18T06:00Z", "--out", str(out), "--no-progress"],
+            [
+                sys.executable,
+                "-m",
+                "exec_analytics.cli",
+                "fetch",
+                rid,
+                "--start",
+                "2026-11-18T00:00Z",
+                "--end",
+                "2026-11-18T06:00Z",
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
             env={**env, "FOUNDRY_HOSTNAME": url.group(1), "FOUNDRY_TOKEN": token.group(1)},
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert fetch.returncode == 0, fetch.stderr
         assert len(pd.read_parquet(out)) > 0

@@ -62,14 +62,25 @@ FAULTS: dict[str, FaultConfig] = {
     "concurrency_limit": FaultConfig(max_concurrent=2),
     "short_pages": FaultConfig(seed=8, short_pages=0.4),
     "unstable_tokens": FaultConfig(unstable_tokens=True),
-    "everything": FaultConfig(seed=9, p_429_retry_after=0.03, retry_after_s=0.01, p_429=0.03, p_503=0.03,
-                              p_500=0.03, p_drop=0.03, p_truncate=0.03, short_pages=0.2, max_concurrent=4),
+    "everything": FaultConfig(
+        seed=9,
+        p_429_retry_after=0.03,
+        retry_after_s=0.01,
+        p_429=0.03,
+        p_503=0.03,
+        p_500=0.03,
+        p_drop=0.03,
+        p_truncate=0.03,
+        short_pages=0.2,
+        max_concurrent=4,
+    ),
 }
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_rows_equal_ground_truth_under_each_fault(fault: str, make_sim: Callable[..., SimulatorServer],
-                                                  workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_rows_equal_ground_truth_under_each_fault(
+    fault: str, make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv = make_sim(faults=FAULTS[fault])
     rid = workload.resource_rids[1]  # mixes MILLISECONDS and SECONDS durations
     start, end = sim_now - 4 * DAYS, sim_now
@@ -103,10 +114,13 @@ def test_dtypes_and_provenance(sim: SimulatorServer, workload: Workload, sim_now
 def test_raw_dict_filter_equals_builder(sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp) -> None:
     rid = workload.resource_rids[0]
     start, end = sim_now - DAYS, sim_now
-    raw = {"type": "and", "filters": [
-        {"type": "gte", "field": "duration", "value": {"unit": "SECONDS", "value": 2}},
-        {"type": "not", "filter": {"type": "isNull", "field": "callerRid"}},
-    ]}
+    raw = {
+        "type": "and",
+        "filters": [
+            {"type": "gte", "field": "duration", "value": {"unit": "SECONDS", "value": 2}},
+            {"type": "not", "filter": {"type": "isNull", "field": "callerRid"}},
+        ],
+    }
     with _client(sim) as client:
         df = load_executions(rid, start, end, where=raw, client=client, progress=False)
     truth = workload.ground_truth(rid, start, end, as_of=sim_now, where=raw)
@@ -114,8 +128,9 @@ def test_raw_dict_filter_equals_builder(sim: SimulatorServer, workload: Workload
     assert_same_rows(df, truth)
 
 
-def test_idle_workers_split_dense_slices(sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_workers_split_dense_slices(
+    sim: SimulatorServer, workload: Workload, sim_now: pd.Timestamp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # One initial slice per worker and resource: the quiet resource's slices finish at once, and the busy
     # one's must then be shared out with the idle workers.
     monkeypatch.setattr(paging, "_SLICES_PER_WORKER", 1)
@@ -127,8 +142,9 @@ def test_idle_workers_split_dense_slices(sim: SimulatorServer, workload: Workloa
     assert_same_rows(df, _truth(workload, [busy, quiet], start, end, as_of=sim_now))
 
 
-def test_expired_page_tokens_restart_the_slice(make_sim: Callable[..., SimulatorServer], workload: Workload,
-                                               sim_now: pd.Timestamp) -> None:
+def test_expired_page_tokens_restart_the_slice(
+    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     # Tokens live 15 ms and every request waits 20 ms before the server reads it: every token has expired by
     # then, so each slice advances one page per restart and must still end exact.
     srv = make_sim(page_token_ttl_s=0.015, faults=FaultConfig(latency_s=0.02))
@@ -140,8 +156,9 @@ def test_expired_page_tokens_restart_the_slice(make_sim: Callable[..., Simulator
     assert_same_rows(df, workload.ground_truth(rid, start, end, as_of=sim_now))
 
 
-def test_throttling_pauses_every_worker(make_sim: Callable[..., SimulatorServer], workload: Workload,
-                                       sim_now: pd.Timestamp) -> None:
+def test_throttling_pauses_every_worker(
+    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     srv = make_sim(faults=FaultConfig(max_concurrent=2, latency_s=0.005))
     rid = workload.resource_rids[0]
     start, end = sim_now - DAYS, sim_now
@@ -151,8 +168,9 @@ def test_throttling_pauses_every_worker(make_sim: Callable[..., SimulatorServer]
     assert_same_rows(df, workload.ground_truth(rid, start, end, as_of=sim_now))
 
 
-def test_completions_during_paging_with_unstable_tokens(make_sim: Callable[..., SimulatorServer],
-                                                        workload: Workload, sim_now: pd.Timestamp) -> None:
+def test_completions_during_paging_with_unstable_tokens(
+    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp
+) -> None:
     """Executions complete while the window is read: nothing duplicated, nothing completed before lost."""
     srv = make_sim(faults=FaultConfig(unstable_tokens=True, latency_s=0.003))
     rid = workload.resource_rids[0]
@@ -198,8 +216,9 @@ def test_completions_during_paging_with_unstable_tokens(make_sim: Callable[..., 
         ({"where": {"type": "eq", "field": "colour", "value": "red"}}, "not filterable"),
     ],
 )
-def test_bad_arguments_are_rejected_before_any_request(kwargs: dict[str, Any], match: str,
-                                                       sim: SimulatorServer, workload: Workload) -> None:
+def test_bad_arguments_are_rejected_before_any_request(
+    kwargs: dict[str, Any], match: str, sim: SimulatorServer, workload: Workload
+) -> None:
     args: dict[str, Any] = {"start": "2026-11-18T00:00Z", "end": "2026-11-19T00:00Z", **kwargs}
     rid = args.pop("rid", workload.resource_rids[0])
     before = sim.request_count
@@ -223,15 +242,20 @@ def test_api_errors_reach_the_caller_typed(sim: SimulatorServer, workload: Workl
 
 def test_empty_window_gives_a_typed_empty_frame(sim: SimulatorServer, workload: Workload) -> None:
     with _client(sim) as client:
-        df = load_executions(workload.resource_rids[0], "2020-01-01T00:00Z", "2020-01-01T00:00:00.001Z",
-                             client=client, progress=False)
+        df = load_executions(
+            workload.resource_rids[0], "2020-01-01T00:00Z", "2020-01-01T00:00:00.001Z", client=client, progress=False
+        )
     assert df.empty and list(df.columns) == [c for c in COLUMNS if c != "extra"]
     assert str(df["start_time"].dtype) == "datetime64[ms, UTC]"
 
 
-def test_progress_bar_and_secrets_in_output(make_sim: Callable[..., SimulatorServer], workload: Workload,
-                                            sim_now: pd.Timestamp, caplog: pytest.LogCaptureFixture,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_and_secrets_in_output(
+    make_sim: Callable[..., SimulatorServer],
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     srv = make_sim(faults=FaultConfig(seed=3, p_503=0.2, p_500=0.1))
     caplog.set_level(logging.DEBUG)
     with _client(srv) as client:
@@ -248,13 +272,22 @@ class _CyclingHandler(http.server.BaseHTTPRequestHandler):
     """A broken server that always answers the same page and the same next token."""
 
     protocol_version = "HTTP/1.1"
-    body = orjson.dumps({
-        "data": [{"startTime": "2026-11-18T12:00:00.000Z", "duration": {"value": 5, "unit": "MILLISECONDS"},
-                  "status": "SUCCEEDED", "resourceRid": "ri.function-registry.main.function.abc",
-                  "resourceVersion": "1.0.0", "traceOwningRid": "ri.function-registry.main.function.abc",
-                  "foundryTraceId": "t-1"}],
-        "nextPageToken": "v1.same",
-    })
+    body = orjson.dumps(
+        {
+            "data": [
+                {
+                    "startTime": "2026-11-18T12:00:00.000Z",
+                    "duration": {"value": 5, "unit": "MILLISECONDS"},
+                    "status": "SUCCEEDED",
+                    "resourceRid": "ri.function-registry.main.function.abc",
+                    "resourceVersion": "1.0.0",
+                    "traceOwningRid": "ri.function-registry.main.function.abc",
+                    "foundryTraceId": "t-1",
+                }
+            ],
+            "nextPageToken": "v1.same",
+        }
+    )
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
@@ -279,10 +312,18 @@ def cycling_server() -> Iterator[str]:
 
 
 def test_a_repeating_page_token_is_an_error_not_a_loop(cycling_server: str) -> None:
-    with FoundryClient(hostname=cycling_server, token="t") as client, \
-            pytest.raises(ExecAnalyticsError, match="page token cycle"):
-        load_executions("ri.function-registry.main.function.abc", "2026-11-18T00:00Z", "2026-11-19T00:00Z",
-                        client=client, workers=1, progress=False)
+    with (
+        FoundryClient(hostname=cycling_server, token="t") as client,
+        pytest.raises(ExecAnalyticsError, match="page token cycle"),
+    ):
+        load_executions(
+            "ri.function-registry.main.function.abc",
+            "2026-11-18T00:00Z",
+            "2026-11-19T00:00Z",
+            client=client,
+            workers=1,
+            progress=False,
+        )
 
 
 def test_same_executions_give_the_same_frame(sim_now: pd.Timestamp) -> None:

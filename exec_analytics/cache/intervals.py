@@ -52,7 +52,6 @@ def intersect(ivs: Iterable[Interval], other: Iterable[Interval]) -> list[Interv
     return normalise(out)
 
 
-
 def iso(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
 

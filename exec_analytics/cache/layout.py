@@ -63,8 +63,9 @@ class Layout:
                 try:
                     version = orjson.loads(marker.read_bytes()).get("format_version")
                 except (orjson.JSONDecodeError, AttributeError, OSError) as exc:
-                    raise CacheError(f"{marker} is unreadable ({exc}); is {self.path} an exec_analytics cache?") \
-                        from None
+                    raise CacheError(
+                        f"{marker} is unreadable ({exc}); is {self.path} an exec_analytics cache?"
+                    ) from None
                 if version != FORMAT_VERSION:
                     raise CacheError(version_message(f"the cache at {self.path}", version))
                 self._checked_root = True
@@ -82,8 +83,9 @@ class Layout:
         locks: list[FileLock] = []
         try:
             for rid in sorted(set(rids)):
-                lock = FileLock(self.path / "_locks" / f"{quote(rid, safe='')}.lock", self.lock_timeout,
-                                 f"resource {rid}")
+                lock = FileLock(
+                    self.path / "_locks" / f"{quote(rid, safe='')}.lock", self.lock_timeout, f"resource {rid}"
+                )
                 lock.acquire()
                 locks.append(lock)
             yield

@@ -68,8 +68,9 @@ class LoadPlan:
 class LoadSteps(Layout):
     """Planning, committing and reading back a cached load (see the module docstring)."""
 
-    def _plan(self, rids: Sequence[str], start_ms: int, end_ms: int, where: dict[str, Any] | None,
-              *, refresh: bool = False) -> LoadPlan:
+    def _plan(
+        self, rids: Sequence[str], start_ms: int, end_ms: int, where: dict[str, Any] | None, *, refresh: bool = False
+    ) -> LoadPlan:
         """What to answer from disk and what to fetch, per resource. Call while holding :meth:`_lock`."""
         self._check_root(create=False)
         key = filter_key(where)
@@ -124,8 +125,7 @@ class LoadSteps(Layout):
                         f"is from {source}; use another cache directory (cache=... or --cache-dir) for it"
                     )
 
-    def _commit(self, plan: LoadPlan, table: pa.Table | None, fetched_at: pd.Timestamp,
-                source: str | None) -> None:
+    def _commit(self, plan: LoadPlan, table: pa.Table | None, fetched_at: pd.Timestamp, source: str | None) -> None:
         """Merge fetched rows into the partitions, then record the coverage. Call while holding :meth:`_lock`.
 
         ``table`` holds the rows fetched for ``plan``'s fetch intervals (any resources); ``fetched_at`` must
@@ -150,8 +150,11 @@ class LoadSteps(Layout):
         if plan.key != ALL:
             # Before any data: a filtered store must never be found without the filter that defines it.
             self._write_filter_file(plan.key, plan.where)
-        log.debug("merging %d fetched rows into %d partitions", sum(t.num_rows for t in by_partition.values()),
-                  len(by_partition))
+        log.debug(
+            "merging %d fetched rows into %d partitions",
+            sum(t.num_rows for t in by_partition.values()),
+            len(by_partition),
+        )
         touched_dirs: set[Path] = set()
         for (rid, day), rows in sorted(by_partition.items()):
             path = self._partition(plan.key, rid, day)
@@ -198,8 +201,9 @@ class LoadSteps(Layout):
         parts = [t for t in parts if t is not None and t.num_rows]
         return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())
 
-    def _read_intervals(self, key: str, rid: str, ivs: Sequence[Interval],
-                        columns: Sequence[str] | None) -> pa.Table | None:
+    def _read_intervals(
+        self, key: str, rid: str, ivs: Sequence[Interval], columns: Sequence[str] | None
+    ) -> pa.Table | None:
         ivs = normalise(ivs)
         if not ivs:
             return None

@@ -76,8 +76,7 @@ class Manifest:
                 "filter": self.filter,
                 "source": self.source,
                 "coverage": [
-                    {"start": iso(e.start), "end": iso(e.end), "fetched_at": iso(e.fetched_at)}
-                    for e in self.entries
+                    {"start": iso(e.start), "end": iso(e.end), "fetched_at": iso(e.fetched_at)} for e in self.entries
                 ],
             },
             option=orjson.OPT_INDENT_2,
@@ -91,21 +90,24 @@ class Manifest:
             if version != FORMAT_VERSION:
                 raise CacheError(version_message(f"coverage manifest {path}", version))
             entries = [
-                Entry(parse_iso(c["start"]), parse_iso(c["end"]), parse_iso(c["fetched_at"]))
-                for c in doc["coverage"]
+                Entry(parse_iso(c["start"]), parse_iso(c["end"]), parse_iso(c["fetched_at"])) for c in doc["coverage"]
             ]
             return cls(doc["resource_rid"], doc.get("filter"), doc.get("source"), entries)
         except CacheError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CacheError(f"coverage manifest {path} is unreadable ({type(exc).__name__}: {exc}); "
-                             f"delete it to have its resource fetched again") from None
+            raise CacheError(
+                f"coverage manifest {path} is unreadable ({type(exc).__name__}: {exc}); "
+                f"delete it to have its resource fetched again"
+            ) from None
 
 
 def version_message(what: str, version: object) -> str:
     if isinstance(version, int) and version > FORMAT_VERSION:
         hint = "it was written by a newer exec_analytics: upgrade, or point this one at another cache directory"
     else:
-        hint = ("it was written by an older exec_analytics and cannot be migrated: move the directory aside "
-                "(or delete it) and load again")
+        hint = (
+            "it was written by an older exec_analytics and cannot be migrated: move the directory aside "
+            "(or delete it) and load again"
+        )
     return f"{what} has cache format {version!r}, this exec_analytics reads format {FORMAT_VERSION}; {hint}"

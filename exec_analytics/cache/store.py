@@ -159,8 +159,10 @@ class ExecutionCache(LoadSteps):
             columns = list(columns)
             unknown = [c for c in columns if c not in CACHE_SCHEMA.names]
             if unknown:
-                raise ValueError(f"columns: unknown {', '.join(map(repr, unknown))}; "
-                                 f"expected some of {', '.join(CACHE_SCHEMA.names)}")
+                raise ValueError(
+                    f"columns: unknown {', '.join(map(repr, unknown))}; "
+                    f"expected some of {', '.join(CACHE_SCHEMA.names)}"
+                )
         where_dict = as_where(where)
         key = filter_key(where_dict)
         self._check_root(create=False)
@@ -174,8 +176,9 @@ class ExecutionCache(LoadSteps):
             table = table.sort_by([("start_time", "ascending")])
         return to_frame(table) if read_cols is None else to_frame(table, columns)
 
-    def _read_window(self, key: str, rids: Sequence[str], lo: int | None, hi: int | None,
-                     columns: Sequence[str] | None) -> pa.Table:
+    def _read_window(
+        self, key: str, rids: Sequence[str], lo: int | None, hi: int | None, columns: Sequence[str] | None
+    ) -> pa.Table:
         """Rows of ``rids`` with start in ``[lo, hi)`` (open where None), in one scan of just those days' files."""
         for attempt in range(3):
             paths = []
@@ -184,8 +187,11 @@ class ExecutionCache(LoadSteps):
                     # Both bounds: the days are known without listing the resource's other partitions.
                     days: Sequence[int] = days_of(lo, hi)
                 else:
-                    days = [d for d in self._day_dirs(key, rid)
-                            if (lo is None or d >= lo // DAY_MS) and (hi is None or d * DAY_MS < hi)]
+                    days = [
+                        d
+                        for d in self._day_dirs(key, rid)
+                        if (lo is None or d >= lo // DAY_MS) and (hi is None or d * DAY_MS < hi)
+                    ]
                 paths += [p for d in days if (p := self._partition(key, rid, d)).exists()]
             if not paths:
                 break
@@ -236,8 +242,12 @@ class ExecutionCache(LoadSteps):
         lag = self._lag_ms
         rows = [(e.start, e.end, e.fetched_at, s[1] if (s := e.settled(lag)) else None) for e in manifest.entries]
         cols = ["start", "end", "fetched_at", "settled_until"]
-        data = {c: pd.to_datetime(pd.array([r[i] for r in rows], dtype="Int64"), unit="ms", utc=True)
-                .astype("datetime64[ms, UTC]") for i, c in enumerate(cols)}
+        data = {
+            c: pd.to_datetime(pd.array([r[i] for r in rows], dtype="Int64"), unit="ms", utc=True).astype(
+                "datetime64[ms, UTC]"
+            )
+            for i, c in enumerate(cols)
+        }
         return pd.DataFrame(data, columns=cols)
 
     # --- housekeeping ---------------------------------------------------------------------------
@@ -271,24 +281,37 @@ class ExecutionCache(LoadSteps):
                         files += 1
                     except (OSError, pa.ArrowInvalid) as exc:
                         raise CacheError(f"cannot read {path}: {exc}") from None
-                out.append({
-                    "resource_rid": rid,
-                    "filter": _filter_text(where),
-                    "covered": ", ".join(f"{iso(a)}/{iso(b)}" for a, b in covered),
-                    "first": covered[0][0] if covered else None,
-                    "last": covered[-1][1] if covered else None,
-                    "settled_until": settled[-1][1] if settled else None,
-                    "last_fetched_at": max((e.fetched_at for e in manifest.entries), default=None),
-                    "rows": rows,
-                    "files": files,
-                    "bytes": size,
-                })
-        cols = ["resource_rid", "filter", "covered", "first", "last", "settled_until", "last_fetched_at",
-                "rows", "files", "bytes"]
+                out.append(
+                    {
+                        "resource_rid": rid,
+                        "filter": _filter_text(where),
+                        "covered": ", ".join(f"{iso(a)}/{iso(b)}" for a, b in covered),
+                        "first": covered[0][0] if covered else None,
+                        "last": covered[-1][1] if covered else None,
+                        "settled_until": settled[-1][1] if settled else None,
+                        "last_fetched_at": max((e.fetched_at for e in manifest.entries), default=None),
+                        "rows": rows,
+                        "files": files,
+                        "bytes": size,
+                    }
+                )
+        cols = [
+            "resource_rid",
+            "filter",
+            "covered",
+            "first",
+            "last",
+            "settled_until",
+            "last_fetched_at",
+            "rows",
+            "files",
+            "bytes",
+        ]
         df = pd.DataFrame(out, columns=cols)
         for c in ("first", "last", "settled_until", "last_fetched_at"):
             df[c] = pd.to_datetime(pd.array(df[c].tolist(), dtype="Int64"), unit="ms", utc=True).astype(
-                "datetime64[ms, UTC]")
+                "datetime64[ms, UTC]"
+            )
         for c in ("rows", "files", "bytes"):
             df[c] = df[c].astype("int64")
         return df
@@ -335,8 +358,15 @@ class ExecutionCache(LoadSteps):
                         except (OSError, pa.ArrowInvalid):
                             rows = size = 0
                         shutil.rmtree(path.parent)
-                        removed.append({"resource_rid": rid, "filter": _filter_text(where),
-                                        "date": day_name(day), "rows": rows, "bytes": size})
+                        removed.append(
+                            {
+                                "resource_rid": rid,
+                                "filter": _filter_text(where),
+                                "date": day_name(day),
+                                "rows": rows,
+                                "bytes": size,
+                            }
+                        )
                     fsync_dir(self._resource_dir(key, rid))
         df = pd.DataFrame(removed, columns=["resource_rid", "filter", "date", "rows", "bytes"])
         return df.astype({"rows": "int64", "bytes": "int64"})

@@ -73,8 +73,9 @@ def _identity(table: pa.Table) -> pa.Array:
 def merge_rows(new: pa.Table, old: pa.Table | None) -> pa.Table:
     """``new`` plus the rows of ``old`` it does not replace, without repeats, sorted by start."""
     if old is not None and old.num_rows:
-        replaced = pc.fill_null(pc.is_in(_identity(old), value_set=_identity(new).combine_chunks(),
-                                         skip_nulls=True), False)
+        replaced = pc.fill_null(
+            pc.is_in(_identity(old), value_set=_identity(new).combine_chunks(), skip_nulls=True), False
+        )
         merged = pa.concat_tables([new, old.filter(pc.invert(replaced))])
         # Rows without a trace id cannot be matched above; the exact-row dedupe catches their repeats.
         merged, _ = schema.dedupe(merged)
@@ -135,8 +136,10 @@ def _read_one(path: Path, ivs: Sequence[Interval] | None, columns: list[str] | N
             kept = []
             for g in groups:
                 stats = pf.metadata.row_group(g).column(col).statistics
-                if stats is None or not stats.has_min_max or any(
-                    stats.min_raw < b and stats.max_raw >= a for a, b in ivs
+                if (
+                    stats is None
+                    or not stats.has_min_max
+                    or any(stats.min_raw < b and stats.max_raw >= a for a, b in ivs)
                 ):
                     kept.append(g)
             groups = kept

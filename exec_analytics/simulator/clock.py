@@ -89,4 +89,3 @@ class SimClock:
     def __repr__(self) -> str:
         mode = "frozen" if self.frozen else "wall"
         return f"SimClock({self.now().isoformat()}, {mode})"
-
