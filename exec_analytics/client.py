@@ -128,14 +128,21 @@ class Page:
     n_executions : int
         Number of executions in ``data`` (0 when ``data`` is missing).
     oldest_start : pandas.Timestamp or None
-        ``startTime`` (UTC) of the last execution on the page, which is the oldest because results come
-        newest first; None for an empty page.
+        ``startTime`` (UTC) of the last execution on the page, which is the oldest when results come newest
+        first, as documented; None for an empty page.
+    newest_start : pandas.Timestamp or None
+        ``startTime`` (UTC) of the first execution on the page; None for an empty page.
+    ordered : bool
+        Whether the page's start times never increase from one execution to the next (the documented
+        "newest first"). Paging relies on the order to bound what is still unread, so it checks this.
     """
 
     body: bytes
     next_page_token: str | None
     n_executions: int
     oldest_start: pd.Timestamp | None
+    newest_start: pd.Timestamp | None = None
+    ordered: bool = True
 
     def __repr__(self) -> str:
         # The body can be ~50 kB: show its size, not its content.
@@ -911,7 +918,21 @@ def _make_page(parsed: dict[str, Any], content: bytes, resource_rid: str) -> Pag
     if token is not None and not isinstance(token, str):
         raise SchemaError(f"listExecutions of resource {resource_rid}: 'nextPageToken' is not a string")
     oldest: pd.Timestamp | None = None
+    newest: pd.Timestamp | None = None
+    ordered = True
     if data:
+        # One vectorised parse of the page's start times (at most 100): the order check and the newest start.
+        # Unparseable values are left to the decoder, which names them; here they only skip the check.
+        starts = pd.to_datetime(
+            pd.Series([d.get("startTime") if isinstance(d, dict) else None for d in data], dtype=object),
+            format="ISO8601",
+            utc=True,
+            errors="coerce",
+        )
+        valid = starts.dropna()
+        if len(valid):
+            newest = valid.iloc[0]
+            ordered = bool(valid.is_monotonic_decreasing)
         last = data[-1]
         raw = last.get("startTime") if isinstance(last, dict) else None
         try:
@@ -928,4 +949,11 @@ def _make_page(parsed: dict[str, Any], content: bytes, resource_rid: str) -> Pag
     if b"\n" in content or b"\r" in content:
         # Only whitespace may hold raw newlines in JSON, so this keeps the document identical.
         content = content.replace(b"\r", b" ").replace(b"\n", b" ")
-    return Page(body=content, next_page_token=token or None, n_executions=len(data), oldest_start=oldest)
+    return Page(
+        body=content,
+        next_page_token=token or None,
+        n_executions=len(data),
+        oldest_start=oldest,
+        newest_start=newest,
+        ordered=ordered,
+    )
