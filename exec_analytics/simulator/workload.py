@@ -214,7 +214,8 @@ def _frame(wl: Workload, p: ResourceProfile, sels: list[Selection], *, extra: bo
         parts = [getattr(b, name)[sel] for b, sel in sels]
         if parts:
             return np.concatenate(parts)
-        return getattr(empty_block(p, 0), name)
+        empty: np.ndarray = getattr(empty_block(p, 0), name)
+        return empty
 
     tab = p.tables
     start = col("start_ms")
