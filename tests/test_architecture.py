@@ -259,3 +259,21 @@ def test_the_simulator_touches_private_attributes_only_on_self(path: Path) -> No
         and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
     ]
     assert not bad, bad
+
+
+def test_the_simulator_takes_no_rule_of_the_api_from_the_client() -> None:
+    """What the API accepts is the simulator's own (spec.py): a client bug must not become a simulator bug.
+
+    Outside its package the simulator uses only time arithmetic, and ``to_utc`` for its Python arguments
+    (``SimClock(now)``, ``ground_truth(start, end)``), never for a request.
+    """
+    known = _modules()
+    allowed = {("exec_analytics.timeutil", n) for n in ("epoch_ms", "from_epoch_ms", "to_utc")}
+    outside = {
+        (imp.module, imp.name)
+        for module, path in known.items()
+        if module.startswith(f"{PACKAGE}.simulator")
+        for imp in _imports(module, path, known)
+        if not imp.module.startswith(f"{PACKAGE}.simulator")
+    }
+    assert outside <= allowed, sorted(outside - allowed, key=str)
