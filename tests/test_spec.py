@@ -98,7 +98,7 @@ def test_timestamps_read_like_an_independent_parser() -> None:
     ],
 )
 def test_anything_else_is_invalid_argument_naming_the_field(value: Any) -> None:
-    with pytest.raises(spec.SpecViolation) as info:
+    with pytest.raises(spec.Refusal) as info:
         spec.parse_timestamp(value, "endTime")
     assert info.value.error == spec.ERRORS["InvalidArgument"]
     assert info.value.parameters["field"] == "endTime"
@@ -112,7 +112,7 @@ def test_empty_filters_are_rejected_unless_allowed() -> None:
         {"type": "not", "filter": {"type": "and", "filters": [{"type": "in", "field": "status", "value": []}]}},
     ]
     for where in empty:
-        with pytest.raises(spec.SpecViolation) as info:
+        with pytest.raises(spec.Refusal) as info:
             spec.check_filter(where)
         assert info.value.error == spec.ERRORS["InvalidExecutionFilter"]
         assert spec.check_filter(where, allow_empty=True) == where
@@ -129,7 +129,7 @@ def test_the_depth_guard_answers_a_filter_error_not_a_crash() -> None:
     where: dict[str, Any] = {"type": "eq", "field": "status", "value": "FAILED"}
     for _ in range(500):
         where = {"type": "not", "filter": where}
-    with pytest.raises(spec.SpecViolation, match="deeper"):
+    with pytest.raises(spec.Refusal, match="deeper"):
         spec.check_filter(where)
 
 
@@ -137,7 +137,7 @@ def test_page_size_limits() -> None:
     assert spec.check_page_size(None) == spec.DEFAULT_PAGE_SIZE
     assert spec.check_page_size(1) == 1 and spec.check_page_size(spec.MAX_PAGE_SIZE) == spec.MAX_PAGE_SIZE
     for bad in (0, spec.MAX_PAGE_SIZE + 1, -5, True, 10.0, "10"):
-        with pytest.raises(spec.SpecViolation) as info:
+        with pytest.raises(spec.Refusal) as info:
             spec.check_page_size(bad)
         assert info.value.error.name == "InvalidPageSize" and info.value.error.status == 400
 

@@ -31,7 +31,6 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -42,16 +41,7 @@ from .clock import SimClock
 from .faults import FaultConfig, FaultDecision, FaultInjector
 from .query import MaskFn, compile_filter, last_cursor, scan, truncate
 from .render import render_rows
-from .spec import (
-    DEFAULT_WINDOW_MS,
-    ERRORS,
-    REQUEST_FIELDS,
-    SpecViolation,
-    check_filter,
-    check_page_size,
-    check_rid,
-    parse_timestamp,
-)
+from .spec import ERRORS, Refusal, check_filter, check_page_size, check_rid, read_request, resolve_window
 from .transport import Handler, HTTPServer, read_body
 from .workload import Workload
 
@@ -90,21 +80,6 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-
-
-class _Reply(Exception):
-    """Raised inside request handling to answer with an error right away."""
-
-    def __init__(self, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = tuple(headers)
-
-
-def _fail(name: str, **parameters: Any) -> _Reply:
-    error = ERRORS[name]
-    return _Reply(error.status, error.body(**parameters))
 
 
 class _Principal:
@@ -331,25 +306,22 @@ class SimulatorServer:
             return
         try:
             status, payload = 200, self._list_executions(h, raw_rid, query, body, decision)
-            headers: tuple[tuple[str, str], ...] = ()
-        except _Reply as reply:
-            status, payload, headers = reply.status, reply.body, reply.headers
-        except SpecViolation as violation:  # a request the API refuses
-            status, payload, headers = violation.error.status, violation.error.body(**violation.parameters), ()
+        except Refusal as refusal:
+            status, payload = refusal.error.status, refusal.body()
         if decision.kind == "truncate":
             self._count("truncate")
-            self._send(h, path, status, payload, headers, truncate=True)
+            self._send(h, path, status, payload, truncate=True)
         else:
-            self._send(h, path, status, payload, headers)
+            self._send(h, path, status, payload)
 
     def _principal(self, h: Handler) -> _Principal:
         auth = h.headers.get("Authorization")
         if not auth:
-            raise _fail("MissingCredentials")
+            raise Refusal("MissingCredentials")
         scheme, _, token = auth.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _fail("MissingCredentials")
+            raise Refusal("MissingCredentials")
         raw = token.encode("utf-8", "surrogateescape")
         if hmac.compare_digest(raw, _DEFAULT_TOKEN_BYTES):
             return _Principal(True, None)
@@ -357,35 +329,27 @@ class SimulatorServer:
             return _Principal(False, None)
         scopes = self._oauth.scopes(token)
         if scopes is None:
-            raise _fail("InvalidToken")  # unknown, revoked or expired
+            raise Refusal("InvalidToken")  # unknown, revoked or expired
         return _Principal(True, scopes)
 
     def _list_executions(self, h: Handler, raw_rid: str, query: str, body: bytes, decision: FaultDecision) -> bytes:
         principal = self._principal(h)
         if principal.scopes is not None and OBSERVABILITY_SCOPE not in principal.scopes:
-            raise _fail("ApiUsageDenied", missingScope=OBSERVABILITY_SCOPE)
+            raise Refusal("ApiUsageDenied", missingScope=OBSERVABILITY_SCOPE)
         preview = parse_qs(query).get("preview", [])
         if not preview or preview[-1].lower() != "true":
-            raise _fail("ApiFeaturePreviewUsageOnly")
+            raise Refusal("ApiFeaturePreviewUsageOnly")
         rid = check_rid(unquote(raw_rid))
         if not principal.can_list:
-            raise _fail("ListExecutionsPermissionDenied", resourceRid=rid)
+            raise Refusal("ListExecutionsPermissionDenied", resourceRid=rid)
         try:
             profile = self.workload.profile(rid)
         except KeyError:
-            raise _fail("ResourceNotFound", resourceRid=rid) from None
+            raise Refusal("ResourceNotFound", resourceRid=rid) from None
         if not profile.readable:
-            raise _fail("ListExecutionsResourcePermissionDenied", resourceRid=rid)
+            raise Refusal("ListExecutionsResourcePermissionDenied", resourceRid=rid)
 
-        try:
-            req = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _fail("InvalidArgument", field="body", reason="not valid JSON") from None
-        if not isinstance(req, dict):
-            raise _fail("InvalidArgument", field="body", reason="must be a JSON object")
-        unknown = sorted(set(req) - REQUEST_FIELDS)
-        if unknown:
-            raise _fail("InvalidArgument", field=unknown[0], reason="unknown field")
+        req = read_request(body)
         page_size = check_page_size(req.get("pageSize"))
         where = req.get("where")
         mask_fn: MaskFn | None = None
@@ -404,16 +368,13 @@ class SimulatorServer:
             try:
                 mode, start_ms, end_ms, position = self._page_tokens.decode(token, binding)
             except InvalidPageToken:
-                raise _fail("InvalidPageToken") from None
+                raise Refusal("InvalidPageToken") from None
             if mode == "k":
                 cursor = position
             else:
                 offset = position
         else:
-            start_ms = self._time(req, "startTime", now_ms - DEFAULT_WINDOW_MS)
-            end_ms = self._time(req, "endTime", now_ms)
-            if end_ms < start_ms:
-                raise _fail("InvalidArgument", field="endTime", reason="endTime is before startTime")
+            start_ms, end_ms = resolve_window(req, now_ms)
             if self._injector.config.unstable_tokens:
                 offset = 0
 
@@ -446,11 +407,6 @@ class SimulatorServer:
                 next_token = self._page_tokens.encode("k", binding, start_ms, end_ms, last_cursor(sels))
             tail = b'],"nextPageToken":"' + next_token.encode() + b'"}'
         return b"".join([b'{"data":[', *pieces, tail])
-
-    @staticmethod
-    def _time(req: dict[str, Any], name: str, default: int) -> int:
-        value = req.get(name)
-        return default if value is None else parse_timestamp(value, name)
 
     # --- OAuth ------------------------------------------------------------------------------------
 

@@ -51,11 +51,13 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "REQUEST_FIELDS",
     "ApiError",
-    "SpecViolation",
+    "Refusal",
     "check_filter",
     "check_page_size",
     "check_rid",
     "parse_timestamp",
+    "read_request",
+    "resolve_window",
 ]
 
 #: Fields of the request body (``ListExecutionsResourceRequest``); every one is optional.
@@ -155,23 +157,84 @@ ERRORS: Mapping[str, ApiError] = MappingProxyType(
 )
 
 
-class SpecViolation(ValueError):
+class Refusal(ValueError):
     """A request the API refuses: the error to answer with, its parameters, and why (the message).
 
     Parameters
     ----------
     error_name : str
         A key of :data:`ERRORS`.
-    message : str
-        What is wrong, for people (the API's error body carries only the parameters).
+    message : str, optional
+        What is wrong, for people (the API's error body carries only the parameters); default the error name.
     **parameters
         The error body's ``parameters``.
     """
 
-    def __init__(self, error_name: str, message: str, **parameters: Any) -> None:
-        super().__init__(message)
+    def __init__(self, error_name: str, message: str | None = None, **parameters: Any) -> None:
+        super().__init__(message or error_name)
         self.error = ERRORS[error_name]
         self.parameters = parameters
+
+    def body(self) -> bytes:
+        """The JSON error body to answer with."""
+        return self.error.body(**self.parameters)
+
+
+def read_request(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object with only the documented fields.
+
+    Returns
+    -------
+    dict
+        The decoded body.
+
+    Raises
+    ------
+    Refusal
+        ``InvalidArgument`` naming ``body`` (not a JSON object) or the first unknown field.
+    """
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Refusal("InvalidArgument", "the body is not JSON", field="body", reason="not valid JSON") from None
+    if not isinstance(req, dict):
+        raise Refusal("InvalidArgument", "the body is not a JSON object", field="body", reason="must be a JSON object")
+    unknown = sorted(set(req) - REQUEST_FIELDS)
+    if unknown:
+        raise Refusal("InvalidArgument", f"unknown field {unknown[0]!r:.40}", field=unknown[0], reason="unknown field")
+    return req
+
+
+def resolve_window(req: Mapping[str, Any], now_ms: int) -> tuple[int, int]:
+    """The window ``[start, end)`` a first-page request asks for, with the documented defaults.
+
+    Parameters
+    ----------
+    req : mapping
+        The request body (:func:`read_request`).
+    now_ms : int
+        The server's "now", epoch milliseconds.
+
+    Returns
+    -------
+    (int, int)
+        Start and end in epoch milliseconds; without ``startTime`` 24 hours before now, without ``endTime``
+        now.
+
+    Raises
+    ------
+    Refusal
+        ``InvalidArgument`` for a time that is not a timestamp (:func:`parse_timestamp`) or an ``endTime``
+        before ``startTime``.
+    """
+    start, end = req.get("startTime"), req.get("endTime")
+    start_ms = now_ms - DEFAULT_WINDOW_MS if start is None else parse_timestamp(start, "startTime")
+    end_ms = now_ms if end is None else parse_timestamp(end, "endTime")
+    if end_ms < start_ms:
+        raise Refusal(
+            "InvalidArgument", "endTime is before startTime", field="endTime", reason="endTime is before startTime"
+        )
+    return start_ms, end_ms
 
 
 def parse_timestamp(value: object, field: str) -> int:
@@ -192,7 +255,7 @@ def parse_timestamp(value: object, field: str) -> int:
 
     Raises
     ------
-    SpecViolation
+    Refusal
         ``InvalidArgument`` when ``value`` is not an RFC 3339 date-time with a zone.
     """
     m = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
@@ -213,8 +276,8 @@ def parse_timestamp(value: object, field: str) -> int:
     return seconds * 1000 + -(-nanos // 1_000_000)
 
 
-def _bad_time(value: object, field: str) -> SpecViolation:
-    return SpecViolation(
+def _bad_time(value: object, field: str) -> Refusal:
+    return Refusal(
         "InvalidArgument",
         f"{field}: {value!r:.80} is not an ISO-8601 date-time with a zone, like 2024-09-25T17:29:35.974Z",
         field=field,
@@ -232,22 +295,20 @@ def check_page_size(value: object) -> int:
 
     Raises
     ------
-    SpecViolation
+    Refusal
         ``InvalidPageSize`` unless ``value`` is an integer in 1..:data:`MAX_PAGE_SIZE`.
     """
     if value is None:
         return DEFAULT_PAGE_SIZE
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIZE:
-        raise SpecViolation("InvalidPageSize", f"pageSize must be an integer in 1..{MAX_PAGE_SIZE}", pageSize=value)
+        raise Refusal("InvalidPageSize", f"pageSize must be an integer in 1..{MAX_PAGE_SIZE}", pageSize=value)
     return value
 
 
 def check_rid(rid: str) -> str:
     """``rid`` if it is a well-formed resource RID, else ``InvalidArgument`` naming ``resourceRid``."""
     if _RID.fullmatch(rid) is None:
-        raise SpecViolation(
-            "InvalidArgument", f"{rid!r:.80} is not a resource RID", field="resourceRid", resourceRid=rid
-        )
+        raise Refusal("InvalidArgument", f"{rid!r:.80} is not a resource RID", field="resourceRid", resourceRid=rid)
     return rid
 
 
@@ -270,14 +331,14 @@ def check_filter(where: object, *, allow_empty: bool = False) -> dict[str, Any]:
 
     Raises
     ------
-    SpecViolation
+    Refusal
         ``InvalidExecutionFilter``, the message naming the offending path (``where.filters[1].field``).
     """
     return _check(where, "where", 0, allow_empty)
 
 
-def _bad_filter(message: str) -> SpecViolation:
-    return SpecViolation("InvalidExecutionFilter", message)
+def _bad_filter(message: str) -> Refusal:
+    return Refusal("InvalidExecutionFilter", message)
 
 
 def _check(node: object, path: str, depth: int, allow_empty: bool) -> dict[str, Any]:
