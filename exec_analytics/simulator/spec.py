@@ -1,9 +1,9 @@
 """What the listExecutions API accepts and how it refuses, as documented: the simulator's own copy.
 
 The simulator checks requests against these rules and nothing else. They are written down here from the
-published endpoint page and the project's endpoint notes (API.md), not imported from the client: a client that accepts
-something the API rejects must meet a simulator that rejects it too. Where the documentation says nothing,
-the rule is marked *simulator's choice*.
+published endpoint page and the project's endpoint notes (API.md), not imported from the client: a client
+that accepts something the API rejects must meet a simulator that rejects it too. Where the documentation
+says nothing, the rule is marked *simulator's choice*.
 
 Documented rules:
 
@@ -22,8 +22,8 @@ Simulator's choices (unknown from the documentation):
   zone ``Z`` or ``+HH:MM`` (the form the API returns, ``2024-09-25T17:29:35.974Z``, is one). Anything else
   (no zone, a space for ``T``, month names, epoch numbers, impossible dates) is 400 ``InvalidArgument``
   naming the field.
-- An ``in`` with an empty list and an ``and`` / ``or`` with no filters are rejected: a filter that means
-  "everything" or "nothing" is a client bug, and the API answers ``InvalidExecutionFilter`` to them.
+- An ``in`` with an empty list and an ``and`` / ``or`` without filters are 400 ``InvalidExecutionFilter``:
+  the API rejects them, though the documentation does not list the case.
 - Other bad arguments (a body that is not a JSON object, an unknown body field, ``endTime`` before
   ``startTime``, a malformed resource RID) are 400 ``InvalidArgument`` with ``parameters.field``; an unknown,
   revoked or expired bearer token is 401 ``InvalidToken``.
