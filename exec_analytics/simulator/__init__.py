@@ -25,15 +25,14 @@ from .profiles import (
 from .server import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
-    DEFAULT_PAGE_SIZE,
     DEFAULT_TOKEN,
-    MAX_PAGE_SIZE,
     NO_PERMISSION_TOKEN,
     OAUTH_TOKEN_PATH,
     OBSERVABILITY_SCOPE,
     SimulatorServer,
     serve,
 )
+from .spec import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from .workload import EXECUTION_COLUMNS, GROUND_TRUTH_COLUMNS, UNITS, Workload
 
 __all__ = [

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pandas as pd
 
-from ..timeutil import epoch_ms, to_utc
+from ..timeutil import epoch_ms, from_epoch_ms, to_utc
 
 __all__ = ["SimClock"]
 
@@ -62,7 +62,7 @@ class SimClock:
 
     def now(self) -> pd.Timestamp:
         """Current simulated time as a UTC ``Timestamp`` (millisecond resolution)."""
-        return pd.Timestamp(self.now_ms(), unit="ms", tz="UTC")
+        return from_epoch_ms(self.now_ms())
 
     def set(self, ts: object) -> None:
         """Freeze the clock at ``ts`` (timezone-aware)."""

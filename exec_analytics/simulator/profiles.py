@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+
+from ..timeutil import epoch_ms, to_utc
 
 __all__ = [
     "CALLER_KINDS",
@@ -224,11 +227,9 @@ class ResourceProfile:
         dict
             Version -> share (only versions with a positive share).
         """
-        from ..timeutil import to_utc
-
-        t = np.array([to_utc(when, "when").value // 1_000_000], dtype=np.int64)
+        t = np.array([epoch_ms(to_utc(when, "when"))], dtype=np.int64)
         kind_code = KIND_WORKSHOP if caller_kind is None else _kind_code(caller_kind)
-        cur, nxt, share = self._rollout(t, np.array([kind_code]))
+        cur, nxt, share = self.rollout(t, np.array([kind_code]))
         out = {self.versions[int(cur[0])].version: 1.0 - float(share[0])}
         if share[0] > 0:
             out[self.versions[int(nxt[0])].version] = float(share[0])
@@ -236,9 +237,22 @@ class ResourceProfile:
 
     # --- arrays the generator uses; computed once per profile -------------------------------------
 
-    def _rollout(self, t_ms: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Current version, next version and the probability of the next one, per execution."""
-        tab = self._tables
+    def rollout(self, t_ms: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Current version, next version and the probability of the next one, per execution.
+
+        Parameters
+        ----------
+        t_ms : numpy.ndarray
+            Start times, epoch milliseconds.
+        kinds : numpy.ndarray
+            Caller kind codes (``KIND_*``), one per start time.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+            Current and next version codes and the probability of the next one.
+        """
+        tab = self.tables
         full = tab["full_ms"]
         cur = np.searchsorted(full, t_ms, side="right") - 1
         cur = np.clip(cur, 0, len(full) - 1)
@@ -252,13 +266,10 @@ class ResourceProfile:
         share = np.where(in_canary, np.clip(share, 0.0, 1.0), 0.0)
         return cur, nxt, share
 
-    @property
-    def _tables(self) -> dict[str, np.ndarray]:
-        cached = self.__dict__.get("_tables_cache")
-        if cached is None:
-            cached = _build_tables(self)
-            object.__setattr__(self, "_tables_cache", cached)
-        return cached
+    @cached_property
+    def tables(self) -> dict[str, np.ndarray]:
+        """Numeric tables the generator and the renderer index by caller, version and reason code."""
+        return _build_tables(self)
 
 
 def _kind_code(kind: str) -> int:
@@ -271,7 +282,7 @@ def _kind_code(kind: str) -> int:
 
 
 def _ms(ts: pd.Timestamp | None, default: int) -> int:
-    return default if ts is None else int(ts.value // 1_000_000)
+    return default if ts is None else epoch_ms(ts)
 
 
 def _build_tables(p: ResourceProfile) -> dict[str, np.ndarray]:

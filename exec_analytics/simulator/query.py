@@ -1,4 +1,4 @@
-"""Evaluating listExecutions queries over hour blocks: filters, keyset scans and page bodies.
+"""Evaluating listExecutions queries over hour blocks: filters and keyset scans.
 
 The server and :meth:`Workload.ground_truth` share this code, so "what the server returns" and "what a
 correct client must end up with" are computed the same way; the tests also check the filters against
@@ -7,43 +7,55 @@ independent pandas expressions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from ..filters import DURATION_UNITS
+from ..timeutil import epoch_ms
+from .blocks import STATUSES, HourBlock, Selection
 from .profiles import FAILURE_REASONS, HOUR_MS, ResourceProfile
-from .workload import STATUSES, HourBlock, Workload
+from .spec import DURATION_UNITS
 
-__all__ = ["Cursor", "MaskFn", "Selection", "compile_filter", "render_rows", "scan"]
+__all__ = ["BlockSource", "Cursor", "MaskFn", "compile_filter", "last_cursor", "scan", "truncate"]
 
 #: A filter compiled for one resource: ``mask(block, lo, hi)`` -> bool array over rows ``lo:hi``.
 MaskFn = Callable[[HourBlock, int, int], np.ndarray]
-#: Rows picked from one block: a contiguous slice or an index array.
-Selection = tuple[HourBlock, "slice | np.ndarray"]
 #: Keyset position of the last row returned: (start ms, trace id high 64 bits, low 64 bits).
 Cursor = tuple[int, int, int]
+#: Where a scan gets the executions of a resource in one UTC hour (``Workload.block``).
+BlockSource = Callable[[ResourceProfile, int], HourBlock]
 
 
-def compile_filter(profile: ResourceProfile, where: Mapping[str, Any], user_index: Mapping[str, int]) -> MaskFn:
-    """Compile a *validated* ExecutionFilter into a vectorised row mask for ``profile``'s blocks.
+def compile_filter(profile: ResourceProfile, where: Mapping[str, Any], users: Sequence[str]) -> MaskFn:
+    """Compile a *checked* ExecutionFilter (:func:`.spec.check_filter`) into a vectorised row mask.
 
-    String values are resolved to the codes stored in the blocks once, here; a value the resource never
-    emits simply matches nothing.
+    Parameters
+    ----------
+    profile : ResourceProfile
+        The resource whose blocks the mask applies to.
+    where : mapping
+        The filter.
+    users : sequence of str
+        The workload's user ids; a block stores a user as its position here.
+
+    Returns
+    -------
+    MaskFn
+        ``mask(block, lo, hi)``: a bool array over the block's rows ``lo:hi``. String values are resolved
+        to the codes stored in the blocks once, here; a value the resource never emits matches nothing.
     """
     kind = where["type"]
     if kind in ("and", "or"):
-        parts = [compile_filter(profile, f, user_index) for f in where["filters"]]
+        parts = [compile_filter(profile, f, users) for f in where["filters"]]
         if not parts:
             empty = kind == "and"
             return lambda b, lo, hi: np.full(hi - lo, empty)
         op = np.logical_and if kind == "and" else np.logical_or
         return lambda b, lo, hi: reduce(op, (f(b, lo, hi) for f in parts))
     if kind == "not":
-        inner = compile_filter(profile, where["filter"], user_index)
+        inner = compile_filter(profile, where["filter"], users)
         return lambda b, lo, hi: ~inner(b, lo, hi)
 
     fld = where["field"]
@@ -58,18 +70,19 @@ def compile_filter(profile: ResourceProfile, where: Mapping[str, Any], user_inde
             return lambda b, lo, hi: b.user[lo:hi] < 0
         if fld == "callerRid":
             return lambda b, lo, hi: b.caller[lo:hi] == n_callers
-        raise ValueError(f"isNull is not allowed on {fld!r}")  # validate_filter already rejects this
+        raise ValueError(f"isNull is not allowed on {fld!r}")  # check_filter already rejects this
 
     values = [where["value"]] if kind == "eq" else list(where["value"])
     if fld == "foundryTraceId":
         wanted = np.array([v.encode() for v in values if v.isascii() and len(v) == 36], dtype="S36")
         return lambda b, lo, hi: np.isin(b.trace[lo:hi], wanted)
 
-    tab = profile._tables
+    tab = profile.tables
     if fld == "status":
         column, codes = "status", [STATUSES.index(v) for v in values if v in STATUSES]
     elif fld == "userId":
-        column, codes = "user", [user_index[v] for v in values if v in user_index]
+        index = {u: i for i, u in enumerate(users)}
+        column, codes = "user", [index[v] for v in values if v in index]
     elif fld == "callerRid":
         rids = [c.rid for c in profile.callers]
         column, codes = "caller", [rids.index(v) for v in values if v in rids]
@@ -82,7 +95,7 @@ def compile_filter(profile: ResourceProfile, where: Mapping[str, Any], user_inde
         owners = set(values)
         column = "caller"
         codes = [i for i in range(n_callers + 1) if tab["owners"][tab["owner_code"][i]] in owners]
-    else:  # pragma: no cover - validate_filter rejects unknown fields
+    else:  # pragma: no cover - check_filter rejects unknown fields
         raise ValueError(f"unknown field {fld!r}")
     wanted = np.array(sorted(set(codes)), dtype=np.int64)
     if len(wanted) == 0:
@@ -106,7 +119,7 @@ def _cursor_index(block: HourBlock, cursor: Cursor) -> int:
 
 
 def scan(
-    workload: Workload,
+    blocks: BlockSource,
     profile: ResourceProfile,
     lower_ms: int,
     upper_ms: int,
@@ -121,6 +134,10 @@ def scan(
 
     Parameters
     ----------
+    blocks : BlockSource
+        The hour blocks to read (a workload's cache).
+    profile : ResourceProfile
+        The resource.
     lower_ms, upper_ms : int
         Start-time window ``[lower, upper)`` in epoch milliseconds.
     visible_ms : int, optional
@@ -139,7 +156,7 @@ def scan(
     (list of Selection, int)
         The picked rows in order and how many there are.
     """
-    created = int(profile.created.value // 1_000_000)
+    created = epoch_ms(profile.created)
     lower = max(lower_ms, created)
     upper = upper_ms if visible_ms is None else min(upper_ms, visible_ms + 1)
     if cursor is not None:
@@ -149,7 +166,7 @@ def scan(
     out: list[Selection] = []
     taken = 0
     for hour in range((upper - 1) // HOUR_MS, lower // HOUR_MS - 1, -1):
-        block = workload.block(profile, hour)
+        block = blocks(profile, hour)
         if not len(block):
             continue
         lo = int(np.searchsorted(block.neg_start, -upper, side="right"))
@@ -213,24 +230,3 @@ def last_cursor(sels: list[Selection]) -> Cursor:
     block, sel = sels[-1]
     i = sel.stop - 1 if isinstance(sel, slice) else int(sel[-1])
     return int(block.start_ms[i]), int(block.trace_hi[i]), int(block.trace_lo[i])
-
-
-def render_rows(sels: list[Selection]) -> list[memoryview]:
-    """Pre-rendered JSON of the selected rows, each piece ending with a comma, in order."""
-    pieces: list[memoryview] = []
-    for block, sel in sels:
-        rows = block.rows
-        if isinstance(sel, slice):
-            a, b = sel.start, sel.stop
-        else:
-            rows = rows.take(pa.array(sel))
-            a, b = 0, len(sel)
-        if b <= a:
-            continue
-        _, offsets, data = rows.buffers()
-        off = np.frombuffer(offsets, dtype=np.int32, count=len(rows) + 1 + rows.offset)
-        pieces.append(memoryview(data)[int(off[rows.offset + a]) : int(off[rows.offset + b])])
-    return pieces
-
-
-__all__ += ["last_cursor", "truncate"]

@@ -7,16 +7,23 @@ published example; JSON objects are unordered.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .blocks import STATUSES, UNITS, HourBlock, Selection
 from .profiles import FAILURE_REASONS, HOUR_MS, ResourceProfile
-from .workload import STATUSES, UNITS, HourBlock
 
-__all__ = ["render_block"]
+__all__ = ["block_json", "render_block", "render_rows"]
+
+# The JSON fragments of each profile, built once per profile and dropped with it.
+_CATEGORIES: weakref.WeakKeyDictionary[ResourceProfile, pa.Array] = weakref.WeakKeyDictionary()
+_CATEGORIES_LOCK = threading.Lock()
 
 
 def _json(s: str) -> str:
@@ -29,10 +36,11 @@ def _categories(profile: ResourceProfile) -> pa.Array:
     One entry per (status, failure reason, version, caller, unit): a few thousand short strings per
     resource, built once, so rendering a block is a single ``take``.
     """
-    cached = profile.__dict__.get("_categories_cache")
+    with _CATEGORIES_LOCK:
+        cached = _CATEGORIES.get(profile)
     if cached is not None:
         return cached
-    tab = profile._tables
+    tab = profile.tables
     heads = []
     for s in STATUSES:
         for r in (None, *FAILURE_REASONS):
@@ -49,8 +57,8 @@ def _categories(profile: ResourceProfile) -> pa.Array:
                     f'{_json(v.version)}{cr},"traceOwningRid":{_json(owner)},"duration":{{"unit":"{u}","value":'
                 )
     cached = pa.array([h + t for h in heads for t in tails], pa.string())
-    object.__setattr__(profile, "_categories_cache", cached)
-    return cached
+    with _CATEGORIES_LOCK:
+        return _CATEGORIES.setdefault(profile, cached)
 
 
 def _category_index(block: HourBlock) -> np.ndarray:
@@ -85,3 +93,29 @@ def render_block(block: HourBlock) -> pa.Array:
         pa.scalar("}},"),
         "",
     )
+
+
+def block_json(block: HourBlock) -> pa.Array:
+    """The block's rendered rows (:func:`render_block`), rendered on first use and kept on the block."""
+    rows = block.json_rows
+    if rows is None:
+        rows = block.json_rows = render_block(block)
+    return rows
+
+
+def render_rows(sels: list[Selection]) -> list[memoryview]:
+    """Pre-rendered JSON of the selected rows, each piece ending with a comma, in order."""
+    pieces: list[memoryview] = []
+    for block, sel in sels:
+        rows = block_json(block)
+        if isinstance(sel, slice):
+            a, b = sel.start, sel.stop
+        else:
+            rows = rows.take(pa.array(sel))
+            a, b = 0, len(sel)
+        if b <= a:
+            continue
+        _, offsets, data = rows.buffers()
+        off = np.frombuffer(offsets, dtype=np.int32, count=len(rows) + 1 + rows.offset)
+        pieces.append(memoryview(data)[int(off[rows.offset + a]) : int(off[rows.offset + b])])
+    return pieces

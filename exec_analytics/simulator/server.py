@@ -5,18 +5,14 @@ API.md (bearer auth, permissions, the ExecutionFilter union, newest-first keyset
 signed page tokens, completion visibility against a controllable clock) and the OAuth2 client-credentials
 endpoint ``POST /multipass/api/oauth2/token``.
 
-Choices where API.md says "not known":
+What a request may say, and the errors it gets otherwise, is :mod:`.spec`'s (the documented rules and the
+simulator's choices where the documentation is silent). Other choices where API.md says "not known":
 
-- ``pageSize`` defaults to ``DEFAULT_PAGE_SIZE`` (100); anything but an integer in 1..100 is rejected
-  with ``InvalidPageSize`` (not clamped).
 - Executions with equal ``startTime`` are ordered by ``foundryTraceId`` descending.
 - Page tokens are HMAC-signed, expire after ``page_token_ttl_s`` seconds of real (monotonic) time and are
   bound to the resource and to ``startTime``/``endTime``/``where`` of the first request (``pageSize`` may
   change between pages). The window resolved on the first page (defaults: the last 24 h) is kept in the
   token.
-- Other bad arguments (a body that is not a JSON object, unknown body fields, bad times, ``endTime``
-  before ``startTime``, a malformed RID) answer 400 ``INVALID_ARGUMENT`` / ``InvalidArgument`` with
-  ``parameters.field``.
 - 401 ``MissingCredentials`` without a bearer token, ``InvalidToken`` for an unknown, revoked or expired
   one. 429 and 503 answers have an empty body.
 - An execution is visible once ``start + true duration <= clock.now()``; history is unlimited unless
@@ -31,32 +27,28 @@ import re
 import sys
 import threading
 import time
-import uuid
+import traceback
 from collections import Counter, deque
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import timedelta
 from urllib.parse import parse_qs, unquote
 
 import orjson
 import pandas as pd
 
-from ..filters import validate_filter
-from ..rids import RID_PATTERN
-from ..timeutil import to_utc
 from .auth import InvalidPageToken, OAuthRegistry, PageTokenCodec
 from .clock import SimClock
 from .faults import FaultConfig, FaultDecision, FaultInjector
-from .query import compile_filter, last_cursor, render_rows, scan, truncate
+from .query import MaskFn, compile_filter, last_cursor, scan, truncate
+from .render import render_rows
+from .spec import ERRORS, Refusal, check_filter, check_page_size, check_rid, read_request, resolve_window
 from .transport import Handler, HTTPServer, read_body
 from .workload import Workload
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
-    "DEFAULT_PAGE_SIZE",
     "DEFAULT_TOKEN",
-    "MAX_PAGE_SIZE",
     "NO_PERMISSION_TOKEN",
     "OAUTH_TOKEN_PATH",
     "OBSERVABILITY_SCOPE",
@@ -75,14 +67,8 @@ OBSERVABILITY_SCOPE = "api:observability-read"
 _DEFAULT_TOKEN_BYTES = DEFAULT_TOKEN.encode()
 _NO_PERMISSION_TOKEN_BYTES = NO_PERMISSION_TOKEN.encode()
 OAUTH_TOKEN_PATH = "/multipass/api/oauth2/token"
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 100
 
 _ENDPOINT = re.compile(r"^/api/v2/observability/resources/([^/]+)/listExecutions$")
-_BODY_FIELDS = frozenset({"startTime", "endTime", "where", "pageSize", "pageToken"})
-_DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_MS = timedelta(milliseconds=1)
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -94,38 +80,6 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-_ERROR_CODES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHORIZED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    500: "INTERNAL",
-}
-
-
-class _Reply(Exception):
-    """Raised inside request handling to answer with an error right away."""
-
-    def __init__(self, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = tuple(headers)
-
-
-def _error_body(status: int, name: str, parameters: dict[str, Any] | None = None) -> bytes:
-    return orjson.dumps(
-        {
-            "errorCode": _ERROR_CODES[status],
-            "errorName": name,
-            "errorInstanceId": str(uuid.uuid4()),
-            "parameters": parameters or {},
-        }
-    )
-
-
-def _fail(status: int, name: str, **parameters: Any) -> _Reply:
-    return _Reply(status, _error_body(status, name, parameters))
 
 
 class _Principal:
@@ -217,8 +171,7 @@ class SimulatorServer:
         """Bind and serve from a daemon thread; returns self."""
         if self._httpd is not None:
             return self
-        httpd = HTTPServer((self.host, self.port), Handler)
-        httpd.sim = self
+        httpd = HTTPServer((self.host, self.port), self._handle)
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -304,12 +257,10 @@ class SimulatorServer:
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
         except Exception as exc:  # a simulator bug must not hang the client: answer 500 and remember it
-            import traceback
-
             self.internal_errors.append(traceback.format_exc())
             print(f"simulator: internal error: {exc!r}", file=sys.stderr)
             try:
-                self._send(h, path, 500, _error_body(500, "Internal"))
+                self._send(h, path, 500, ERRORS["Internal"].body())
             except OSError:
                 h.close_connection = True
 
@@ -339,7 +290,7 @@ class SimulatorServer:
         elif kind == "503":
             self._send(h, path, 503, b"")
         elif kind == "500":
-            self._send(h, path, 500, _error_body(500, "Internal"))
+            self._send(h, path, 500, ERRORS["Internal"].body())
         elif kind == "drop":
             h.close_connection = True
             self.log.append((path, 0))
@@ -355,23 +306,22 @@ class SimulatorServer:
             return
         try:
             status, payload = 200, self._list_executions(h, raw_rid, query, body, decision)
-            headers: tuple[tuple[str, str], ...] = ()
-        except _Reply as reply:
-            status, payload, headers = reply.status, reply.body, reply.headers
+        except Refusal as refusal:
+            status, payload = refusal.error.status, refusal.body()
         if decision.kind == "truncate":
             self._count("truncate")
-            self._send(h, path, status, payload, headers, truncate=True)
+            self._send(h, path, status, payload, truncate=True)
         else:
-            self._send(h, path, status, payload, headers)
+            self._send(h, path, status, payload)
 
     def _principal(self, h: Handler) -> _Principal:
         auth = h.headers.get("Authorization")
         if not auth:
-            raise _fail(401, "MissingCredentials")
+            raise Refusal("MissingCredentials")
         scheme, _, token = auth.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _fail(401, "MissingCredentials")
+            raise Refusal("MissingCredentials")
         raw = token.encode("utf-8", "surrogateescape")
         if hmac.compare_digest(raw, _DEFAULT_TOKEN_BYTES):
             return _Principal(True, None)
@@ -379,48 +329,32 @@ class SimulatorServer:
             return _Principal(False, None)
         scopes = self._oauth.scopes(token)
         if scopes is None:
-            raise _fail(401, "InvalidToken")  # unknown, revoked or expired
+            raise Refusal("InvalidToken")  # unknown, revoked or expired
         return _Principal(True, scopes)
 
     def _list_executions(self, h: Handler, raw_rid: str, query: str, body: bytes, decision: FaultDecision) -> bytes:
         principal = self._principal(h)
         if principal.scopes is not None and OBSERVABILITY_SCOPE not in principal.scopes:
-            raise _fail(403, "ApiUsageDenied", missingScope=OBSERVABILITY_SCOPE)
+            raise Refusal("ApiUsageDenied", missingScope=OBSERVABILITY_SCOPE)
         preview = parse_qs(query).get("preview", [])
         if not preview or preview[-1].lower() != "true":
-            raise _fail(400, "ApiFeaturePreviewUsageOnly")
-        rid = unquote(raw_rid)
-        if not RID_PATTERN.match(rid):
-            raise _fail(400, "InvalidArgument", field="resourceRid", resourceRid=rid)
+            raise Refusal("ApiFeaturePreviewUsageOnly")
+        rid = check_rid(unquote(raw_rid))
         if not principal.can_list:
-            raise _fail(403, "ListExecutionsPermissionDenied", resourceRid=rid)
-        profile = self.workload._by_rid.get(rid)
-        if profile is None:
-            raise _fail(404, "ResourceNotFound", resourceRid=rid)
-        if not profile.readable:
-            raise _fail(403, "ListExecutionsResourcePermissionDenied", resourceRid=rid)
-
+            raise Refusal("ListExecutionsPermissionDenied", resourceRid=rid)
         try:
-            req = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _fail(400, "InvalidArgument", field="body", reason="not valid JSON") from None
-        if not isinstance(req, dict):
-            raise _fail(400, "InvalidArgument", field="body", reason="must be a JSON object")
-        unknown = sorted(set(req) - _BODY_FIELDS)
-        if unknown:
-            raise _fail(400, "InvalidArgument", field=unknown[0], reason="unknown field")
-        page_size = req.get("pageSize")
-        if page_size is None:
-            page_size = DEFAULT_PAGE_SIZE
-        elif isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise _fail(400, "InvalidPageSize", pageSize=page_size)
+            profile = self.workload.profile(rid)
+        except KeyError:
+            raise Refusal("ResourceNotFound", resourceRid=rid) from None
+        if not profile.readable:
+            raise Refusal("ListExecutionsResourcePermissionDenied", resourceRid=rid)
+
+        req = read_request(body)
+        page_size = check_page_size(req.get("pageSize"))
         where = req.get("where")
-        mask_fn = None
+        mask_fn: MaskFn | None = None
         if where is not None:
-            try:
-                mask_fn = compile_filter(profile, validate_filter(where), self.workload._user_index)
-            except (ValueError, TypeError):
-                raise _fail(400, "InvalidExecutionFilter") from None
+            mask_fn = compile_filter(profile, check_filter(where), self.workload.users)
         binding = hashlib.blake2b(
             orjson.dumps([rid, req.get("startTime"), req.get("endTime"), where], option=orjson.OPT_SORT_KEYS),
             digest_size=12,
@@ -434,22 +368,19 @@ class SimulatorServer:
             try:
                 mode, start_ms, end_ms, position = self._page_tokens.decode(token, binding)
             except InvalidPageToken:
-                raise _fail(400, "InvalidPageToken") from None
+                raise Refusal("InvalidPageToken") from None
             if mode == "k":
                 cursor = position
             else:
                 offset = position
         else:
-            start_ms = self._time(req, "startTime", now_ms - _DAY_MS)
-            end_ms = self._time(req, "endTime", now_ms)
-            if end_ms < start_ms:
-                raise _fail(400, "InvalidArgument", field="endTime", reason="endTime is before startTime")
+            start_ms, end_ms = resolve_window(req, now_ms)
             if self._injector.config.unstable_tokens:
                 offset = 0
 
         lower = start_ms if self.retention_ms is None else max(start_ms, now_ms - self.retention_ms)
         sels, n = scan(
-            self.workload,
+            self.workload.block,
             profile,
             lower,
             end_ms,
@@ -476,25 +407,6 @@ class SimulatorServer:
                 next_token = self._page_tokens.encode("k", binding, start_ms, end_ms, last_cursor(sels))
             tail = b'],"nextPageToken":"' + next_token.encode() + b'"}'
         return b"".join([b'{"data":[', *pieces, tail])
-
-    @staticmethod
-    def _time(req: dict[str, Any], name: str, default: int) -> int:
-        value = req.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise _fail(400, "InvalidArgument", field=name, reason="must be an ISO-8601 timestamp string")
-        try:
-            # fast path (Python >= 3.11 reads "...Z"); anything else goes through the shared parser
-            parsed = datetime.fromisoformat(value)
-            if parsed.tzinfo is not None:
-                return (parsed - _EPOCH) // _ONE_MS
-        except (ValueError, OverflowError):
-            pass
-        try:
-            return int(to_utc(value, name).value // 1_000_000)
-        except (ValueError, TypeError, OverflowError):
-            raise _fail(400, "InvalidArgument", field=name, reason="not an ISO-8601 timestamp with a zone") from None
 
     # --- OAuth ------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """HTTP plumbing of the simulator: a threading server with keep-alive and fast, quiet handlers.
 
 ``Handler`` uses HTTP/1.1 keep-alive and TCP_NODELAY (otherwise every response waits ~40 ms for a delayed
-ACK) and hands each request to ``SimulatorServer._handle``; ``HTTPServer`` tracks open connections so
-that stopping the simulator closes them.
+ACK) and hands each request to the server's ``dispatch`` callback; ``HTTPServer`` tracks open connections
+so that stopping the simulator closes them.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import contextlib
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .server import SimulatorServer
+__all__ = ["Dispatch", "HTTPServer", "Handler", "read_body"]
 
-__all__ = ["HTTPServer", "Handler", "read_body"]
+#: What answers a request: ``dispatch(handler, method)`` reads the request from and writes the response to
+#: ``handler``.
+Dispatch = Callable[["Handler", str], None]
 
 
 def read_body(h: Handler) -> bytes:
@@ -40,24 +42,34 @@ def read_body(h: Handler) -> bytes:
 
 
 class HTTPServer(ThreadingHTTPServer):
-    """One daemon thread per connection; remembers open connections so ``close_connections`` can end them."""
+    """One daemon thread per connection; remembers open connections so ``close_connections`` can end them.
+
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        Interface and port to bind.
+    dispatch : Dispatch
+        Called with each request's handler and method.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
     block_on_close = False
-    sim: SimulatorServer
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, address: tuple[str, int], dispatch: Dispatch) -> None:
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
+        self.dispatch = dispatch
+        super().__init__(address, Handler)
 
     def track(self, conn: socket.socket, alive: bool) -> None:
+        """Remember an open connection (``alive``) or forget a closed one."""
         with self._conns_lock:
             (self._conns.add if alive else self._conns.discard)(conn)
 
     def close_connections(self) -> None:
+        """Shut down every open connection (idle keep-alive ones included)."""
         with self._conns_lock:
             conns = list(self._conns)
             self._conns.clear()
@@ -73,7 +85,7 @@ class HTTPServer(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Keep-alive, no Nagle, no stderr logging; every method goes to ``SimulatorServer._handle``."""
+    """Keep-alive, no Nagle, no stderr logging; every method goes to the server's ``dispatch``."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -95,16 +107,16 @@ class Handler(BaseHTTPRequestHandler):
         pass  # the simulator keeps its own (path, status) log; stderr noise helps nobody
 
     def do_POST(self) -> None:
-        self.server.sim._handle(self, "POST")
+        self.server.dispatch(self, "POST")
 
     def do_GET(self) -> None:
-        self.server.sim._handle(self, "GET")
+        self.server.dispatch(self, "GET")
 
     def do_PUT(self) -> None:
-        self.server.sim._handle(self, "PUT")
+        self.server.dispatch(self, "PUT")
 
     def do_DELETE(self) -> None:
-        self.server.sim._handle(self, "DELETE")
+        self.server.dispatch(self, "DELETE")
 
     def do_PATCH(self) -> None:
-        self.server.sim._handle(self, "PATCH")
+        self.server.dispatch(self, "PATCH")
