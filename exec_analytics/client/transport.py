@@ -318,6 +318,11 @@ def send(
             allow_redirects=False,
             stream=True,
         )
+        if dog.expired:
+            # The shutdown can look like the end of the headers to http.client: what arrived is not trusted.
+            return _fail(
+                out, f"read timeout: the attempt deadline ({left:.1f} s) passed before the response headers ended"
+            )
         out.status = resp.status_code
         out.headers = resp.headers
         return _read_body(resp, out, deadline=deadline, clock=clock, max_bytes=max_bytes)
