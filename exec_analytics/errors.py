@@ -37,8 +37,27 @@ __all__ = [
 ]
 
 
+# C0 and C1 control characters (ESC starts ANSI sequences), DEL, and the bidirectional overrides and isolates
+# that reorder what a terminal shows.
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The same, sparing the newline and tab a message of the toolkit's own may contain.
+_UNSAFE_IN_MESSAGE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 class ExecAnalyticsError(Exception):
-    """Root of every error raised by exec_analytics."""
+    """Root of every error raised by exec_analytics.
+
+    Its text never holds a control character other than newline and tab (they are written as escapes such
+    as ``\\x1b``): messages may quote what a server or a file held, and printing one must be safe.
+    """
+
+    def __str__(self) -> str:
+        return _UNSAFE_IN_MESSAGE.sub(_escape, super().__str__())
 
 
 class TransportError(ExecAnalyticsError):
@@ -168,16 +187,6 @@ def redact(text: str, *secrets: str | None) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
     return text
-
-
-# C0 and C1 control characters (ESC starts ANSI sequences), DEL, and the bidirectional overrides and isolates
-# that reorder what a terminal shows.
-_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def neutralize(text: str) -> str:

@@ -27,10 +27,12 @@ from exec_analytics.client import FoundryClient
 from exec_analytics.errors import (
     ApiError,
     AuthenticationError,
+    CacheError,
     InvalidRequestError,
     PermissionDeniedError,
     ResourceNotFoundError,
     ResponseTooLargeError,
+    SchemaError,
     ServerError,
     TransportError,
 )
@@ -261,7 +263,12 @@ def _echoing(status: int = 403) -> Reply:
             "errorCode": "PERMISSION_DENIED",
             "errorName": "ListExecutionsPermissionDenied",
             "errorInstanceId": "inst-2",
-            "parameters": {"resourceRid": RID, "token": TOKEN, "nested": {"header": f"Bearer {TOKEN}"}},
+            "parameters": {
+                "resourceRid": RID,
+                "token": TOKEN,
+                "nested": {"header": f"Bearer {TOKEN}"},
+                "note": "\x1b[2J\x1b[1;31mrun rm -rf",
+            },
         },
         status=status,
     )
@@ -274,7 +281,12 @@ def test_token_echoed_in_parameters_is_redacted(serve: Any) -> None:
     err = info.value
     for text in (str(err), repr(err), repr(err.parameters), str(err.args)):
         assert TOKEN not in text
-    assert err.parameters == {"resourceRid": RID, "token": "***", "nested": {"header": "Bearer ***"}}
+    assert err.parameters == {
+        "resourceRid": RID,
+        "token": "***",
+        "nested": {"header": "Bearer ***"},
+        "note": "\\x1b[2J\\x1b[1;31mrun rm -rf",
+    }
     assert srv.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"  # it was sent, and then echoed
 
 
@@ -288,6 +300,7 @@ def test_cli_stderr_never_shows_the_echoed_token(
     err = capsys.readouterr().err
     assert code != 0 and "ListExecutionsPermissionDenied" in err
     assert TOKEN not in err and len(srv.requests) >= 1
+    assert "\x1b" not in err and "\\x1b[2J" in err  # the terminal gets the escape written out, not obeyed
 
 
 def test_oauth_token_echoed_is_redacted(serve: Any) -> None:
@@ -371,3 +384,10 @@ def test_oauth_token_that_cannot_be_a_header_is_an_authentication_error(serve: A
     with pytest.raises(AuthenticationError) as info:
         _fetch(FoundryClient(srv.url, client_id="cid", client_secret=OAUTH_SECRET, **QUICK))
     assert "X-Evil" not in str(info.value) and len(srv.requests) == 1  # never sent on
+
+
+def test_every_toolkit_error_prints_safely() -> None:
+    # Errors other modules build may quote a server's or a file's text (a field name, a path).
+    for cls in (SchemaError, CacheError, TransportError):
+        text = str(cls("field 'a\x1b]0;title\x07\u202eb' is bad\nsecond line\ttab"))
+        assert text == "field 'a\\x1b]0;title\\x07\\u202eb' is bad\nsecond line\ttab"

@@ -80,7 +80,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 #: Attempts per logical request, the first included (Palantir's SDK: 1 + 4 retries).
 DEFAULT_MAX_ATTEMPTS = 5
-#: Seconds from the start of a logical request within which every attempt and every wait must end.
+#: Seconds from the first attempt of a logical request within which every attempt and every wait must end.
 DEFAULT_RETRY_BUDGET = 60.0
 #: Backoff slot in seconds: the k-th retry sleeps uniform(0, min(cap, base * 2**k)) (Palantir's SDK: 250 ms).
 DEFAULT_BACKOFF_BASE = 0.25
@@ -147,9 +147,10 @@ class FoundryClient:
     max_attempts : int
         Attempts per logical request, the first included (default 5).
     retry_budget : float
-        Seconds from the start of a logical request within which every attempt and every wait must end
-        (default 60): a server trickling its answer ends in :class:`~exec_analytics.errors.TransportError`
-        within it. A retry whose backoff would end past the budget is not made.
+        Seconds from the first attempt of a logical request within which every attempt and every wait must
+        end (default 60): a server trickling its answer ends in :class:`~exec_analytics.errors.TransportError`
+        within it. A retry whose backoff would end past the budget is not made. A pause of the throttle gate
+        before the first attempt comes on top, and is itself never longer than one budget.
     backoff_base, backoff_cap : float
         Retry ``k`` (0-based) sleeps ``uniform(0, min(backoff_cap, backoff_base * 2**k))`` seconds, or
         longer if the server's ``Retry-After`` asks for more (defaults 0.25 and 10).

@@ -23,8 +23,7 @@ class Outcome(enum.Enum):
     THROTTLED = "throttled"
     #: Another 5xx.
     SERVER_ERROR = "server_error"
-    #: Anything a retry cannot fix: a 4xx, a TLS failure, a body over the size limit, an attempt deadline hit
-    #: when the budget is spent.
+    #: Anything a retry cannot fix: a TLS failure, an unsupported Content-Encoding, an unusable request.
     FATAL = "fatal"
 
 

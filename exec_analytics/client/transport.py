@@ -16,7 +16,9 @@ Bounds of an attempt:
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
+import itertools
 import re
 import socket
 import threading
@@ -73,29 +75,73 @@ _current = threading.local()
 
 
 class _Watchdog:
-    """Shuts a socket down at a deadline; ``expired`` tells the reader why its read ended."""
+    """Shuts an attempt's socket down at its deadline; ``expired`` tells the reader why its read ended."""
 
     def __init__(self, seconds: float) -> None:
-        self._due = time.monotonic() + max(0.0, seconds)
-        self._timer: threading.Timer | None = None
+        self.due = time.monotonic() + max(0.0, seconds)
         self.expired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._done = False
 
     def watch(self, sock: socket.socket | None) -> None:
-        if sock is None or self._timer is not None:
-            return
-        self._timer = threading.Timer(max(0.0, self._due - time.monotonic()), self._fire, args=(sock,))
-        self._timer.daemon = True
-        self._timer.start()
+        with self._lock:
+            if sock is None or self._sock is not None or self._done:
+                return
+            self._sock = sock
+        _REAPER.arm(self)
 
-    def _fire(self, sock: socket.socket) -> None:
-        self.expired = True
-        # shutdown, not close: it wakes a thread blocked in recv on this socket.
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    def fire(self) -> None:
+        with self._lock:
+            if self._done or self._sock is None:
+                return
+            self._done = self.expired = True
+            # shutdown, not close: it wakes a thread blocked in recv on this socket.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        with self._lock:
+            self._done = True
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+class _Reaper:
+    """One daemon thread for every attempt of the process: fires each watchdog when it is due.
+
+    A thread per attempt (``threading.Timer``) would cost more than a page request on loopback.
+    Cancelled watchdogs are dropped when they reach the top of the heap.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dog: _Watchdog) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (dog.due, next(self._seq), dog))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="exec-analytics-deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is dog:  # an earlier deadline than the one the thread sleeps towards
+                self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
+                    _, _, dog = heapq.heappop(self._heap)
+                    dog.fire()
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+
+
+_REAPER = _Reaper()
 
 
 class _WatchedHTTPConnection(HTTPConnection):
