@@ -112,6 +112,18 @@ def test_trickled_headers_end_within_the_retry_budget(serve: Any) -> None:
     assert len(srv.requests) == 1
 
 
+def test_stalled_body_is_cut_at_the_deadline(serve: Any) -> None:
+    # Headers at once, then the body slowly (deadline between chunks) or never (the socket is shut down).
+    body = orjson.dumps(_page_doc(2))
+    slow = serve(Reply(body=[body[:5], body[5:10], body[10:]], chunk_delay=0.12))
+    stalled = serve(Reply(body=[body], chunk_delay=30.0, framing="chunked"))
+    for server in (slow, stalled):
+        with pytest.raises(TransportError) as info:
+            _fetch(_client(server, retry_budget=0.3, read_timeout=30.0))
+        assert "deadline passed while reading the body" in str(info.value)
+        assert len(server.requests) == 1
+
+
 def test_each_attempt_is_bounded_then_retried(serve: Any) -> None:
     # read_timeout bounds an attempt as a whole: the trickle is cut, and the retry gets the page.
     body = orjson.dumps(_page_doc(3))
