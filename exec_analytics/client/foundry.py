@@ -445,14 +445,12 @@ class FoundryClient:
         ``resource_rid`` is None for the OAuth token endpoint, which is sent without a bearer token.
         """
         clock = self._clock
-        authenticated = resource_rid is not None
         path = url[len(self.base_url) :].partition("?")[0]
         self.gate.wait()
         started = clock.monotonic()
         deadline = started + self.retry_budget
         attempts = 0  # attempts that count against max_attempts
         auth_retried = False
-        give_up = ""
         while True:
             if attempts:
                 self.gate.wait()
@@ -460,86 +458,39 @@ class FoundryClient:
                     give_up = "retry_budget"
                     break
             token = None
-            if authenticated:
+            if resource_rid is not None:
                 token = self._oauth.get() if self._oauth is not None else self._token
             attempts += 1
-            t0 = clock.monotonic()
-            session = self._pool.checkout()
-            out = send(
-                session,
-                url,
-                data=data,
-                headers={"Content-Type": content_type},
-                token=token,
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                deadline=min(deadline, t0 + self.read_timeout),
-                clock=clock,
-                max_bytes=self.max_response_bytes,
-            )
-            self._pool.checkin(session, broken=out.failure is not None)
-            self._stats.add("requests")
-            self._stats.add("bytes_received", len(out.content))
-            status = out.status
-            logger.debug(
-                "POST %s -> %s (%d bytes, %.1f ms, attempt %d)",
-                path,
-                status if status is not None else "no response",
-                len(out.content),
-                (clock.monotonic() - t0) * 1000,
-                attempts,
-            )
-            parse_ok, parsed = parse_json(out.content) if status is not None else (False, None)
-            headers = out.headers
-            hint = headers.get("QoS-Retry-Hint", "").strip().lower() == "do-not-retry"
-            if status is None:
-                self._stats.add("transport_errors")
-                if out.too_large:
-                    raise ResponseTooLargeError(self._transport_message(path, resource_rid, out.failure, None))
-                kind = Outcome.TRANSIENT if out.retryable else Outcome.FATAL
-            elif status == 200:
-                if parse_ok and carries_error(parsed):
-                    raise self._error(200, headers, parsed, resource_rid, None)
-                if parse_ok:
-                    return out, parsed
-                # A 200 whose body is cut short or not JSON: the connection broke mid-body.
-                self._stats.add("transport_errors")
-                out.failure = f"incomplete or non-JSON 200 body ({len(out.content)} bytes)"
-                status = out.status = None
-                kind = Outcome.TRANSIENT
-            elif status == 401 and token is not None and self._oauth is not None and not auth_retried:
+            out = self._attempt(url, data, content_type, token, deadline, path, attempts)
+            kind, parsed = self._classify(out, path, resource_rid)
+            if kind is None:
+                return out, parsed
+            if out.status == 401 and token is not None and self._oauth is not None and not auth_retried:
                 # The token may have been revoked or expired early: refresh once and retry at once.
                 auth_retried = True
                 attempts -= 1
                 self._oauth.invalidate(token)
                 logger.debug("POST %s -> 401, refreshing the OAuth token and retrying once", path)
                 continue
-            elif status in THROTTLE_STATUSES:
-                kind = Outcome.THROTTLED
-                self._stats.add("throttled")
-            elif status >= 500:
-                kind = Outcome.SERVER_ERROR
-            else:
-                raise self._error(status, headers, parsed, resource_rid, None)
-
+            if kind is Outcome.FATAL and out.status is not None:
+                raise self._error(out.status, out.headers, parsed, resource_rid, None)
             decision = decide(
                 kind,
                 attempt=attempts,
                 elapsed=clock.monotonic() - started,
                 policy=self._policy,
                 jitter=self._rng.random(),
-                retry_after=parse_retry_after(headers.get("Retry-After")) if kind is Outcome.THROTTLED else None,
-                do_not_retry=hint,
+                retry_after=parse_retry_after(out.headers.get("Retry-After")) if kind is Outcome.THROTTLED else None,
+                do_not_retry=out.headers.get("QoS-Retry-Hint", "").strip().lower() == "do-not-retry",
             )
             if decision.reason == "do-not-retry":
-                raise self._error(
-                    status or 0, headers, parsed, resource_rid, "server sent QoS-Retry-Hint: do-not-retry; not retried"
-                )
+                hint = "server sent QoS-Retry-Hint: do-not-retry; not retried"
+                raise self._error(out.status or 0, out.headers, parsed, resource_rid, hint)
             if kind is Outcome.THROTTLED:
                 # Every thread of this client pauses too (this one at the gate on its next loop), even when
                 # this request gives up; never longer than one retry budget, whatever Retry-After says.
                 self.gate.trip(min(decision.delay, self.retry_budget))
-                logger.debug("POST %s throttled (HTTP %s); all workers pause %.2f s", path, status, decision.delay)
+                logger.debug("POST %s throttled (HTTP %s); all workers pause %.2f s", path, out.status, decision.delay)
             if not decision.retry:
                 give_up = decision.reason
                 break
@@ -555,6 +506,65 @@ class FoundryClient:
         if out.status is None:
             raise TransportError(self._transport_message(path, resource_rid, out.failure, detail))
         raise self._error(out.status, out.headers, parse_json(out.content)[1], resource_rid, detail)
+
+    def _attempt(
+        self, url: str, data: Any, content_type: str, token: str | None, deadline: float, path: str, n: int
+    ) -> Attempt:
+        """One attempt on a pooled session, within the request's deadline and this attempt's own."""
+        t0 = self._clock.monotonic()
+        session = self._pool.checkout()
+        out = send(
+            session,
+            url,
+            data=data,
+            headers={"Content-Type": content_type},
+            token=token,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            deadline=min(deadline, t0 + self.read_timeout),
+            clock=self._clock,
+            max_bytes=self.max_response_bytes,
+        )
+        self._pool.checkin(session, broken=out.failure is not None)
+        self._stats.add("requests")
+        self._stats.add("bytes_received", len(out.content))
+        logger.debug(
+            "POST %s -> %s (%d bytes, %.1f ms, attempt %d)",
+            path,
+            out.status if out.status is not None else "no response",
+            len(out.content),
+            (self._clock.monotonic() - t0) * 1000,
+            n,
+        )
+        return out
+
+    def _classify(self, out: Attempt, path: str, resource_rid: str | None) -> tuple[Outcome | None, Any]:
+        """``(None, json)`` for a usable 200, else what kind of failure it is (and the JSON, if any).
+
+        Raises at once what no retry can change: a body over the size limit, an error body sent with a 200.
+        """
+        if out.status is None:
+            self._stats.add("transport_errors")
+            if out.too_large:
+                raise ResponseTooLargeError(self._transport_message(path, resource_rid, out.failure, None))
+            return (Outcome.TRANSIENT if out.retryable else Outcome.FATAL), None
+        parse_ok, parsed = parse_json(out.content)
+        if out.status == 200:
+            if parse_ok and carries_error(parsed):
+                raise self._error(200, out.headers, parsed, resource_rid, None)
+            if parse_ok:
+                return None, parsed
+            # A 200 whose body is cut short or not JSON: the connection broke mid-body.
+            self._stats.add("transport_errors")
+            out.failure = f"incomplete or non-JSON 200 body ({len(out.content)} bytes)"
+            out.status = None
+            return Outcome.TRANSIENT, None
+        if out.status in THROTTLE_STATUSES:
+            self._stats.add("throttled")
+            return Outcome.THROTTLED, parsed
+        if out.status >= 500:
+            return Outcome.SERVER_ERROR, parsed
+        return Outcome.FATAL, parsed
 
     def _transport_message(self, path: str, resource_rid: str | None, failure: str | None, detail: str | None) -> str:
         where = f" (resource {resource_rid})" if resource_rid else ""
