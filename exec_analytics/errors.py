@@ -3,7 +3,9 @@
 Every error the toolkit raises on purpose derives from :class:`ExecAnalyticsError`, so callers can catch
 one class. Errors returned by the Foundry API are :class:`ApiError` subclasses chosen from the HTTP status
 and ``errorName``; their message always names the resource and the ``errorInstanceId`` so a support
-ticket can quote it. No message ever contains the bearer token: see :func:`redact`.
+ticket can quote it. No message ever contains the bearer token (see :func:`redact`), and text the server
+chose reaches a message only after :func:`neutralize` has escaped its control characters, so it cannot
+drive a terminal.
 """
 
 from __future__ import annotations
@@ -24,20 +26,50 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ResourceNotFoundError",
+    "ResponseTooLargeError",
     "SchemaError",
     "ServerError",
     "TransportError",
     "api_error_from_response",
+    "neutralize",
     "redact",
+    "safe_text",
 ]
 
 
+# C0 and C1 control characters (ESC starts ANSI sequences), DEL, and the bidirectional overrides and isolates
+# that reorder what a terminal shows.
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The same, sparing the newline and tab a message of the toolkit's own may contain.
+_UNSAFE_IN_MESSAGE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 class ExecAnalyticsError(Exception):
-    """Root of every error raised by exec_analytics."""
+    """Root of every error raised by exec_analytics.
+
+    Its text never holds a control character other than newline and tab (they are written as escapes such
+    as ``\\x1b``): messages may quote what a server or a file held, and printing one must be safe.
+    """
+
+    def __str__(self) -> str:
+        return _UNSAFE_IN_MESSAGE.sub(_escape, super().__str__())
 
 
 class TransportError(ExecAnalyticsError):
     """The request did not produce a usable HTTP response (connection, timeout, truncated body)."""
+
+
+class ResponseTooLargeError(TransportError):
+    """A response body, once decoded, exceeded the client's ``max_response_bytes``; not retried.
+
+    A listExecutions page is about 50 kB, so a body this large is a misbehaving server or a compression
+    bomb: the client stops reading at the limit instead of holding the whole body in memory.
+    """
 
 
 class SchemaError(ExecAnalyticsError, ValueError):
@@ -157,6 +189,58 @@ def redact(text: str, *secrets: str | None) -> str:
     return text
 
 
+def neutralize(text: str) -> str:
+    """Return ``text`` with control and bidirectional-override characters written as escapes (``\\x1b``).
+
+    Server text (error names, parameters, descriptions, redirect targets) passes through this before it
+    reaches a message, so an ANSI sequence cannot recolour, clear or rewrite the user's terminal.
+
+    Parameters
+    ----------
+    text : str
+        Any text received from the network.
+
+    Returns
+    -------
+    str
+        The same text on one line, printable characters unchanged.
+    """
+    return _UNSAFE_CHARS.sub(_escape, text)
+
+
+def safe_text(text: str, *secrets: str | None) -> str:
+    """:func:`redact` then :func:`neutralize`: the form in which server text may enter a message.
+
+    Parameters
+    ----------
+    text : str
+        Text built from, or containing, what a server sent.
+    *secrets : str or None
+        Literal secrets to remove (token, client secret, OAuth tokens).
+
+    Returns
+    -------
+    str
+        Text without secrets or control characters.
+    """
+    return neutralize(redact(text, *secrets))
+
+
+def _clean_value(value: Any, secrets: tuple[str | None, ...]) -> Any:
+    """``value`` with :func:`safe_text` applied to every string inside it (keys of mappings included)."""
+    if isinstance(value, str):
+        return safe_text(value, *secrets)
+    if isinstance(value, Mapping):
+        return {safe_text(str(k), *secrets): _clean_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_value(v, secrets) for v in value]
+    return value
+
+
+def _clean_str(value: object, secrets: tuple[str | None, ...]) -> str | None:
+    return None if value is None else safe_text(str(value), *secrets)
+
+
 _BY_NAME: dict[str, type[ApiError]] = {
     "InvalidExecutionFilter": InvalidFilterError,
     "InvalidPageToken": InvalidPageTokenError,
@@ -166,6 +250,22 @@ _BY_NAME: dict[str, type[ApiError]] = {
     "ListExecutionsResourcePermissionDenied": PermissionDeniedError,
     "ApiUsageDenied": PermissionDeniedError,
     "ResourceNotFound": ResourceNotFoundError,
+}
+
+
+# The HTTP status Conjure assigns to each errorCode: used to type an error sent in a 200 body.
+_CODE_STATUS: dict[str, int] = {
+    "INVALID_ARGUMENT": 400,
+    "CUSTOM_CLIENT": 400,
+    "UNAUTHORIZED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "REQUEST_ENTITY_TOO_LARGE": 413,
+    "FAILED_PRECONDITION": 500,
+    "INTERNAL": 500,
+    "TIMEOUT": 500,
+    "CUSTOM_SERVER": 500,
 }
 
 
@@ -193,8 +293,13 @@ def api_error_from_response(
     *,
     resource_rid: str | None = None,
     detail: str | None = None,
+    secrets: tuple[str | None, ...] = (),
 ) -> ApiError:
     """Build the typed exception for an HTTP error response.
+
+    A 200 whose body carries ``errorCode`` or ``errorName`` is an error too: it is typed as the same body
+    would be with the status Conjure gives its ``errorCode`` (``PERMISSION_DENIED`` → 403, unknown → 500),
+    and keeps ``status=200``.
 
     Parameters
     ----------
@@ -206,25 +311,33 @@ def api_error_from_response(
     resource_rid : str, optional
         The resource the request was about; named in the message.
     detail : str, optional
-        Extra context for the message (e.g. "after 5 attempts"). Must not contain secrets.
+        Extra context for the message (e.g. "after 5 attempts").
+    secrets : tuple of str or None
+        Literal secrets (token, client secret, OAuth tokens) removed from the message and from every string
+        attribute, ``parameters`` included, since a server may echo them.
 
     Returns
     -------
     ApiError
-        An instance of the most specific subclass.
+        An instance of the most specific subclass; its message and attributes hold no secret and no control
+        character (see :func:`safe_text`).
     """
     body = body or {}
-    error_name = body.get("errorName")
-    error_code = body.get("errorCode")
-    instance = body.get("errorInstanceId")
-    parameters = body.get("parameters") or {}
-    if not isinstance(parameters, Mapping):
-        parameters = {"value": parameters}
-    cls = _class_for(status, error_name, bool(body))
+    error_name = _clean_str(body.get("errorName"), secrets)
+    error_code = _clean_str(body.get("errorCode"), secrets)
+    instance = _clean_str(body.get("errorInstanceId"), secrets)
+    raw_parameters = body.get("parameters") or {}
+    if not isinstance(raw_parameters, Mapping):
+        raw_parameters = {"value": raw_parameters}
+    parameters: dict[str, Any] = _clean_value(raw_parameters, secrets)
+    typed_as = _CODE_STATUS.get(error_code or "", 500) if status == 200 else status
+    cls = _class_for(typed_as, error_name, bool(body))
     if cls is EndpointUnavailableError:
         what = "the listExecutions endpoint does not exist on this Foundry stack (404 with an empty body)"
     else:
         what = f"{error_name or 'HTTP error'} ({error_code or 'no errorCode'}, HTTP {status})"
+        if status == 200:
+            what += ": an error sent with a success status"
     parts = [what]
     if resource_rid:
         parts.append(f"resource {resource_rid}")
@@ -235,7 +348,7 @@ def api_error_from_response(
     if detail:
         parts.append(detail)
     return cls(
-        redact("; ".join(parts)),
+        safe_text("; ".join(parts), *secrets),
         status=status,
         error_code=error_code,
         error_name=error_name,

@@ -1,7 +1,8 @@
 """FoundryClient against the simulator over real HTTP on loopback (no mocks of requests).
 
-Faults are drawn by the simulator from a seeded generator; ``_seed_for`` picks a seed whose first draws
-follow a wanted pattern (e.g. "fault, then none"), so every recovery test is deterministic.
+Retries, throttling and token expiry run on a :class:`FakeClock`: backoffs and pauses cost no real time and
+are asserted in simulated seconds. Faults are scripted per request (``_fault_script``: a session that sets
+the simulator's faults before each request it sends), so every recovery test is deterministic.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,12 @@ from typing import Any
 import orjson
 import pandas as pd
 import pytest
+import requests
+from adversarial import FakeClock
 
 from exec_analytics import filters
-from exec_analytics.client import FoundryClient, Page, ThrottleGate, parse_retry_after
+from exec_analytics.client import FoundryClient, Page, ThrottleGate, new_session, parse_retry_after
+from exec_analytics.client.retry import Decision, Outcome, RetryPolicy, decide
 from exec_analytics.config import Settings, default_cache_dir, normalize_base_url
 from exec_analytics.errors import (
     ApiError,
@@ -43,7 +48,6 @@ from exec_analytics.simulator import (
     NO_PERMISSION_TOKEN,
     FaultConfig,
 )
-from exec_analytics.simulator.faults import FaultInjector
 
 START, END = "2026-11-19T22:00:00Z", "2026-11-19T23:00:00Z"
 MISSING_RID = "ri.function-registry.main.function.00000000-0000-4000-8000-000000000000"
@@ -60,17 +64,28 @@ def rid(workload: Any) -> str:
 
 def _client(srv: Any, **kwargs: Any) -> FoundryClient:
     kwargs.setdefault("token", DEFAULT_TOKEN)
+    kwargs.setdefault("clock", FakeClock())
     return FoundryClient(srv.url, **{**FAST, **kwargs})
 
 
-def _seed_for(pattern: list[bool], **probabilities: float) -> int:
-    """A fault seed whose first draws are faulty (True) or clean (False) as in ``pattern``."""
-    for seed in range(10_000):
-        injector = FaultInjector(FaultConfig(seed=seed, **probabilities))
-        draws = [injector.draw() for _ in pattern]
-        if [d.kind is not None or d.slow for d in draws] == pattern:
-            return seed
-    raise AssertionError("no seed found")
+def _fault_script(
+    srv: Any, *configs: FaultConfig, clock: FakeClock | None = None, sent: list[Any] | None = None
+) -> Callable[[], requests.Session]:
+    """A session factory whose sessions set ``srv.faults`` from ``configs`` (the last repeats) before each
+    request, and record ``(clock time, request)`` in ``sent``."""
+    script = list(configs)
+    lock = threading.Lock()
+
+    class FaultScript(requests.Session):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            with lock:
+                if script:
+                    srv.faults = script.pop(0) if len(script) > 1 else script[0]
+                if sent is not None:
+                    sent.append((clock.monotonic() if clock is not None else None, request))
+            return super().send(request, **kwargs)
+
+    return lambda: new_session(FaultScript)
 
 
 def _names_resource_and_instance(err: ApiError, rid: str) -> None:
@@ -377,8 +392,16 @@ def test_400_errors_map_to_invalid_request(
     sim: Any, rid: str, body: dict[str, Any], query: str, cls: type, name: str
 ) -> None:
     url = f"{sim.url}/api/v2/observability/resources/{rid}/listExecutions{query}"
-    with _client(sim) as client, pytest.raises(cls) as info:
-        client._call(url, orjson.dumps(body), rid)
+    raw = orjson.dumps(body)
+
+    class Rewrite(requests.Session):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            request.url, request.body = url, raw
+            request.headers["Content-Length"] = str(len(raw))
+            return super().send(request, **kwargs)
+
+    with _client(sim, session_factory=lambda: new_session(Rewrite)) as client, pytest.raises(cls) as info:
+        client.list_executions_page(rid, start=START, end=END)
     assert info.value.status == 400 and info.value.error_name == name
     _names_resource_and_instance(info.value, rid)
 
@@ -398,9 +421,9 @@ def test_400_errors_map_to_invalid_request(
     ],
 )
 def test_transient_fault_is_retried(make_sim: Any, rid: str, kind: str, throttled: int) -> None:
-    seed = _seed_for([True, False], **{kind: 0.5})
-    srv = make_sim(faults=FaultConfig(seed=seed, **{kind: 0.5}, retry_after_s=0.05))
-    with _client(srv) as client:
+    srv = make_sim()
+    script = _fault_script(srv, FaultConfig(**{kind: 1.0}, retry_after_s=0.05), FaultConfig())
+    with _client(srv, session_factory=script) as client:
         page = client.list_executions_page(rid, start=START, end=END)
         stats = client.stats
     assert page.n_executions == 100
@@ -440,87 +463,121 @@ def test_do_not_retry_hint_raises_at_once(make_sim: Any, rid: str) -> None:
 
 
 def test_retry_after_is_a_floor(make_sim: Any, rid: str) -> None:
-    seed = _seed_for([True, False], p_429_retry_after=0.5)
-    srv = make_sim(faults=FaultConfig(seed=seed, p_429_retry_after=0.5, retry_after_s=0.4))
-    with _client(srv, backoff_cap=0.01) as client:
-        t0 = time.monotonic()
+    srv, clock, sent = make_sim(), FakeClock(), []
+    script = _fault_script(
+        srv, FaultConfig(p_429_retry_after=1.0, retry_after_s=0.4), FaultConfig(), clock=clock, sent=sent
+    )
+    with _client(srv, backoff_cap=0.01, clock=clock, session_factory=script) as client:
         client.list_executions_page(rid, start=START, end=END)
-        assert time.monotonic() - t0 >= 0.4
         assert client.gate.trips == 1
+    (first, _), (second, _) = sent
+    assert second - first >= 0.4  # the backoff alone would be at most 0.01
 
 
 def test_slow_response_read_timeout(make_sim: Any, rid: str) -> None:
-    seed = _seed_for([True, False], p_slow=0.5)
-    srv = make_sim(faults=FaultConfig(seed=seed, p_slow=0.5, slow_s=0.6))
-    with _client(srv, read_timeout=0.15) as client:
+    srv = make_sim()
+    script = _fault_script(srv, FaultConfig(p_slow=1.0, slow_s=0.3), FaultConfig())
+    with _client(srv, read_timeout=0.05, session_factory=script) as client:
         assert client.list_executions_page(rid, start=START, end=END).n_executions == 100
         assert client.stats["retries"] == 1
-    srv.faults = FaultConfig(p_slow=1.0, slow_s=0.6)
+    srv.faults = FaultConfig(p_slow=1.0, slow_s=0.3)
     srv.reset_counts()
-    with _client(srv, read_timeout=0.15, max_attempts=2) as client, pytest.raises(TransportError) as info:
+    with _client(srv, read_timeout=0.05, max_attempts=2) as client, pytest.raises(TransportError) as info:
         client.list_executions_page(rid, start=START, end=END)
     assert "read timeout" in str(info.value) and "after 2 attempts" in str(info.value)
     assert srv.request_count == 2
 
 
 def test_retry_budget_bounds_the_total_time(make_sim: Any, rid: str) -> None:
-    srv = make_sim(faults=FaultConfig(p_500=1.0))
-    with _client(srv, max_attempts=1000, retry_budget=0.5, backoff_base=0.05, backoff_cap=0.1) as client:
-        t0 = time.monotonic()
+    # A slow server cannot stretch the budget either: see test_faults_client.py (trickling answers).
+    srv, clock = make_sim(faults=FaultConfig(p_500=1.0)), FakeClock()
+    kwargs = {"max_attempts": 1000, "retry_budget": 0.5, "backoff_base": 0.05, "backoff_cap": 0.1}
+    with _client(srv, clock=clock, **kwargs) as client:
+        t0 = clock.monotonic()
         with pytest.raises(ServerError) as info:
             client.list_executions_page(rid, start=START, end=END)
-        elapsed = time.monotonic() - t0
-    assert 0.3 < elapsed < 1.5
-    assert 1 < srv.request_count < 1000 and "retry_budget=0.5" in str(info.value)
-
-    # A slow server cannot stretch the budget: each attempt's read timeout is cut to what is left of it.
-    srv.faults = FaultConfig(p_slow=1.0, slow_s=3.0)
-    with _client(srv, retry_budget=0.5, read_timeout=30) as client:
-        t0 = time.monotonic()
-        with pytest.raises(TransportError):
-            client.list_executions_page(rid, start=START, end=END)
-        assert time.monotonic() - t0 < 2.0
+        elapsed = clock.monotonic() - t0
+    assert elapsed <= 0.5 and sum(clock.sleeps) == pytest.approx(elapsed)
+    assert srv.request_count == len(clock.sleeps) + 1 > 5  # 0.5 s of backoffs of at most 0.1 s: several
+    assert "gave up (retry_budget)" in str(info.value) and "retry_budget=0.5" in str(info.value)
 
 
 def test_throttle_pauses_every_thread(make_sim: Any, rid: str) -> None:
-    srv = make_sim(faults=FaultConfig(p_429_retry_after=1.0, retry_after_s=0.5))
-    with _client(srv, max_attempts=1) as client:
-        tripped = time.monotonic()
+    srv, clock, sent = make_sim(faults=FaultConfig(p_429_retry_after=1.0, retry_after_s=0.5)), FakeClock(), []
+    script = _fault_script(srv, clock=clock, sent=sent)  # no faults scripted: only records each request
+    with _client(srv, max_attempts=1, clock=clock, session_factory=script) as client:
+        tripped = clock.monotonic()
         with pytest.raises(RateLimitedError):
             client.list_executions_page(rid, start=START, end=END)
-        assert client.gate.remaining() > 0.3
+        assert client.gate.remaining() == pytest.approx(0.5)
         srv.faults = FaultConfig()
         srv.reset_counts()
-        done: list[float] = []
-
-        def work() -> None:
-            client.list_executions_page(rid, start=START, end=END, page_size=10)
-            done.append(time.monotonic() - tripped)
-
-        threads = [threading.Thread(target=work) for _ in range(4)]
+        threads = [
+            threading.Thread(target=client.list_executions_page, args=(rid,), kwargs={"start": START, "end": END})
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    assert len(done) == 4 and min(done) >= 0.45
-    assert srv.request_count == 4 and client.gate.trips == 1 and client.gate.total_wait > 1.0
+    after = [when for when, _ in sent[1:]]
+    assert len(after) == 4 and min(after) >= tripped + 0.5  # every thread waited for the one 429
+    assert srv.request_count == 4 and client.gate.trips == 1 and client.gate.total_wait >= 0.5
 
 
 def test_gate_alone() -> None:
-    gate = ThrottleGate()
-    assert gate.wait() == 0.0
+    clock = FakeClock()
+    gate = ThrottleGate(clock)
+    assert gate.wait() == 0.0 and clock.sleeps == []
+    t0 = clock.monotonic()
     gate.trip(0.2)
     gate.trip(0.05)  # a shorter trip never shortens the pause
-    t0 = time.monotonic()
-    gate.wait()
-    assert time.monotonic() - t0 >= 0.18 and gate.trips == 2
+    assert gate.wait() == pytest.approx(0.2)
+    assert clock.monotonic() - t0 == pytest.approx(0.2) and gate.trips == 2 and gate.remaining() == 0.0
+    gate.trip(0.3)
+    clock.advance(0.1)  # time passing elsewhere shortens what is left to wait
+    assert gate.remaining() == pytest.approx(0.2)
+
+
+_POLICY = RetryPolicy(max_attempts=4, budget=10.0, backoff_base=0.25, backoff_cap=1.0)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "attempt", "elapsed", "kwargs", "expected"),
+    [
+        # Backoff: full jitter over min(cap, base * 2**retry); jitter 0.5 here.
+        (Outcome.TRANSIENT, 1, 0.0, {}, Decision(True, 0.125)),
+        (Outcome.SERVER_ERROR, 2, 0.0, {}, Decision(True, 0.25)),
+        (Outcome.SERVER_ERROR, 3, 0.0, {}, Decision(True, 0.5)),
+        (Outcome.TRANSIENT, 3, 0.0, {"jitter": 0.0}, Decision(True, 0.0)),
+        # Retry-After is a floor for throttled answers only.
+        (Outcome.THROTTLED, 1, 0.0, {"retry_after": 3.0}, Decision(True, 3.0)),
+        (Outcome.THROTTLED, 1, 0.0, {"retry_after": 0.01}, Decision(True, 0.125)),
+        (Outcome.SERVER_ERROR, 1, 0.0, {"retry_after": 3.0}, Decision(True, 0.125)),
+        # Bounds: attempts, then the budget (the wait must end inside it).
+        (Outcome.TRANSIENT, 4, 0.0, {}, Decision(False, 0.5, "max_attempts")),
+        (Outcome.TRANSIENT, 1, 9.875, {}, Decision(False, 0.125, "retry_budget")),
+        (Outcome.TRANSIENT, 1, 9.8, {}, Decision(True, 0.125)),
+        (Outcome.THROTTLED, 1, 0.0, {"retry_after": 10.0}, Decision(False, 10.0, "retry_budget")),
+        # What is never retried.
+        (Outcome.FATAL, 1, 0.0, {}, Decision(False, 0.0, "not retryable")),
+        (Outcome.THROTTLED, 1, 0.0, {"do_not_retry": True}, Decision(False, 0.0, "do-not-retry")),
+        (Outcome.SERVER_ERROR, 1, 0.0, {"do_not_retry": True}, Decision(False, 0.0, "do-not-retry")),
+        (Outcome.TRANSIENT, 1, 0.0, {"do_not_retry": True}, Decision(True, 0.125)),
+    ],
+)
+def test_retry_decision(
+    outcome: Outcome, attempt: int, elapsed: float, kwargs: dict[str, Any], expected: Decision
+) -> None:
+    kwargs = {"jitter": 0.5, **kwargs}
+    assert decide(outcome, attempt=attempt, elapsed=elapsed, policy=_POLICY, **kwargs) == expected
 
 
 def test_concurrent_use_under_faults(make_sim: Any, rid: str) -> None:
     srv = make_sim(faults=FaultConfig(seed=3, p_429=0.15, p_500=0.1, p_drop=0.05))
     windows = [(f"2026-11-19T{h:02d}:00:00Z", f"2026-11-19T{h:02d}:30:00Z") for h in range(8)]
     results: dict[int, int] = {}
-    with _client(srv, max_attempts=10, pool_size=4) as client:
+    with _client(srv, max_attempts=10, pool_size=4, clock=FakeClock()) as client:
 
         def work(i: int) -> None:
             s, e = windows[i]
@@ -561,14 +618,19 @@ def test_oauth_client_credentials(fresh_sim: Any, rid: str) -> None:
 
 
 def test_oauth_token_refreshed_before_expiry(make_sim: Any, rid: str) -> None:
-    srv = make_sim(oauth_token_ttl_s=1.0)  # expires_in=1: refreshed after half of it
-    client = FoundryClient(srv.url, client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET, **FAST)
+    srv, clock = make_sim(oauth_token_ttl_s=1.0), FakeClock()  # expires_in=1: refreshed after half of it
+    client = FoundryClient(
+        srv.url, client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET, clock=clock, **FAST
+    )
     with client:
         client.list_executions_page(rid, start=START, end=END, page_size=5)
-        time.sleep(0.6)
+        clock.advance(0.4)
+        client.list_executions_page(rid, start=START, end=END, page_size=5)
+        assert client.stats["token_refreshes"] == 1  # not yet due
+        clock.advance(0.2)
         client.list_executions_page(rid, start=START, end=END, page_size=5)
         assert client.stats["token_refreshes"] == 2
-    assert _list_statuses(srv, 2) == [200, 200]  # refreshed in time: no 401
+    assert _list_statuses(srv, 3) == [200, 200, 200]  # refreshed in time: no 401
 
 
 def test_oauth_refresh_and_retry_once_after_revocation(fresh_sim: Any, rid: str) -> None:
@@ -662,11 +724,15 @@ def test_token_never_leaks(make_sim: Any, rid: str, caplog: pytest.LogCaptureFix
 def test_oauth_secrets_never_leak(fresh_sim: Any, rid: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     fresh_sim.register_oauth_client("leak-check", SECRET_CLIENT)
-    client = FoundryClient(fresh_sim.url, client_id="leak-check", client_secret=SECRET_CLIENT, **FAST)
+    sent: list[Any] = []
+    script = _fault_script(fresh_sim, sent=sent)  # records what is sent, to learn the access token
+    client = FoundryClient(
+        fresh_sim.url, client_id="leak-check", client_secret=SECRET_CLIENT, session_factory=script, **FAST
+    )
     with client:
         client.list_executions_page(rid, start=START, end=END)
-        access_token = client._oauth.current  # type: ignore[union-attr]
-        assert access_token
+        access_token = sent[-1][1].headers["Authorization"].removeprefix("Bearer ")
+        assert access_token and access_token != sent[-1][1].headers["Authorization"]
         fresh_sim.faults = FaultConfig(p_500=1.0)
         with pytest.raises(ServerError) as info:
             client.list_executions_page(rid, start=START, end=END)
