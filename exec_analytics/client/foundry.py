@@ -101,14 +101,13 @@ _OAUTH_PATH = "/multipass/api/oauth2/token"
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
+    # From the installed metadata, not the package: importing ``exec_analytics`` here would be a cycle.
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("exec_analytics")
     except PackageNotFoundError:
-        import exec_analytics
-
-        return str(getattr(exec_analytics, "__version__", "0+unknown"))
+        return "0+unknown"
 
 
 USER_AGENT = f"exec-analytics/{_version()}"
