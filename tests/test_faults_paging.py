@@ -66,8 +66,10 @@ class AdversarialServer:
     page newest first, the pages oldest first: the order is broken only across pages); ``swap_pages`` (the
     second and third pages of every chain swapped); ``expire_unordered`` (oldest first, and every token of a
     chain's fourth page onwards rejected, always); ``expire_unordered_once`` (oldest first, the token of each
-    chain's fourth page rejected the first time only); ``empty_forever`` (empty pages, each with a fresh
-    token); ``repeat_forever`` (the same executions on every page, each with a fresh token).
+    chain's fourth page rejected the first time only); ``swap_expire`` (as ``swap_pages``, and the token of each
+    chain's third page rejected the first time only, before the swap can be seen); ``empty_forever`` (empty
+    pages, each with a fresh token); ``repeat_forever`` (the same executions on every page, each with a fresh
+    token).
     """
 
     def __init__(self, known: KnownSet, mode: str) -> None:
@@ -143,7 +145,8 @@ class AdversarialServer:
     def _expired(self, binding: bytes, position: int) -> bool:
         if self.mode == "expire_unordered":
             return position >= 3
-        if self.mode == "expire_unordered_once" and position == 3 and (binding, position) not in self._rejected:
+        once = {"expire_unordered_once": 3, "swap_expire": 2}.get(self.mode)
+        if position == once and (binding, position) not in self._rejected:
             self._rejected.add((binding, position))
             return True
         return False
@@ -161,7 +164,7 @@ class AdversarialServer:
         pages = [rows[i : i + page_size] for i in range(0, len(rows), page_size)] or [[]]
         if self.mode == "pages_reversed":
             pages = pages[::-1]
-        elif self.mode == "swap_pages" and len(pages) > 2:
+        elif self.mode in ("swap_pages", "swap_expire") and len(pages) > 2:
             pages[1], pages[2] = pages[2], pages[1]
         out = b'{"data":[' + b",".join(pages[position]) + b"]"
         if position + 1 < len(pages):
@@ -265,7 +268,10 @@ def test_pages_out_of_order_still_give_exact_rows_with_a_warning(
     _assert_exact(df, truth)
     found = _order_warnings(caught)
     assert len(found) == 1, found  # once per fetch, however many slices
-    assert known.rid in found[0] and "2026-11-19T00:00:00" in found[0]
+    # It names the resource and the span of the slices that came out of order, inside the window loaded.
+    named = re.search(rf"resource {re.escape(known.rid)} in \[([^,\s]+), ([^)\s]+)\)", found[0])
+    assert named is not None, found[0]
+    assert day[0] <= pd.Timestamp(named.group(1)) < pd.Timestamp(named.group(2)) <= day[1]
     if mode == "expire_unordered_once":
         assert df.attrs["token_restarts"] > 0, "no token was rejected: the test would prove nothing"
     # What the cache recorded is the truth: from a healthy server, the window is served from disk, exact.
@@ -274,6 +280,17 @@ def test_pages_out_of_order_still_give_exact_rows_with_a_warning(
     again = _load(srv, known, day, cache=cache)
     _assert_exact(again, truth)
     assert again.attrs["cache"]["fetched"] == [] and srv.requests == before
+
+
+def test_a_token_restart_never_skips_what_the_next_page_did_not_confirm(
+    serve: Any, known: KnownSet, day: Any, truth: pd.DataFrame
+) -> None:
+    """Two pages swapped, and the token expires before the swap shows: the restart must not trust the page
+    that came out of turn (restarting below it would skip the page held back)."""
+    srv = serve("swap_expire")
+    df = _load(srv, known, day)
+    assert df.attrs["token_restarts"] > 0, "no token was rejected: the test would prove nothing"
+    _assert_exact(df, truth)
 
 
 @pytest.mark.parametrize(
