@@ -214,8 +214,10 @@ class _Chain:
         newest first: everything in ``[bound, end_ms)`` has been returned.
     proven : int
         The bound of the page before the latest, once the latest page confirmed the order across the two (its
-        newest start is not newer than that page's oldest). Only this bound is used to cut the slice: a single
-        page cannot show that the server did not hold back newer executions for later pages (two pages swapped).
+        newest start is not newer than that page's oldest). Splits and token restarts cut the slice at this
+        bound: a single page cannot show that the server did not hold back newer executions for a later page
+        (two pages swapped). Only a chain whose token expired after its first page restarts at ``bound``, as
+        that page's own order is then all the evidence there is, and anything else would make no progress.
     """
 
     def __init__(self, end_ms: int) -> None:
@@ -251,7 +253,7 @@ class _Chain:
             self.proven, lowered = self.bound, new_bound < self.bound
             self.bound = new_bound
         if lowered:
-            # Executions at or above the new bound cannot come again in order: forget the older identities.
+            # Earlier pages' executions started after this page's oldest: in order, they cannot come again.
             self.seen.clear()
             self.unparsed = [page]
         elif page.n_executions:
