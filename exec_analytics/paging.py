@@ -5,18 +5,26 @@
 * Traffic is uneven (diurnal peaks, one hot resource), so a fixed split leaves workers idle. After every page
   a worker checks whether others are idle and, if so, hands them the older part of what it has left: the API
   returns newest first, so the oldest start time seen on a page bounds what is still to read.
-* A worker restarts its slice from that bound when the server rejects a page token (they are short-lived),
-  and refuses to loop when a token repeats.
+* That order is checked, not assumed: on every page, and across the pages of each chain (a page must not be
+  newer than the one before). A slice is cut only at a bound the next page confirmed. A slice whose pages
+  come out of order is read again from its own end as one chain followed to its end, which is complete
+  whatever the order; one ``RuntimeWarning`` per fetch names it. When that cannot be done (its page tokens
+  keep being rejected), :class:`PagingOrderError`: a fetch returns only complete data.
+* A worker restarts its slice from the last bound when the server rejects a page token (they are
+  short-lived), and refuses to loop: a repeating token, or a run of pages bringing nothing new, is a
+  :class:`PagingError`.
 * Throttling is shared: the client's gate pauses every worker when one of them gets a 429 or 503, and an
   AIMD limit lowers the requests in flight while the server keeps throttling.
 * Restarts and unstable paging can return an execution twice; the rows are deduplicated once at the end.
 * Pages are decoded in batches on the calling thread while the workers wait on the network.
+* The progress bar counts milliseconds of the window, each at most once, and ends at exactly 100%.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +32,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -33,13 +42,19 @@ from .client import FoundryClient, Page
 from .errors import ExecAnalyticsError, InvalidPageTokenError
 from .timeutil import epoch_ms, format_api_time, from_epoch_ms
 
-__all__ = ["Fetched", "Slice", "fetch", "initial_slices", "interval_slices"]
+__all__ = ["Fetched", "PagingError", "PagingOrderError", "Slice", "fetch", "initial_slices", "interval_slices"]
 
 #: Pages decoded together: large enough for Arrow's reader to amortise its set-up, small enough to overlap
 #: decoding with paging.
 _DECODE_BATCH = 100
-#: A worker gives up a slice after this many rejected page tokens in a row without progress.
+#: A worker gives up a slice after this many rejected page tokens in a row without progress (or, once its pages
+#: came out of order, after this many rejected tokens in all: each then costs a re-read of the whole slice).
 _MAX_TOKEN_RESTARTS = 5
+#: A page chain that brings this many pages in a row without a new execution or a lower bound is abandoned
+#: with an error: in order, every real page either lowers the bound or brings more executions of the bound's
+#: millisecond. A server scanning for a selective filter may send a few empty pages, so not one; fifty pages of
+#: nothing cost seconds.
+_MAX_PAGES_WITHOUT_PROGRESS = 50
 #: Initial slices per worker and resource: small enough that uneven traffic rarely leaves a worker idle (a split
 #: costs a restarted request), large enough that the partial last page of each slice is noise.
 _SLICES_PER_WORKER = 4
@@ -148,8 +163,116 @@ class _Concurrency:
             self._cond.notify_all()
 
 
+class PagingError(ExecAnalyticsError):
+    """The server's paging broke the API's contract so that a complete read cannot be guaranteed.
+
+    Raised, naming the resource and the window, when page tokens repeat, or when pages keep coming without
+    bringing anything new (see :data:`_MAX_PAGES_WITHOUT_PROGRESS`).
+    """
+
+
+class PagingOrderError(PagingError):
+    """The server's pages are not newest first, and what they left unread cannot be bounded.
+
+    Paging out of order is still exact when a page chain is followed to its end; this is raised only when
+    that is impossible, e.g. when the server keeps rejecting the page tokens of such a chain.
+    """
+
+
+@dataclass(frozen=True)
+class _Violation:
+    """A slice whose pages came out of the documented order."""
+
+    rid: str
+    start_ms: int
+    end_ms: int
+
+
+def _window(rid: str, start_ms: int, end_ms: int) -> str:
+    return f"resource {rid} in [{format_api_time(from_epoch_ms(start_ms))}, {format_api_time(from_epoch_ms(end_ms))})"
+
+
+def _identities(page: Page) -> set[tuple[Any, Any, Any]]:
+    """Identities (resource, trace id, start time) of a page's executions, to tell new ones from repeats."""
+    data = orjson.loads(page.body).get("data") or []
+    return {
+        (d.get("resourceRid"), d.get("foundryTraceId"), d.get("startTime"))
+        for d in data
+        if isinstance(d, dict)  # anything else is the decoder's to report
+    }
+
+
+class _Chain:
+    """One page chain: a first request over ``[start, end_ms)`` and the pages its tokens led to.
+
+    Attributes
+    ----------
+    end_ms : int
+        The end of the window every request of the chain carries (a token is bound to its request body).
+    bound : int
+        Exclusive upper bound on what the chain still has to return, per the latest page, if pages come
+        newest first: everything in ``[bound, end_ms)`` has been returned.
+    proven : int
+        The bound of the page before the latest, once the latest page confirmed the order across the two (its
+        newest start is not newer than that page's oldest). Splits and token restarts cut the slice at this
+        bound: a single page cannot show that the server did not hold back newer executions for a later page
+        (two pages swapped). Only a chain whose token expired after its first page restarts at ``bound``, as
+        that page's own order is then all the evidence there is, and anything else would make no progress.
+    """
+
+    def __init__(self, end_ms: int) -> None:
+        self.end_ms = self.bound = self.proven = end_ms
+        self.prev_oldest: int | None = None
+        self.tokens: set[str] = set()
+        #: Consecutive pages that brought neither a lower bound nor an execution not seen before in the chain.
+        self.stalled = 0
+        #: Identities seen since the bound last dropped (ordered) or in the whole chain (out of order); filled
+        #: lazily from ``unparsed``, as only a page that does not lower the bound needs them.
+        self.seen: set[tuple[Any, Any, Any]] = set()
+        self.unparsed: list[Page] = []
+
+    def in_order(self, page: Page) -> bool:
+        """Whether ``page`` is newest first, and not newer than the previous page of the chain."""
+        if not page.ordered:
+            return False
+        newest = page.newest_start
+        return self.prev_oldest is None or newest is None or epoch_ms(newest) <= self.prev_oldest
+
+    def advance(self, page: Page, start_ms: int, ordered: bool) -> None:
+        """Take in the next page of the chain, counting it in ``stalled`` unless it made progress.
+
+        Progress is a lower bound (ordered chains only) or an execution the chain had not returned before.
+        """
+        lowered = False
+        if ordered and page.oldest_start is not None:
+            oldest = epoch_ms(page.oldest_start)
+            # A page's oldest start may be shared by executions not yet returned, hence the +1 ms. Clamped at
+            # the slice start: a server that strays outside the window must not stall the slice.
+            new_bound = max(start_ms, min(self.bound, oldest + 1))
+            self.prev_oldest = oldest
+            self.proven, lowered = self.bound, new_bound < self.bound
+            self.bound = new_bound
+        if lowered:
+            # Earlier pages' executions started after this page's oldest: in order, they cannot come again.
+            self.seen.clear()
+            self.unparsed = [page]
+        elif page.n_executions:
+            for earlier in self.unparsed:
+                self.seen |= _identities(earlier)
+            self.unparsed = []
+            ids = _identities(page)
+            lowered = not ids <= self.seen
+            self.seen |= ids
+        self.stalled = 0 if lowered else self.stalled + 1
+
+
 class _Worker:
-    """Pages slices until none are left, handing results to the calling thread through ``out``."""
+    """Pages slices until none are left, handing results to the calling thread through ``out``.
+
+    Each page goes out with the milliseconds of the slice it newly covers, for the progress bar: the covered
+    part of a slice only grows (restarts and splits re-read, but never count twice), so the counts of a
+    slice add up to its length.
+    """
 
     def __init__(
         self,
@@ -159,9 +282,11 @@ class _Worker:
         where: dict[str, Any] | None,
         page_size: int,
         concurrency: _Concurrency,
+        violations: list[_Violation],
     ) -> None:
         self.client, self.sched, self.out, self.concurrency = client, sched, out, concurrency
         self.where, self.page_size = where, page_size
+        self.violations = violations
         self.requests = 0
         self.restarts = 0
         self.splits = 0
@@ -191,52 +316,82 @@ class _Worker:
             self.concurrency.release()
 
     def _page_slice(self, sl: Slice) -> None:
-        # `bound` is an exclusive upper bound on what remains: everything in [bound, end) has been returned.
-        # A page's oldest start may be shared by executions not yet returned, hence the +1 ms.
-        req_end = bound = sl.end_ms
+        # The API returns newest first, so a page's oldest start bounds what its chain still has to return:
+        # that is what lets a slice be split, and restarted when a token expires. Pages out of that order
+        # make every bound unproven: the slice is then read again from its own end as one chain, followed to
+        # the end whatever the order (the chain of one request body returns everything in its window).
+        chain = _Chain(sl.end_ms)
+        reported = sl.end_ms  # [reported, end) is counted in the progress bar; it only ever grows
+        ordered = True
         token: str | None = None
-        seen_tokens: set[str] = set()
-        failed_restarts = 0
+        restarts = 0  # in order: restarts in a row without a lower bound; out of order: all restarts
         while not self.sched.aborted.is_set():
             try:
-                page = self._request(sl, req_end, token)
+                page = self._request(sl, chain.end_ms, token)
             except InvalidPageTokenError:
-                if token is None or failed_restarts >= _MAX_TOKEN_RESTARTS:
+                if token is None:
                     raise
-                # Expired or rejected token: read again from what is known to be complete.
-                failed_restarts += 1
+                restarts += 1
                 self.restarts += 1
-                req_end, token = bound, None
-                seen_tokens.clear()
+                if not ordered:
+                    if restarts > _MAX_TOKEN_RESTARTS:
+                        raise PagingOrderError(
+                            f"{_window(sl.rid, sl.start_ms, sl.end_ms)}: the server returned pages out of the "
+                            f"documented newest-first order and rejected the page tokens of {restarts} complete "
+                            f"re-reads, so what it left unread cannot be known; nothing of this window was kept"
+                        ) from None
+                    chain = _Chain(sl.end_ms)
+                elif restarts > _MAX_TOKEN_RESTARTS:
+                    raise
+                else:
+                    # Expired or rejected token: read again from what is known to be complete. A chain cut
+                    # short after one page proves no bound; that page's own order is then the only evidence.
+                    chain = _Chain(chain.proven if chain.proven < chain.end_ms else chain.bound)
+                token = None
                 continue
-            new_bound = bound
-            if page.oldest_start is not None:
-                # Clamped at the slice start: a server that strays outside the window must not stall us.
-                new_bound = max(sl.start_ms, min(bound, epoch_ms(page.oldest_start) + 1))
-                if new_bound < bound:
-                    failed_restarts = 0
-            self.out.put((page, bound - new_bound))
-            bound = new_bound
+            if ordered and not chain.in_order(page):
+                ordered = False
+                self.violations.append(_Violation(sl.rid, sl.start_ms, sl.end_ms))
+                restarts = 0
+                if chain.end_ms != sl.end_ms:
+                    # Bounds of earlier chains of this slice are no longer evidence: re-read all of it.
+                    self.out.put((page, 0))
+                    chain, token = _Chain(sl.end_ms), None
+                    continue
+            chain.advance(page, sl.start_ms, ordered)
+            covered = 0
+            if ordered:
+                if chain.bound < reported:
+                    restarts = 0
+                covered = reported - max(sl.start_ms, min(reported, chain.bound))
+                reported -= covered
+            self.out.put((page, covered))
             token = page.next_page_token
             if token is None:
-                self.out.put((None, bound - sl.start_ms))
+                self.out.put((None, reported - sl.start_ms))
                 return
-            if token in seen_tokens:
-                raise ExecAnalyticsError(
-                    f"page token cycle for resource {sl.rid} in [{format_api_time(from_epoch_ms(sl.start_ms))}, "
-                    f"{format_api_time(from_epoch_ms(req_end))}): the server returned a token it had returned before"
+            if chain.stalled >= _MAX_PAGES_WITHOUT_PROGRESS:
+                raise PagingError(
+                    f"{_window(sl.rid, sl.start_ms, chain.end_ms)}: {chain.stalled} pages in a row brought no "
+                    f"execution not seen before, yet the server keeps returning page tokens; stopped rather than "
+                    f"loop"
                 )
-            seen_tokens.add(token)
-            idle = self.sched.idle_workers()
-            if idle and bound - sl.start_ms >= _MIN_SPLIT_MS * (idle + 1):
-                # Hand the older part of the remainder to idle workers; keep the newest part, which must be
-                # re-requested because a page token is bound to the window it was issued for.
-                edges = np.linspace(sl.start_ms, bound, idle + 2).astype(np.int64)
+            if token in chain.tokens:
+                raise PagingError(
+                    f"page token cycle for {_window(sl.rid, sl.start_ms, chain.end_ms)}: the server returned a "
+                    f"token it had returned before"
+                )
+            chain.tokens.add(token)
+            idle = self.sched.idle_workers() if ordered else 0
+            if idle and reported - sl.start_ms >= _MIN_SPLIT_MS * (idle + 1):
+                # Hand the older part of what is not yet counted as covered to idle workers, and keep the rest
+                # up to the proven bound, re-requested because a page token is bound to the window it was
+                # issued for.
+                edges = np.linspace(sl.start_ms, reported, idle + 2).astype(np.int64)
                 self.sched.give([Slice(sl.rid, int(a), int(b)) for a, b in pairwise(edges[:-1])])
                 self.splits += 1
                 sl.start_ms = int(edges[-2])
-                req_end, token = bound, None
-                seen_tokens.clear()
+                chain, token = _Chain(chain.proven), None
 
 
 def initial_slices(rids: list[str], start_ms: int, end_ms: int, workers: int) -> list[Slice]:
@@ -303,22 +458,36 @@ def fetch(
     progress: bool,
     page_size: int,
 ) -> Fetched:
-    """Page ``slices`` with ``workers`` concurrent workers and decode them; rows deduplicated, not filtered."""
+    """Page ``slices`` with ``workers`` concurrent workers and decode them; rows deduplicated, not filtered.
+
+    Returns only when every slice was read completely. Pages out of the documented newest-first order are
+    still read completely (each affected slice as one page chain followed to its end) and reported by one
+    ``RuntimeWarning`` naming the resources and windows.
+
+    Raises
+    ------
+    PagingOrderError
+        When pages out of order meet rejected page tokens, so that completeness cannot be guaranteed.
+    PagingError
+        When page tokens repeat, or pages keep coming without new executions.
+    """
     sched = _Scheduler(slices, workers)
     out: queue.Queue[tuple[Page | None, int]] = queue.Queue()
     concurrency = _Concurrency(workers, client)
-    pool = [_Worker(client, sched, out, where_dict, page_size, concurrency) for _ in range(workers)]
+    violations: list[_Violation] = []
+    pool = [_Worker(client, sched, out, where_dict, page_size, concurrency, violations) for _ in range(workers)]
+    # Whole milliseconds, never more than the total: a float percentage summed page by page can pass 100%,
+    # which makes tqdm warn and show a negative time remaining.
     total_ms = max(1, sum(sl.end_ms - sl.start_ms for sl in slices))
     bar = tqdm(
-        total=100.0,
+        total=total_ms,
         disable=not progress,
-        unit="%",
         desc="executions",
         bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]",
     )
     tables: list[pa.Table] = []
     bodies: list[bytes] = []
-    pages = rows = 0
+    pages = rows = covered_ms = 0
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exec-analytics-loader") as executor:
             futures = [executor.submit(w.run) for w in pool]
@@ -330,7 +499,10 @@ def fetch(
                         if all(f.done() for f in futures) and out.empty():
                             break
                         continue
-                    bar.update(100.0 * covered / total_ms)
+                    step = min(covered, total_ms - covered_ms)
+                    if step > 0:
+                        covered_ms += step
+                        bar.update(step)
                     if page is None:
                         continue
                     pages += 1
@@ -348,11 +520,30 @@ def fetch(
             raise sched.error
         if bodies:
             tables.append(schema.decode_pages(bodies))
+        bar.update(total_ms - covered_ms)  # every slice is read: the bar ends at exactly 100%
     finally:
         bar.close()
+    if violations:
+        _warn_out_of_order(violations)
 
     table = pa.concat_tables(tables, promote_options="permissive") if tables else None
     dropped = 0
     if table is not None and table.num_rows:
         table, dropped = schema.dedupe(table)
     return Fetched(table, pages, dropped, pool, concurrency)
+
+
+def _warn_out_of_order(violations: list[_Violation]) -> None:
+    """One warning for the whole fetch, naming each resource and the span of its slices read out of order."""
+    spans: dict[str, tuple[int, int]] = {}
+    for v in violations:
+        a, b = spans.get(v.rid, (v.start_ms, v.end_ms))
+        spans[v.rid] = (min(a, v.start_ms), max(b, v.end_ms))
+    where = "; ".join(_window(rid, a, b) for rid, (a, b) in spans.items())
+    warnings.warn(
+        f"the server returned pages out of the documented newest-first order ({where}); the affected time "
+        f"slices were read whole, each as one page chain followed to its end, so the rows are complete, but "
+        f"they could not be read in parallel",
+        RuntimeWarning,
+        stacklevel=3,
+    )
