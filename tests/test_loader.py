@@ -59,7 +59,8 @@ FAULTS: dict[str, FaultConfig] = {
     "truncated_body": FaultConfig(seed=6, p_truncate=0.15),
     "slow_response": FaultConfig(seed=7, p_slow=0.1, slow_s=0.2),
     "fixed_latency": FaultConfig(latency_s=0.01),
-    "concurrency_limit": FaultConfig(max_concurrent=2),
+    # Latency keeps requests in flight long enough to overlap, so the limit is exceeded on every run.
+    "concurrency_limit": FaultConfig(max_concurrent=2, latency_s=0.01),
     "short_pages": FaultConfig(seed=8, short_pages=0.4),
     "unstable_tokens": FaultConfig(unstable_tokens=True),
     "everything": FaultConfig(
