@@ -23,6 +23,8 @@ __all__ = [
     "InvalidFilterError",
     "InvalidPageTokenError",
     "InvalidRequestError",
+    "PagingError",
+    "PagingOrderError",
     "PermissionDeniedError",
     "RateLimitedError",
     "ResourceNotFoundError",
@@ -69,6 +71,22 @@ class ResponseTooLargeError(TransportError):
 
     A listExecutions page is about 50 kB, so a body this large is a misbehaving server or a compression
     bomb: the client stops reading at the limit instead of holding the whole body in memory.
+    """
+
+
+class PagingError(ExecAnalyticsError):
+    """The server's paging broke the API's contract so that a complete read cannot be guaranteed.
+
+    Raised, naming the resource and the window, when page tokens repeat, or when pages keep coming without
+    bringing anything new (see :data:`exec_analytics.paging.MAX_PAGES_WITHOUT_PROGRESS`).
+    """
+
+
+class PagingOrderError(PagingError):
+    """The server's pages are not newest first, and what they left unread cannot be bounded.
+
+    Paging out of order is still exact when a page chain is followed to its end; this is raised only when
+    that is impossible, e.g. when the server keeps rejecting the page tokens of such a chain.
     """
 
 

@@ -39,10 +39,10 @@ from tqdm.auto import tqdm
 
 from . import schema
 from .client import FoundryClient, Page
-from .errors import ExecAnalyticsError, InvalidPageTokenError
+from .errors import InvalidPageTokenError, PagingError, PagingOrderError
 from .timeutil import epoch_ms, format_api_time, from_epoch_ms
 
-__all__ = ["Fetched", "PagingError", "PagingOrderError", "Slice", "fetch", "initial_slices", "interval_slices"]
+__all__ = ["MAX_PAGES_WITHOUT_PROGRESS", "Fetched", "Slice", "fetch", "initial_slices", "interval_slices"]
 
 #: Pages decoded together: large enough for Arrow's reader to amortise its set-up, small enough to overlap
 #: decoding with paging.
@@ -54,7 +54,7 @@ _MAX_TOKEN_RESTARTS = 5
 #: with an error: in order, every real page either lowers the bound or brings more executions of the bound's
 #: millisecond. A server scanning for a selective filter may send a few empty pages, so not one; fifty pages of
 #: nothing cost seconds.
-_MAX_PAGES_WITHOUT_PROGRESS = 50
+MAX_PAGES_WITHOUT_PROGRESS = 50
 #: Initial slices per worker and resource: small enough that uneven traffic rarely leaves a worker idle (a split
 #: costs a restarted request), large enough that the partial last page of each slice is noise.
 _SLICES_PER_WORKER = 4
@@ -161,22 +161,6 @@ class _Concurrency:
                     self.limit += 1
                     self._since_change = 0
             self._cond.notify_all()
-
-
-class PagingError(ExecAnalyticsError):
-    """The server's paging broke the API's contract so that a complete read cannot be guaranteed.
-
-    Raised, naming the resource and the window, when page tokens repeat, or when pages keep coming without
-    bringing anything new (see :data:`_MAX_PAGES_WITHOUT_PROGRESS`).
-    """
-
-
-class PagingOrderError(PagingError):
-    """The server's pages are not newest first, and what they left unread cannot be bounded.
-
-    Paging out of order is still exact when a page chain is followed to its end; this is raised only when
-    that is impossible, e.g. when the server keeps rejecting the page tokens of such a chain.
-    """
 
 
 @dataclass(frozen=True)
@@ -370,7 +354,7 @@ class _Worker:
             if token is None:
                 self.out.put((None, reported - sl.start_ms))
                 return
-            if chain.stalled >= _MAX_PAGES_WITHOUT_PROGRESS:
+            if chain.stalled >= MAX_PAGES_WITHOUT_PROGRESS:
                 raise PagingError(
                     f"{_window(sl.rid, sl.start_ms, chain.end_ms)}: {chain.stalled} pages in a row brought no "
                     f"execution not seen before, yet the server keeps returning page tokens; stopped rather than "

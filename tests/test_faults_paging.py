@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from exec_analytics import ExecutionCache, FoundryClient, load_executions, paging
-from exec_analytics.paging import PagingError, PagingOrderError
+from exec_analytics.errors import PagingError, PagingOrderError
 from exec_analytics.schema import COLUMNS
 from exec_analytics.simulator import SimulatorServer, Workload
 
@@ -318,7 +318,7 @@ def test_unbounded_faults_end_in_a_typed_error_and_record_nothing(
         _load(srv, known, day, cache=cache)
     assert known.rid in str(raised.value)
     # Bounded: each worker gives up within its budget of pages or restarts, and the first error stops all.
-    assert srv.requests <= WORKERS * (paging._MAX_PAGES_WITHOUT_PROGRESS + 2)
+    assert srv.requests <= WORKERS * (paging.MAX_PAGES_WITHOUT_PROGRESS + 2)
     # Nothing was recorded as covered: a healthy server then fills the whole window, exactly.
     srv.mode = "healthy"
     df = _load(srv, known, day, cache=cache)
