@@ -187,6 +187,20 @@ def test_in_flight_limit_is_exact_and_per_principal() -> None:
         limiter.release("nobody")
 
 
+def test_when_both_limits_are_exceeded_the_minute_limit_is_reported() -> None:
+    clock = FakeMonotonic()
+    limiter = RateLimiter(RateLimits(per_minute=2, in_flight=1), monotonic=clock)
+    assert limiter.acquire("u") is None
+    assert limiter.acquire("u") == Throttle("concurrentRequests", 1, None)
+    limiter.release("u")
+    clock.t += 1
+    assert limiter.acquire("u") is None
+    assert limiter.acquire("u") == Throttle("requestsPerMinute", 2, 59)
+    assert limiter.stats("u") == LimitStats(
+        admitted=2, throttled_per_minute=1, throttled_in_flight=1, max_in_flight=1, max_per_minute=2
+    )
+
+
 def test_service_users_have_no_request_limit_and_800_in_flight() -> None:
     clock = FakeMonotonic()
     limiter = RateLimiter("service", monotonic=clock)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
-__all__ = ["LIMIT_KINDS", "LimitStats", "RateLimiter", "RateLimits", "Throttle"]
+__all__ = ["LIMIT_KINDS", "WINDOW_S", "LimitStats", "LimitsConfig", "RateLimiter", "RateLimits", "Throttle"]
 
 #: The length of the per-minute window, in seconds.
 WINDOW_S = 60.0
