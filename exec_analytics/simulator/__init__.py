@@ -8,12 +8,16 @@ The embedded default for the CLI, tests, notebooks and benchmarks::
     with SimulatorServer(wl, clock=SimClock("2026-11-28T00:00Z")) as srv:
         ...  # srv.url, srv.token, wl.resource_rids, wl.ground_truth(rid, start, end)
 
+With ``limits="user"`` (5,000 requests a minute, 30 in flight) or ``limits="service"`` the server answers 429
+past the documented rate limits and counts every request (``srv.limit_stats(srv.token)``).
+
 The truth behind the data (callers, version rollouts, the regressed and the confounded version) is on
 ``Workload.resources`` (see :class:`ResourceProfile`).
 """
 
 from .clock import SimClock
 from .faults import FAULT_KINDS, FaultConfig
+from .limits import LIMIT_KINDS, LimitStats, RateLimiter, RateLimits
 from .profiles import (
     CALLER_KINDS,
     FAILURE_REASONS,
@@ -45,6 +49,7 @@ __all__ = [
     "FAILURE_REASONS",
     "FAULT_KINDS",
     "GROUND_TRUTH_COLUMNS",
+    "LIMIT_KINDS",
     "MAX_PAGE_SIZE",
     "NO_PERMISSION_TOKEN",
     "OAUTH_TOKEN_PATH",
@@ -53,6 +58,9 @@ __all__ = [
     "CallerProfile",
     "FaultConfig",
     "Incident",
+    "LimitStats",
+    "RateLimiter",
+    "RateLimits",
     "ResourceProfile",
     "SimClock",
     "SimulatorServer",

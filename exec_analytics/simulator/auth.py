@@ -16,12 +16,12 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote
 
 import orjson
 
-__all__ = ["InvalidPageToken", "OAuthRegistry", "PageTokenCodec"]
+__all__ = ["Grant", "InvalidPageToken", "OAuthRegistry", "PageTokenCodec"]
 
 _SIG_BYTES = 16
 _MAX_TOKEN_CHARS = 2048
@@ -102,6 +102,13 @@ class PageTokenCodec:
         return mode, int(start_ms), int(end_ms), position
 
 
+class Grant(NamedTuple):
+    """What an OAuth access token stands for: the client it was issued to (a service user) and its scopes."""
+
+    client_id: str
+    scopes: frozenset[str]
+
+
 class OAuthRegistry:
     """OAuth2 clients and the access tokens issued to them (thread-safe).
 
@@ -114,7 +121,7 @@ class OAuthRegistry:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = float(ttl_s)
         self._clients: dict[str, tuple[str, frozenset[str]]] = {}
-        self._tokens: dict[str, tuple[float, frozenset[str]]] = {}
+        self._tokens: dict[str, tuple[float, Grant]] = {}
         self._lock = threading.Lock()
 
     def register(self, client_id: str, client_secret: str, scopes: Iterable[str]) -> None:
@@ -122,8 +129,8 @@ class OAuthRegistry:
         with self._lock:
             self._clients[client_id] = (client_secret, frozenset(scopes))
 
-    def scopes(self, access_token: str) -> frozenset[str] | None:
-        """The scopes of a live access token; None when unknown, revoked or expired."""
+    def lookup(self, access_token: str) -> Grant | None:
+        """The client and scopes of a live access token; None when unknown, revoked or expired."""
         entry = self._tokens.get(access_token)
         if entry is None or entry[0] < time.monotonic():
             return None
@@ -165,7 +172,7 @@ class OAuthRegistry:
             # forget expired tokens so a long-running server does not grow without bound
             for t in [t for t, (exp, _) in self._tokens.items() if exp < now]:
                 del self._tokens[t]
-            self._tokens[access_token] = (now + self.ttl_s, granted)
+            self._tokens[access_token] = (now + self.ttl_s, Grant(client_id or "", granted))
         grant = {
             "access_token": access_token,
             "token_type": "bearer",

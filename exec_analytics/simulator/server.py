@@ -14,7 +14,10 @@ simulator's choices where the documentation is silent). Other choices where API.
   change between pages). The window resolved on the first page (defaults: the last 24 h) is kept in the
   token.
 - 401 ``MissingCredentials`` without a bearer token, ``InvalidToken`` for an unknown, revoked or expired
-  one. 429 and 503 answers have an empty body.
+  one. Injected 429 and 503 faults have an empty body.
+- Rate limits are off unless ``limits`` is given; then each principal (bearer token or OAuth client) is held
+  to its requests per minute and in flight as :mod:`.limits` describes, and every request is counted
+  (:meth:`SimulatorServer.limit_stats`).
 - An execution is visible once ``start + true duration <= clock.now()``; history is unlimited unless
   ``retention`` is set.
 """
@@ -39,9 +42,10 @@ import pandas as pd
 from .auth import InvalidPageToken, OAuthRegistry, PageTokenCodec
 from .clock import SimClock
 from .faults import FaultConfig, FaultDecision, FaultInjector
+from .limits import LimitsConfig, LimitStats, RateLimiter, RateLimits
 from .query import MaskFn, compile_filter, last_cursor, scan, truncate
 from .render import render_rows
-from .spec import ERRORS, Refusal, check_filter, check_page_size, check_rid, read_request, resolve_window
+from .spec import ERRORS, THROTTLED, Refusal, check_filter, check_page_size, check_rid, read_request, resolve_window
 from .transport import Handler, HTTPServer, read_body
 from .workload import Workload
 
@@ -83,9 +87,10 @@ _REASONS = {
 
 
 class _Principal:
-    __slots__ = ("can_list", "scopes")
+    __slots__ = ("can_list", "key", "scopes")
 
-    def __init__(self, can_list: bool, scopes: frozenset[str] | None) -> None:
+    def __init__(self, key: str, can_list: bool, scopes: frozenset[str] | None) -> None:
+        self.key = key  # whose limits apply: the bearer token, or the OAuth client id
         self.can_list = can_list
         self.scopes = scopes  # None: not an OAuth token (no scope restriction)
 
@@ -111,6 +116,11 @@ class SimulatorServer:
         Lifetime of OAuth access tokens in real seconds.
     retention : timedelta or str, optional
         When set, executions that started before ``now - retention`` are no longer returned.
+    limits : RateLimits, str, mapping or RateLimiter, optional
+        Enforce and measure rate limits (off by default): a :class:`~.limits.RateLimits` or token kind
+        (``"user"``: 5,000/min and 30 in flight; ``"service"``: 800 in flight) for every principal, a mapping
+        principal (bearer token or OAuth client id) -> limits or kind, or a :class:`~.limits.RateLimiter`
+        (e.g. on a fake clock). Past a limit the answer is 429 ``TooManyRequests``.
 
     Attributes
     ----------
@@ -137,6 +147,7 @@ class SimulatorServer:
         page_token_ttl_s: float = 60.0,
         oauth_token_ttl_s: float = 3600.0,
         retention: timedelta | str | None = None,
+        limits: LimitsConfig | RateLimiter | None = None,
     ) -> None:
         self.workload = workload if workload is not None else Workload()
         self.clock = clock if clock is not None else SimClock()
@@ -145,6 +156,8 @@ class SimulatorServer:
         self.retention_ms = None if retention is None else int(pd.Timedelta(retention) // pd.Timedelta("1ms"))
         self.token = DEFAULT_TOKEN
         self._injector = FaultInjector(faults)
+        self._limiter = limits if isinstance(limits, RateLimiter) or limits is None else RateLimiter(limits)
+        self._admitted = threading.local()  # the principal of the request this thread has admitted, if any
         self._page_tokens = PageTokenCodec(page_token_ttl_s)
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -213,11 +226,39 @@ class SimulatorServer:
         self._injector = FaultInjector(config)
 
     def reset_counts(self) -> None:
-        """Zero ``request_count``, ``fault_counts`` and the log."""
+        """Zero ``request_count``, ``fault_counts``, the log and the rate-limit counters (:meth:`limit_stats`)."""
         with self._lock:
             self.request_count = 0
             self.fault_counts.clear()
             self.log.clear()
+        if self._limiter is not None:
+            self._limiter.reset_stats()
+
+    def rate_limits(self, principal: str) -> RateLimits | None:
+        """The limits ``principal`` (bearer token or OAuth client id) is held to; None when not enforced."""
+        return None if self._limiter is None else self._limiter.limits_for(principal)
+
+    def limit_stats(self, principal: str) -> LimitStats:
+        """What the rate limiter counted for one principal: admitted, throttled, the peaks in flight and per minute.
+
+        Parameters
+        ----------
+        principal : str
+            A bearer token (e.g. ``server.token``), or an OAuth client id for all the tokens issued to it.
+
+        Returns
+        -------
+        LimitStats
+            Zeros for a principal that made no request.
+
+        Raises
+        ------
+        RuntimeError
+            When the server was started without ``limits``.
+        """
+        if self._limiter is None:
+            raise RuntimeError("rate limits are off: start the simulator with limits= to count them")
+        return self._limiter.stats(principal)
 
     def register_oauth_client(
         self, client_id: str, client_secret: str, scopes: Iterable[str] = (OBSERVABILITY_SCOPE,)
@@ -250,8 +291,10 @@ class SimulatorServer:
                 self.request_count += 1
                 self._in_flight += 1
             try:
-                self._handle_list(h, path, m.group(1), query, body)
+                if self._admit(h, path):
+                    self._handle_list(h, path, m.group(1), query, body)
             finally:
+                self._release()  # when nothing was sent (a dropped connection, an error while writing)
                 with self._lock:
                     self._in_flight -= 1
         except (BrokenPipeError, ConnectionResetError):
@@ -263,6 +306,29 @@ class SimulatorServer:
                 self._send(h, path, 500, ERRORS["Internal"].body())
             except OSError:
                 h.close_connection = True
+
+    def _admit(self, h: Handler, path: str) -> bool:
+        """Pass the rate limits, or answer 429 and return False. Without valid credentials nobody is counted."""
+        if self._limiter is None:
+            return True
+        try:
+            principal = self._principal(h).key
+        except Refusal:
+            return True  # answered 401 further on, as without limits
+        throttle = self._limiter.acquire(principal)
+        if throttle is None:
+            self._admitted.principal = principal
+            return True
+        headers = [] if throttle.retry_after_s is None else [("Retry-After", str(throttle.retry_after_s))]
+        self._send(h, path, 429, THROTTLED.body(limit=throttle.limit, maximum=throttle.maximum), headers)
+        return False
+
+    def _release(self) -> None:
+        """End this thread's admitted request, if any (idempotent)."""
+        principal: str | None = getattr(self._admitted, "principal", None)
+        if principal is not None and self._limiter is not None:
+            self._admitted.principal = None
+            self._limiter.release(principal)
 
     def _apply_faults(self, h: Handler, path: str, concurrency: bool) -> FaultDecision | None:
         """Sleep and/or answer as the fault configuration says; None when the request was answered."""
@@ -324,13 +390,13 @@ class SimulatorServer:
             raise Refusal("MissingCredentials")
         raw = token.encode("utf-8", "surrogateescape")
         if hmac.compare_digest(raw, _DEFAULT_TOKEN_BYTES):
-            return _Principal(True, None)
+            return _Principal(DEFAULT_TOKEN, True, None)
         if hmac.compare_digest(raw, _NO_PERMISSION_TOKEN_BYTES):
-            return _Principal(False, None)
-        scopes = self._oauth.scopes(token)
-        if scopes is None:
+            return _Principal(NO_PERMISSION_TOKEN, False, None)
+        grant = self._oauth.lookup(token)
+        if grant is None:
             raise Refusal("InvalidToken")  # unknown, revoked or expired
-        return _Principal(True, scopes)
+        return _Principal(grant.client_id, True, grant.scopes)
 
     def _list_executions(self, h: Handler, raw_rid: str, query: str, body: bytes, decision: FaultDecision) -> bytes:
         principal = self._principal(h)
@@ -450,6 +516,9 @@ class SimulatorServer:
             lines.append("Connection: close")
             h.close_connection = True
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # The request leaves the in-flight count before its answer does: a client that sends the next request
+        # as soon as it holds this answer must find the slot free.
+        self._release()
         self.log.append((path, status))  # before the write, so a client that got its answer sees it logged
         h.wfile.write(head + (body[: len(body) // 2] if truncate else body))
 
@@ -461,17 +530,28 @@ def serve(
     host: str = "127.0.0.1",
     faults: FaultConfig | None = None,
     scale: float = 1.0,
+    limits: LimitsConfig | None = None,
 ) -> None:
     """Run a simulator in the foreground until interrupted (``exec-analytics simulate``).
 
-    Prints the base URL, the bearer token, the OAuth client and the readable resource RIDs, then blocks.
+    Prints the base URL, the bearer token, the OAuth client, the rate limits (when ``limits`` is given, see
+    :class:`SimulatorServer`) and the readable resource RIDs, then blocks.
     """
-    srv = SimulatorServer(Workload(seed=seed, scale=scale), faults=faults, host=host, port=port)
+    srv = SimulatorServer(Workload(seed=seed, scale=scale), faults=faults, host=host, port=port, limits=limits)
     srv.start()
     print(f"Foundry simulator listening on {srv.url}  (seed {seed}, scale {scale:g})")
     print(f"  FOUNDRY_HOSTNAME={srv.url}")
     print(f"  FOUNDRY_TOKEN={srv.token}")
     print(f"  OAuth client: FOUNDRY_CLIENT_ID={DEFAULT_CLIENT_ID} FOUNDRY_CLIENT_SECRET={DEFAULT_CLIENT_SECRET}")
+    if limits is not None:
+        for who, principal in (("bearer token", srv.token), ("OAuth client", DEFAULT_CLIENT_ID)):
+            held = srv.rate_limits(principal)
+            if held is None:
+                print(f"  rate limits ({who}): none (measured only)")
+            else:
+                per_minute = "unlimited" if held.per_minute is None else f"{held.per_minute:,}"
+                in_flight = "unlimited" if held.in_flight is None else f"{held.in_flight:,}"
+                print(f"  rate limits ({who}): {per_minute} requests/minute, {in_flight} in flight; excess gets 429")
     print("  readable resources:")
     for p in srv.workload.resources:
         if p.readable:

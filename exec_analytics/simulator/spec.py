@@ -27,6 +27,9 @@ Simulator's choices (unknown from the documentation):
 - Other bad arguments (a body that is not a JSON object, an unknown body field, ``endTime`` before
   ``startTime``, a malformed resource RID) are 400 ``InvalidArgument`` with ``parameters.field``; an unknown,
   revoked or expired bearer token is 401 ``InvalidToken``.
+- A request throttled by the simulator's rate limits (:mod:`.limits`) is 429 with the documented error body
+  shape, ``errorCode`` ``TOO_MANY_REQUESTS`` and ``errorName`` ``TooManyRequests`` (:data:`THROTTLED`): the
+  documentation says only "429 or 503". Injected faults (:mod:`.faults`) keep an empty body.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ __all__ = [
     "FILTER_KEYS",
     "MAX_PAGE_SIZE",
     "REQUEST_FIELDS",
+    "THROTTLED",
     "ApiError",
     "Refusal",
     "check_filter",
@@ -155,6 +159,11 @@ ERRORS: Mapping[str, ApiError] = MappingProxyType(
         )
     }
 )
+
+
+#: The answer past a rate limit (simulator's choice of code and name; the status is documented). Not in
+#: :data:`ERRORS`: it refuses no argument of the request, only its timing.
+THROTTLED = ApiError(429, "TOO_MANY_REQUESTS", "TooManyRequests")
 
 
 class Refusal(ValueError):
