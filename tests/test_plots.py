@@ -14,15 +14,15 @@ import pyarrow as pa
 import pytest
 from matplotlib.collections import PolyCollection
 
-from exec_analytics import plots, schema
+from exec_analytics import formatting, plots, schema
 from exec_analytics.analysis import (
+    budget_burndown,
     caller_breakdown,
     compare_versions,
     duration_percentiles,
     failure_rate,
     version_adoption,
 )
-from exec_analytics.report import budget_burndown
 from exec_analytics.simulator import Workload
 
 START, END = "2026-11-16T00:00Z", "2026-11-20T00:00Z"  # 1.4.0's canary starts 2026-11-17 09:00
@@ -121,7 +121,7 @@ def test_version_comparison_places_each_effect_on_its_threshold_scale(df, ax):
         assert x[0] == pytest.approx(pos["x"].iloc[i]) and y[0] == n - 1 - i
         colour = matplotlib.colors.to_hex(container.lines[0].get_color())
         assert colour.lower() == plots.VERDICT_COLORS[str(cmp["verdict"].iloc[i])].lower()
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(cmp["metric"])
+    assert [t.get_text() for t in ax.get_yticklabels()] == [formatting.metric_name(m) for m in cmp["metric"]]
     vlines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2 and list(ln.get_ydata()) == [0, 1]]
     assert sorted(ln.get_xdata()[0] for ln in vlines) == [-1, 0, 1]
 

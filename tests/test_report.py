@@ -13,7 +13,14 @@ import pyarrow as pa
 import pytest
 
 from exec_analytics import schema
-from exec_analytics.report import Report, build_weekly_report, render_html, render_markdown, safe_source
+from exec_analytics.report import (
+    Report,
+    build_weekly_report,
+    render_figures,
+    render_html,
+    render_markdown,
+    safe_source,
+)
 from exec_analytics.simulator import Workload
 
 START, END = "2026-11-17T00:00Z", "2026-11-21T00:00Z"  # four days: 1.4.0's rollout (2026-11-17..20)
@@ -51,7 +58,17 @@ def report(wl: Workload, df: pd.DataFrame) -> Report:
     return build_weekly_report(df, start=START, end=END, names=names, slo=0.95, compare={"n_resamples": 200})
 
 
-def test_report_finds_the_regressed_version_and_summarises_every_resource(wl, report):
+@pytest.fixture(scope="module")
+def figures(report: Report) -> dict[str, dict[str, bytes]]:
+    return render_figures(report)
+
+
+@pytest.fixture(scope="module")
+def html(report: Report, figures: dict[str, dict[str, bytes]]) -> str:
+    return render_html(report, figures=figures)
+
+
+def test_report_finds_the_regressed_version_and_summarises_every_resource(wl, report, figures):
     assert [s.rid for s in report.resources] == [wl.main.rid, wl.resources[2].rid]
     assert list(report.summary["name"]) == [wl.main.name, wl.resources[2].name]
     main = report.resources[0]
@@ -64,7 +81,7 @@ def test_report_finds_the_regressed_version_and_summarises_every_resource(wl, re
     assert any("regressed" in n for n in main.notable)
     assert report.summary.loc[0, "new_versions"] == "1.4.0: regressed"
     assert {"failure_rate", "duration_percentiles", "duration_distribution", "error_budget", "callers",
-            "version:1.4.0"} <= set(main.figures)  # fmt: skip
+            "version:1.4.0"} <= set(figures[main.rid])  # fmt: skip
 
 
 def test_kpis_match_the_analysis_of_each_period(df, report, wl):
@@ -85,7 +102,7 @@ def test_kpis_match_the_analysis_of_each_period(df, report, wl):
 
 
 def test_week_argument_selects_the_iso_week(df):
-    rep = build_weekly_report(df, week="2026-W47", figures=False, compare={"n_resamples": 50})
+    rep = build_weekly_report(df, week="2026-W47", compare={"n_resamples": 50})
     assert rep.start == pd.Timestamp("2026-11-16T00:00Z") and rep.end == pd.Timestamp("2026-11-23T00:00Z")
     assert rep.previous_start == pd.Timestamp("2026-11-09T00:00Z")
     with pytest.raises(ValueError, match="either week or start/end"):
@@ -94,19 +111,18 @@ def test_week_argument_selects_the_iso_week(df):
         build_weekly_report(df, week="2026-W60")
 
 
-def test_source_credentials_never_reach_the_output(report):
+def test_source_credentials_never_reach_the_output(report, html):
     assert report.source == "https://foundry.example.com:8443/api"
-    for text in (render_html(report), render_markdown(report)):
+    for text in (html, render_markdown(report)):
         assert "s3cret" not in text and "alice" not in text
     assert safe_source("not a url token=abc") is None
 
 
-def test_html_is_self_contained(report):
-    html = render_html(report)
+def test_html_is_self_contained(figures, html):
     assert html.startswith("<!DOCTYPE html>")
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", html)  # no external assets, only data: URLs and anchors
     assert "<script" not in html and "@import" not in html and "url(" not in html
-    assert html.count('src="data:image/png;base64,') == sum(len(s.figures) for s in report.resources)
+    assert html.count('src="data:image/png;base64,') == sum(len(f) for f in figures.values())
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +202,12 @@ def chromium_check(html: str, workdir: Path, screenshot: Path | None = None) -> 
 @pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)"
 )
-def test_report_renders_in_headless_chromium(report, tmp_path):
+def test_report_renders_in_headless_chromium(figures, html, tmp_path):
     shot = tmp_path / "report.png"
-    result = chromium_check(render_html(report), tmp_path, shot)
+    result = chromium_check(html, tmp_path, shot)
     assert result["errors"] == []
     assert result["undecoded"] == []
-    assert result["images"] == sum(len(s.figures) for s in report.resources) > 0
+    assert result["images"] == sum(len(f) for f in figures.values()) > 0
     assert shot.exists() and shot.stat().st_size > 50_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
