@@ -328,7 +328,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_weekly_report, render_html, render_markdown, week_bounds
+    from .report import build_weekly_report, render_html, render_markdown, render_summary, week_bounds
 
     if (args.start is None) != (args.end is None):
         raise ValueError("--start and --end go together")
@@ -342,7 +342,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     report = build_weekly_report(df, **period, resources=args.rids, slo=args.slo)
     text = render_html(report) if fmt == "html" else render_markdown(report)
     _write_text(args.out, text)
-    print(report.summary.to_string(index=False))
+    print(render_summary(report), end="")
     print(f"\nwrote {args.out}")
     return 0
 

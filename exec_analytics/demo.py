@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +12,10 @@ from . import formatting as fmt
 from .cache import ExecutionCache
 from .client import FoundryClient
 from .loader import load_executions
-from .report import Report, build_weekly_report, render_figures, render_html, render_markdown
+from .report import Report, build_weekly_report, render_figures, render_html, render_markdown, render_summary
 from .simulator import SimClock, SimulatorServer, Workload
 
-__all__ = ["DEMO_NOW", "DEMO_SLO", "headline", "run_demo"]
+__all__ = ["DEMO_NOW", "DEMO_SLO", "run_demo"]
 
 #: The simulator's clock is frozen here so that every run of the demo shows the same history, including the
 #: version rollouts that the workload schedules in the weeks before it.
@@ -24,39 +23,6 @@ DEMO_NOW = pd.Timestamp("2026-11-28T00:00:00Z")
 #: The simulated resources fail a few percent of the time by design, so the demo's error budget is set where
 #: one of them keeps its budget and another overspends it.
 DEMO_SLO = 0.95
-
-
-def headline(summary: pd.DataFrame) -> pd.DataFrame:
-    """The report's summary table formatted for a terminal.
-
-    Parameters
-    ----------
-    summary : pandas.DataFrame
-        ``Report.summary``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Text columns ``resource``, ``status``, ``executions`` (with week-over-week change), ``failure rate``
-        (with change in percentage points), ``p95`` (with relative change), ``budget left`` and
-        ``new versions``.
-    """
-    s = summary
-
-    def with_change(value: str, show: Callable[[object], str], change: Callable[[object], str]) -> list[str]:
-        return [f"{show(v)} ({change(c)})" for v, c in zip(s[value], s[f"{value}_change"], strict=True)]
-
-    return pd.DataFrame(
-        {
-            "resource": s["name"].map(fmt.text),
-            "status": s["status"],
-            "executions": with_change("executions", fmt.count, fmt.signed_percent),
-            "failure rate": with_change("failure_rate", fmt.percent, fmt.pp_change),
-            "p95": with_change("p95", fmt.seconds, fmt.signed_percent),
-            "budget left": [fmt.percent(b, 0) for b in s["budget_remaining"]],
-            "new versions": [fmt.text(v, "") for v in s["new_versions"]],
-        }
-    )
 
 
 def run_demo(
@@ -131,9 +97,8 @@ def run_demo(
             stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{section.name}-{figure}")
             (figures / f"{stem}.png").write_bytes(png)
 
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
-        print()
-        print(headline(report.summary).to_string(index=False))
+    print()
+    print(render_summary(report), end="")
     print(f"\nreport: {html.resolve()}  ({fmt.seconds(time.perf_counter() - began)} in all; SLO {fmt.level(slo)})")
     print(f"figures, report.md and executions.parquet in {out_dir.resolve()}")
     return report

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -19,6 +20,7 @@ from exec_analytics.report import (
     render_figures,
     render_html,
     render_markdown,
+    render_summary,
     safe_source,
 )
 from exec_analytics.simulator import Workload
@@ -27,6 +29,10 @@ START, END = "2026-11-17T00:00Z", "2026-11-21T00:00Z"  # four days: 1.4.0's roll
 HISTORY = "2026-11-13T00:00Z"  # one comparison period of the same length before
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = '<script>alert("x")</script>'
+# What breaks matplotlib's mathtext (an unbalanced "$\frac{$"), a NUL, and bidirectional overrides/isolates that
+# would reorder the text around them.
+MATHTEXT = "$\\frac{$"
+INVISIBLE = "\x00\u202e\u2066\u200f"
 
 
 def executions_table(wl: Workload, rids: list[str], start: str, end: str) -> pd.DataFrame:
@@ -127,31 +133,62 @@ def test_html_is_self_contained(figures, html):
 
 @pytest.fixture(scope="module")
 def hostile(wl: Workload) -> Report:
-    """A report whose versions, RIDs, failure reasons and callers carry markup."""
+    """A report whose versions, RIDs, failure reasons, callers and names carry markup, mathtext and controls."""
     p = wl.resources[2]
     start, end = "2026-11-10T00:00Z", "2026-11-12T00:00Z"
     df = executions_table(wl, [p.rid], "2026-11-08T00:00Z", end)
     evil_rid = f"ri.function-registry.main.function.{HOSTILE}"
     df["resource_rid"] = pd.Categorical([evil_rid] * len(df))
-    late = (df["start_time"] >= pd.Timestamp("2026-11-11T00:00Z")).to_numpy()
-    version = df["resource_version"].astype(str).where(~late, f"9.9.9{HOSTILE}")
+    # Half of the last day runs the new version, beside the old one: a rollout with an overlap to compare.
+    late = (df["start_time"] >= pd.Timestamp("2026-11-11T00:00Z")).to_numpy() & (np.arange(len(df)) % 2 == 0)
+    version = df["resource_version"].astype(str).where(~late, f"9.9.9{HOSTILE}{MATHTEXT}{INVISIBLE}")
     df["resource_version"] = pd.Categorical(version)
-    reason = df["failure_reason"].astype(object).where(df["failure_reason"].isna(), '<img src=x onerror="alert(1)">')
+    bad = f'<img src=x onerror="alert(1)">{MATHTEXT}{INVISIBLE}'
+    reason = df["failure_reason"].astype(object).where(df["failure_reason"].isna(), bad)
     df["failure_reason"] = pd.Categorical(reason)
-    caller = df["caller_rid"].astype(object).where(df["caller_rid"].isna(), f"ri.workshop.main.module.{HOSTILE}")
+    caller = (
+        df["caller_rid"]
+        .astype(object)
+        .where(df["caller_rid"].isna(), f"ri.workshop.main.module.{HOSTILE}{MATHTEXT}{INVISIBLE}")
+    )
     df["caller_rid"] = pd.Categorical(caller)
-    return build_weekly_report(df, start=start, end=end, names={evil_rid: f"<b>{HOSTILE}</b>"},
+    return build_weekly_report(df, start=start, end=end, names={evil_rid: f"<b>{HOSTILE}{MATHTEXT}{INVISIBLE}</b>"},
                                compare={"n_resamples": 50})  # fmt: skip
 
 
 def test_hostile_values_are_escaped_in_html_and_markdown(hostile):
-    assert hostile.resources[0].new_versions[0].version == f"9.9.9{HOSTILE}"
-    html = render_html(hostile)
+    section = hostile.resources[0]
+    assert section.new_versions[0].version == f"9.9.9{HOSTILE}{MATHTEXT}{INVISIBLE}"
+    assert section.new_versions[0].comparison.shape[0] > 0 and len(section.callers) and len(section.reasons)
+    # Every figure with data-driven text is drawn (the forest plot's ticks, the caller bars, the version legend).
+    figures = render_figures(hostile)[section.rid]
+    assert {"duration_distribution", "callers", f"version:{section.new_versions[0].version}"} <= set(figures)
+    html = render_html(hostile, figures=figures)
     assert "<script" not in html and "<img src=x" not in html and "<b><script" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
     md = render_markdown(hostile)
     assert "<script" not in md and "<img" not in md
+    for text in (html, md):
+        assert "frac{$" in text  # a dollar sign is text, shown as it is
+        assert not set(INVISIBLE) & set(text)  # NUL and bidirectional controls are neutralised...
+        assert "\ufffd" in text  # ...visibly
+
+
+def test_interval_labels_follow_the_confidence(df):
+    rep = build_weekly_report(df, start=START, end=END, confidence=0.9, compare={"n_resamples": 50})
+    html, md = render_html(rep, figures={}), render_markdown(rep)
+    assert rep.confidence == 0.9
+    for text in (html, md):
+        assert "90% CI" in text and not re.search(r"95% (CI|interval)|[Ii]ntervals are 95%", text)
+    assert "Intervals are 90%" in html and "intervals are 90%" in md
+    assert "effect [90% CI]" in html and "failure rate (90% CI)" in html
+    # The interval shown is the one computed at that level, not a relabelled 95% interval.
+    at95 = build_weekly_report(df, start=START, end=END, compare={"n_resamples": 50})
+    k90, k95 = rep.resources[0].kpi("failure rate"), at95.resources[0].kpi("failure rate")
+    assert k95.low < k90.low < k90.value < k90.high < k95.high
+    with pytest.raises(ValueError, match="confidence="):
+        build_weekly_report(df, start=START, end=END, compare={"confidence": 0.9})
 
 
 # --- headless Chromium ------------------------------------------------------------------------------------
@@ -218,3 +255,26 @@ def test_report_renders_in_headless_chromium(figures, html, tmp_path):
 def test_hostile_report_runs_no_script_in_chromium(hostile, tmp_path):
     result = chromium_check(render_html(hostile), tmp_path)
     assert result["errors"] == [] and result["undecoded"] == []
+
+
+def test_terminal_summary_is_formatted_and_inert():
+    t = pd.Timestamp("2026-11-16T00:00Z")
+    week = pd.Timedelta("7D")
+    summary = pd.DataFrame({
+        "name": ["checkout", "x" * 50 + "\u202e\x1b[2J"], "rid": ["ri.a", "ri.b"], "status": ["ok", "regressed"],
+        "executions": [12345.0, 7.0], "executions_change": [-0.003, float("nan")],
+        "failure_rate": [0.0123, 0.5], "failure_rate_change": [0.0025, float("nan")],
+        "p95": [300.0, 0.85], "p95_change": [0.123, float("nan")], "budget_remaining": [0.42, -1.5],
+        "new_versions": ["", "2.0.0: regressed"],
+    })  # fmt: skip
+    report = Report(title="t", start=t, end=t + week, previous_start=t - week, previous_end=t, slo=0.999,
+                    confidence=0.95, generated_at=t, source=None, summary=summary, resources=[])  # fmt: skip
+    assert render_summary(report).splitlines() == [
+        "2026-11-16 00:00 UTC – 2026-11-23 00:00 UTC, compared with 2026-11-09 00:00 UTC – 2026-11-16 00:00 UTC; "
+        "SLO 99.9%",
+        "resource                          status         executions      failure rate             p95  budget left",
+        "checkout                          ok         12,345 (-0.3%)  1.23% (+0.25 pp)  5.0 min (+12%)          42%",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…  regressed           7 (–)        50.00% (–)      850 ms (–)        -150%",
+        "x" * 50 + "\ufffd\ufffd[2J · new versions 2.0.0: regressed",
+    ]
+    assert max(len(line) for line in render_summary(report).splitlines()) <= 120

@@ -3,7 +3,7 @@
 - :func:`build_weekly_report` returns a :class:`Report`: plain dataclasses and DataFrames, no figures.
 - :func:`render_html` gives one self-contained HTML file (figures drawn and embedded, no external assets).
 - :func:`render_markdown` gives the same findings as Markdown for chat and email (no figures).
-- :func:`render_figures` draws the figures alone, as PNG.
+- :func:`render_figures` draws the figures alone, as PNG; :func:`render_summary` is the terminal headline.
 """
 
 from ..analysis import budget_burndown  # kept here for the notebooks written against exec_analytics.report
@@ -18,7 +18,7 @@ from .build import (
     week_bounds,
 )
 from .figures import render_figures
-from .render import render_html, render_markdown
+from .render import render_html, render_markdown, render_summary
 
 __all__ = [
     "BudgetStatus",
@@ -31,6 +31,7 @@ __all__ = [
     "render_figures",
     "render_html",
     "render_markdown",
+    "render_summary",
     "safe_source",
     "week_bounds",
 ]

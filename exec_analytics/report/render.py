@@ -21,7 +21,10 @@ from ..plots import VERDICT_COLORS
 from .build import Kpi, Report
 from .figures import render_figures
 
-__all__ = ["render_html", "render_markdown"]
+__all__ = ["render_html", "render_markdown", "render_summary"]
+
+#: Width of the terminal summary, and of its longest resource name (longer ones are cut with "…").
+_WIDTH, _NAME = 120, 32
 
 _STATUS_COLORS = {"regressed": VERDICT_COLORS["regressed"], "over budget": VERDICT_COLORS["regressed"],
                   "attention": VERDICT_COLORS["inconclusive"], "ok": VERDICT_COLORS["improved"]}  # fmt: skip
@@ -193,3 +196,55 @@ def render_markdown(report: Report) -> str:
                            f"{fmt.percent(r.share, 1)} |")  # fmt: skip
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _cut(value: Any, width: int) -> str:
+    text = fmt.text(value, "")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_summary(report: Report) -> str:
+    """The report's headline for a terminal: the period, then one line per resource.
+
+    Parameters
+    ----------
+    report : Report
+        From :func:`~exec_analytics.report.build_weekly_report`.
+
+    Returns
+    -------
+    str
+        Plain text: a line with the period, the comparison period and the SLO, then a table with columns
+        ``resource``, ``status``, ``executions`` (with change on the previous period), ``failure rate`` (with
+        change in percentage points), ``p95`` (with relative change) and ``budget left``; then a line per
+        resource with new versions and their verdicts. Data values are made inert; no line is longer than 120
+        characters.
+    """
+    if not isinstance(report, Report):
+        raise TypeError(f"render_summary: report must be a Report, got {type(report).__name__}")
+    s = report.summary
+
+    def with_change(value: str, show: Any, change: Any) -> list[str]:
+        return [f"{show(v)} ({change(c)})" for v, c in zip(s[value], s[f"{value}_change"], strict=True)]
+
+    columns = {
+        "resource": [_cut(v, _NAME) for v in s["name"]],
+        "status": [str(v) for v in s["status"]],
+        "executions": with_change("executions", fmt.count, fmt.signed_percent),
+        "failure rate": with_change("failure_rate", fmt.percent, fmt.pp_change),
+        "p95": with_change("p95", fmt.seconds, fmt.signed_percent),
+        "budget left": [fmt.percent(b, 0) for b in s["budget_remaining"]],
+    }
+    left = {"resource", "status"}  # text reads from the left, numbers line up on the right
+    widths = {name: max(len(name), *(len(v) for v in values)) for name, values in columns.items()}
+    lines = [[(name.ljust if name in left else name.rjust)(widths[name]) for name in columns]]
+    for i in range(len(s)):
+        lines.append([(v.ljust if name in left else v.rjust)(widths[name])
+                      for name, v in ((name, values[i]) for name, values in columns.items())])  # fmt: skip
+    table = "\n".join("  ".join(line).rstrip() for line in lines)
+    head = (f"{fmt.timestamp(report.start)} – {fmt.timestamp(report.end)}, compared with "
+            f"{fmt.timestamp(report.previous_start)} – {fmt.timestamp(report.previous_end)}; "
+            f"SLO {fmt.level(report.slo)}")  # fmt: skip
+    versions = [_cut(f"{name} · new versions {v}", _WIDTH) for name, v in zip(s["name"], s["new_versions"],
+                strict=True) if v]  # fmt: skip
+    return "\n".join([_cut(head, _WIDTH), table, *versions]) + "\n"
