@@ -12,7 +12,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
@@ -322,9 +322,23 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format", choices=("html", "md"), default=None, help="html (default, or from the --out suffix) or md"
     )
-    p.add_argument("--slo", type=float, default=0.99, help="target share of succeeded executions (default 0.99)")
+    p.add_argument("--slo", type=_slo, default=0.99, help="target share of succeeded executions (default 0.99)")
     _add_source_options(p)
     p.set_defaults(func=_cmd_report)
+
+
+def _slo(text: str) -> float:
+    """``--slo``: a fraction strictly between 0 and 1, checked where every SLO target is."""
+    from .analysis.burndown import check_slo
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_slo(value, "--slo")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--slo ")) from None
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -374,9 +388,37 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidate", required=True, help="version under test")
     p.add_argument("--start", help="window start (default: 28 days before --end)")
     p.add_argument("--end", help="window end, exclusive (default: now)")
+    p.add_argument(
+        "--stratify-freq",
+        type=_stratify_freq,
+        default=None,
+        metavar="FREQ",
+        help=(
+            "also compare within time buckets of this length, not only within callers: 'auto' (the default: "
+            "a bucket chosen from the data), 'none' (callers only), or a pandas frequency such as 6h. It "
+            "adjusts for the candidate's share growing during the rollout while latency and failures drift "
+            "over the day; it does not adjust for anything else that changes with the version"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON records")
     _add_source_options(p)
     p.set_defaults(func=_cmd_compare)
+
+
+def _stratify_freq(text: str) -> str:
+    """``--stratify-freq``: ``auto``, ``none`` or a positive pandas frequency, checked before any request."""
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return word
+    try:
+        step: pd.Timedelta | None = pd.Timedelta(text)  # the fixed lengths compare_versions accepts
+    except (TypeError, ValueError):
+        step = None
+    if step is None or step <= pd.Timedelta(0) or step.value % 1_000_000:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, none or a fixed time bucket such as 6h, 30min or 1D; got {text!r}"
+        )
+    return text
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -387,7 +429,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     start = to_utc(args.start, "--start") if args.start else end - pd.Timedelta(days=28)
     # Only the two versions are needed: the server filters, so the transfer is theirs alone.
     df = _load(args, [args.rid], start, end, where=filters.version_in([args.baseline, args.candidate]))
-    result = compare_versions(df, args.baseline, args.candidate)
+    # The flag is passed only when given, so the library's default applies otherwise.
+    given = args.stratify_freq
+    extra: dict[str, Any] = {} if given is None else {"stratify_freq": None if given == "none" else given}
+    result = compare_versions(df, args.baseline, args.candidate, **extra)
     if args.json:
         print(result.to_json(orient="records", date_format="iso", indent=2))
     else:

@@ -238,3 +238,53 @@ def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
     assert proc.returncode in (0, 130)
+
+
+@pytest.mark.parametrize(
+    ("flag", "adjusted_for"),
+    [([], "caller_rid"), (["--stratify-freq", "6h"], "caller_rid, start_time/6h"),
+     (["--stratify-freq", "none"], "caller_rid")],
+)  # fmt: skip
+def test_compare_stratify_freq_reaches_the_comparison(
+    flag: list[str],
+    adjusted_for: str,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    window = ["--start", "2026-11-16T00:00Z", "--end", "2026-11-20T00:00Z"]
+    args = ["compare", workload.main.rid, "--baseline", "1.3.0", "--candidate", "1.4.0", *window, *flag]
+    assert main([*args, "--json", "--no-progress"]) == 10
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["adjusted_for"] for r in rows} == {adjusted_for}
+
+
+@pytest.mark.parametrize("value", ["bogus", "0h", "-6h", "1ns", ""])
+def test_compare_rejects_a_bad_stratify_freq_before_any_request(
+    value: str, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sim.request_count
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "ri.function-registry.main.function.1", "--baseline", "a", "--candidate", "b",
+              f"--stratify-freq={value}"])  # fmt: skip
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--stratify-freq" in err and "auto, none" in err
+    assert sim.request_count == before
+
+
+def test_compare_help_says_what_stratify_freq_adjusts_for() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    text = " ".join(sub.choices["compare"].format_help().split())
+    assert "--stratify-freq FREQ" in text and "'auto' (the default" in text and "'none' (callers only)" in text
+    assert "does not adjust for" in text
+
+
+@pytest.mark.parametrize("value", ["1", "0", "1.5", "x", "-0.1"])
+def test_report_slo_is_checked_where_every_slo_is(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "ri.function-registry.main.function.1", "--week", "2026-W46", "--out", "r.html",
+              f"--slo={value}"])  # fmt: skip
+    assert exit_.value.code == 2
+    assert "--slo" in capsys.readouterr().err
