@@ -18,6 +18,7 @@ import orjson
 import pandas as pd
 
 from . import __version__
+from . import formatting as fmt
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -34,10 +35,15 @@ from .timeutil import to_utc
 if TYPE_CHECKING:
     from .cache import ExecutionCache
 
-__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "main"]
+__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "FAIL_ON_CODES", "comparison_summary", "main"]
 
 #: ``exec-analytics compare`` exits with this code when a metric regressed, so a release gate can block on it.
 EXIT_REGRESSED = 10
+#: ``compare --fail-on``: the verdicts a release gate can fail on, each with its own exit code; when several are
+#: present the first in this order decides (regressed is the most alarming).
+FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "inconclusive": 11, "insufficient": 12}
+# --fail-on names -> compare_versions verdicts
+_FAIL_ON_VERDICTS = {"regressed": "regressed", "inconclusive": "inconclusive", "insufficient": "insufficient data"}
 
 #: Exit codes by failure, most specific first. 2 is argparse's own code for bad usage.
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -368,12 +374,14 @@ def _write_text(path: Path, text: str) -> None:
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help="compare two versions of a resource; exit 10 on a regression (release gates)",
+        help="compare two versions of a resource; exit 10 on a regression (release gates, see --fail-on)",
         formatter_class=_Formatter,
         description=(
             "Compare a candidate version with a baseline over the time both ran, adjusted for caller mix:\n"
             "failure rate, p50, p95, p99 and the whole distribution, each with an interval and a verdict.\n"
-            f"Exits {EXIT_REGRESSED} when any metric regressed, 0 otherwise."
+            f"Exits {EXIT_REGRESSED} when any metric regressed, 0 otherwise; with --fail-on, also "
+            f"{FAIL_ON_CODES['inconclusive']} when one is\ninconclusive and {FAIL_ON_CODES['insufficient']} when "
+            "one has insufficient data (the most alarming verdict present decides)."
         ),
         epilog=textwrap.dedent(
             """\
@@ -400,9 +408,30 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
             "over the day; it does not adjust for anything else that changes with the version"
         ),
     )
+    p.add_argument(
+        "--fail-on",
+        type=_fail_on,
+        default=("regressed",),
+        metavar="VERDICTS",
+        help=(
+            "comma-separated verdicts that fail the command, each with its exit code: regressed "
+            f"({FAIL_ON_CODES['regressed']}), inconclusive ({FAIL_ON_CODES['inconclusive']}), insufficient "
+            f"({FAIL_ON_CODES['insufficient']}: insufficient data); default regressed. A release gate that must not "
+            "pass on no evidence uses regressed,inconclusive,insufficient"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON records")
     _add_source_options(p)
     p.set_defaults(func=_cmd_compare)
+
+
+def _fail_on(text: str) -> tuple[str, ...]:
+    """``--fail-on``: known verdict names, in the order of :data:`FAIL_ON_CODES`."""
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    unknown = sorted(names - set(FAIL_ON_CODES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FAIL_ON_CODES)}; got {text!r}")
+    return tuple(n for n in FAIL_ON_CODES if n in names)
 
 
 def _stratify_freq(text: str) -> str:
@@ -436,27 +465,93 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json(orient="records", date_format="iso", indent=2))
     else:
-        shown = [
-            "metric",
-            "baseline_value",
-            "candidate_value",
-            "ratio",
-            "ratio_low",
-            "ratio_high",
-            "difference",
-            "difference_low",
-            "difference_high",
-            "p_adjusted",
-            "verdict",
-        ]
-        options = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format)
-        with pd.option_context(*options):
-            print(result[[c for c in shown if c in result.columns]].to_string(index=False))
-    regressed = result["verdict"].eq("regressed")
-    if regressed.any():
-        print(f"regressed: {', '.join(result.loc[regressed, 'metric'].astype(str))}", file=sys.stderr)
-        return EXIT_REGRESSED
+        print(comparison_summary(result), end="")
+    verdicts = result["verdict"].astype(str)
+    for name in args.fail_on:  # the most alarming verdict first
+        hit = verdicts.eq(_FAIL_ON_VERDICTS[name])
+        if hit.any():
+            metrics = ", ".join(fmt.metric_name(m) for m in result.loc[hit, "metric"])
+            print(f"{_FAIL_ON_VERDICTS[name]}: {metrics}", file=sys.stderr)
+            return FAIL_ON_CODES[name]
     return 0
+
+
+def _threshold(row: pd.Series) -> str:
+    """A verdict's practical threshold in the units of its effect."""
+    t = float(row["threshold"])
+    if row["judged_on"] == "ratio":
+        return f"×{1 + t:.2f} (±{fmt.level(t)})"
+    if str(row["metric"]).startswith("failure_rate"):
+        return f"±{100 * t:g} pp"
+    return f"±{t:g}"
+
+
+def _why(row: pd.Series, tests: int) -> str:
+    """Why a metric is inconclusive or has insufficient data; "" for the other verdicts."""
+    verdict = str(row["verdict"])
+    if verdict == "insufficient data":
+        return str(row["note"]) or "no interval could be computed"
+    if verdict != "inconclusive":
+        return ""
+    on = "ratio" if row["judged_on"] == "ratio" else "difference"
+    low, high, t = float(row[f"{on}_low"]), float(row[f"{on}_high"]), float(row["threshold"])
+    up, down = (1 + t, 1 / (1 + t)) if on == "ratio" else (t, -t)
+    if low > up or high < down:
+        return (f"beyond the threshold {_threshold(row)} but not significant once adjusted for "
+                f"{fmt.plural(tests, 'test')} (adjusted p = {float(row['p_adjusted']):.2g})")  # fmt: skip
+    return f"the interval reaches across the threshold {_threshold(row)}: more executions would decide it"
+
+
+def comparison_summary(result: pd.DataFrame, confidence: float = 0.95) -> str:
+    """:func:`~exec_analytics.analysis.compare_versions` output for a terminal: what was compared, then a table.
+
+    Parameters
+    ----------
+    result : DataFrame
+        ``compare_versions`` output for one pair of versions.
+    confidence : float
+        The level its intervals were computed at (for the column label).
+
+    Returns
+    -------
+    str
+        A line naming the versions, the window and what was adjusted for; a table with columns ``metric``
+        (in words), ``baseline``, ``candidate`` (crude values with units), ``executions`` (baseline /
+        candidate), ``effect [CI]`` (adjusted, in the units of the verdict) and ``verdict``; then one line
+        per inconclusive or insufficient-data metric saying why. No line is longer than 120 characters.
+    """
+    if not len(result):
+        return "nothing to compare\n"
+    first = result.iloc[0]
+
+    def value(row: pd.Series, which: str) -> str:
+        v, metric = row[f"{which}_value"], str(row["metric"])
+        if metric.startswith("failure_rate"):
+            return fmt.percent(v)
+        return f"{float(v):.3f}" if metric == "distribution" else fmt.seconds(v)
+
+    rows = [row for _, row in result.iterrows()]
+    columns = {
+        "metric": [_cut(fmt.metric_name(r["metric"]), 36) for r in rows],
+        "baseline": [value(r, "baseline") for r in rows],
+        "candidate": [value(r, "candidate") for r in rows],
+        "executions": [f"{fmt.count(r['baseline_executions'])} / {fmt.count(r['candidate_executions'])}" for r in rows],
+        f"effect [{fmt.level(confidence)} CI]": [fmt.effect(r) for r in rows],
+        "verdict": [str(r["verdict"]) for r in rows],
+    }
+    adjusted = fmt.text(first["adjusted_for"]).replace(", start_time/", " and time buckets of ")
+    head = (f"{fmt.text(first['candidate'])} against {fmt.text(first['baseline'])}, "
+            f"{fmt.timestamp(first['window_start'])} – {fmt.timestamp(first['window_end'])} (both ran)\n"
+            f"adjusted for {adjusted or 'nothing (a naive comparison)'}; executions: baseline / candidate")  # fmt: skip
+    tested = int(result["p_adjusted"].notna().sum())
+    notes = [f"{fmt.metric_name(r['metric'])} is {r['verdict']}: {_why(r, tested)}" for r in rows if _why(r, tested)]
+    wrapped = [textwrap.fill(line, 120, subsequent_indent="  ", break_on_hyphens=False)
+               for line in [*head.splitlines(), *notes]]  # fmt: skip
+    return "\n".join([*wrapped[:2], fmt.table(columns, left=("metric", "verdict")), *wrapped[2:]]) + "\n"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:

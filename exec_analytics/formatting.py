@@ -10,6 +10,7 @@ missing value (None, NaN, NaT) and returns :data:`MISSING` for it rather than ``
 - :func:`timestamp`: ``2026-11-17 09:00 UTC``; :func:`level`: a confidence level or SLO (``95%``, ``99.9%``).
 - :func:`effect`: a version-comparison effect with its interval (``×1.40 [1.37, 1.43]``, ``+0.25 pp [...]``).
 - :func:`metric_name`: a comparison metric in words (``failure_rate[timeout]`` -> ``failure rate (timeout)``).
+- :func:`table`: columns of formatted cells as a plain-text table for a terminal.
 - :func:`text`: a data value (version, RID, failure reason) as inert text: control, NUL and bidirectional
   formatting characters cannot reorder, hide or corrupt what is around it.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -36,6 +37,7 @@ __all__ = [
     "pp_change",
     "seconds",
     "signed_percent",
+    "table",
     "text",
     "timestamp",
 ]
@@ -280,3 +282,30 @@ def effect(row: Mapping[str, Any]) -> str:
     if str(row["metric"]).startswith("failure_rate"):
         return f"{100 * v:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}]"
     return f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def table(columns: Mapping[str, Sequence[str]], *, left: Collection[str] = ()) -> str:
+    """Columns of already formatted cells as a plain-text table: a header line, then one line per row.
+
+    Parameters
+    ----------
+    columns : mapping
+        Header -> cells, every column as long as the others.
+    left : collection of str
+        Headers of the columns aligned left (text); the others are aligned right (numbers line up).
+
+    Returns
+    -------
+    str
+        Lines joined by newlines, columns two spaces apart, no trailing spaces or final newline.
+    """
+    heights = {len(cells) for cells in columns.values()}
+    if len(heights) > 1:
+        raise ValueError(f"table: columns differ in length ({sorted(heights)})")
+    widths = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns.items()}
+
+    def line(cells: Sequence[tuple[str, str]]) -> str:
+        return "  ".join(c.ljust(widths[n]) if n in left else c.rjust(widths[n]) for n, c in cells).rstrip()
+
+    rows = zip(*columns.values(), strict=True)
+    return "\n".join([line([(n, n) for n in columns]), *(line(list(zip(columns, r, strict=True))) for r in rows)])

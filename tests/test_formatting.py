@@ -115,3 +115,10 @@ def test_effect_in_the_units_it_was_judged_on():
     assert fmt.effect(_row("failure_rate", "difference", (0.0025, 0.001, 0.004))) == "+0.25 pp [+0.10, +0.40]"
     assert fmt.effect(_row("distribution", "difference", (0.12, 0.08, -0.01))) == "+0.120 [+0.080, -0.010]"
     assert fmt.effect(_row("p50", "ratio", (NAN, 1.0, 2.0))) == "no estimate"
+
+
+def test_table_aligns_text_left_and_numbers_right():
+    out = fmt.table({"name": ["a", "longer"], "count": ["1", "12,345"]}, left=["name"])
+    assert out.splitlines() == ["name     count", "a            1", "longer  12,345"]
+    with pytest.raises(ValueError, match="differ in length"):
+        fmt.table({"a": ["1"], "b": []})

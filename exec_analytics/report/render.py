@@ -235,13 +235,7 @@ def render_summary(report: Report) -> str:
         "p95": with_change("p95", fmt.seconds, fmt.signed_percent),
         "budget left": [fmt.percent(b, 0) for b in s["budget_remaining"]],
     }
-    left = {"resource", "status"}  # text reads from the left, numbers line up on the right
-    widths = {name: max(len(name), *(len(v) for v in values)) for name, values in columns.items()}
-    lines = [[(name.ljust if name in left else name.rjust)(widths[name]) for name in columns]]
-    for i in range(len(s)):
-        lines.append([(v.ljust if name in left else v.rjust)(widths[name])
-                      for name, v in ((name, values[i]) for name, values in columns.items())])  # fmt: skip
-    table = "\n".join("  ".join(line).rstrip() for line in lines)
+    table = fmt.table(columns, left=("resource", "status"))
     head = (f"{fmt.timestamp(report.start)} – {fmt.timestamp(report.end)}, compared with "
             f"{fmt.timestamp(report.previous_start)} – {fmt.timestamp(report.previous_end)}; "
             f"SLO {fmt.level(report.slo)}")  # fmt: skip
