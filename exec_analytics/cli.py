@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
@@ -73,6 +74,37 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+def _int_in(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value}")
+    return value
+
+
+def _workers(text: str) -> int:
+    """``--workers``: the loader's own bounds, checked before any request (0 is not "the default")."""
+    return _int_in(text, 1, 256)
+
+
+def _port(text: str) -> int:
+    """``--port``: a TCP port, so that 80000 is a usage error rather than a traceback from the socket."""
+    return _int_in(text, 0, 65535)
+
+
+#: Library keywords in error messages, as the command line spells them.
+_FLAGS = {"hostname=": "--hostname", "token=": "FOUNDRY_TOKEN", "client_id=/client_secret=":
+          "FOUNDRY_CLIENT_ID/FOUNDRY_CLIENT_SECRET", "cache_dir=": "--cache-dir"}  # fmt: skip
+
+
+def _in_cli_words(message: str) -> str:
+    for keyword, flag in _FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(keyword)}(?!\w)", flag, message)
+    return message
+
+
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fetch",
@@ -96,9 +128,11 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", required=True, help="window start, ISO-8601 with a zone (e.g. 2026-11-01T00:00Z)")
     p.add_argument("--end", required=True, help="window end (exclusive), ISO-8601 with a zone")
     p.add_argument("--where", help="ExecutionFilter as JSON (see API docs)")
-    p.add_argument("--out", type=Path, help="Parquet file to write the window to (required with --no-cache)")
+    p.add_argument("--out", type=Path, help="Parquet file (.parquet) to write the window to (required with --no-cache)")
     p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
-    p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
+    p.add_argument(
+        "--workers", type=_workers, default=None, help="concurrent requests, 1 to 256 (default 8; user tokens allow 30)"
+    )
     _add_cache_dir(p)
     p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
     p.add_argument(
@@ -145,6 +179,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         raise ValueError("--no-cache cannot be combined with --cache-dir, --refresh or --settle-lag")
     if args.no_cache and args.out is None:
         raise ValueError("--no-cache needs --out: without the cache the executions must go somewhere")
+    if args.out is not None and args.out.suffix.lower() not in ("", ".parquet", ".pq"):
+        raise ValueError(f"--out {args.out.name}: executions are written as Parquet (.parquet), not {args.out.suffix}")
     cache: ExecutionCache | bool = False
     if not args.no_cache:
         cache = _cache_from(args, **({} if args.settle_lag is None else {"settle_lag": args.settle_lag}))
@@ -274,7 +310,9 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
     _add_cache_dir(p)
     p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
-    p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
+    p.add_argument(
+        "--workers", type=_workers, default=None, help="concurrent requests, 1 to 256 (default 8; user tokens allow 30)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -324,9 +362,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     when.add_argument("--week", help="ISO week, e.g. 2026-W47 (Monday to Monday, UTC)")
     when.add_argument("--start", help="period start, ISO-8601 with a zone (needs --end)")
     p.add_argument("--end", help="period end (exclusive), ISO-8601 with a zone")
-    p.add_argument("--out", required=True, type=Path, help="file to write")
+    p.add_argument("--out", required=True, type=Path, help="file to write: .html or .md (another suffix is an error)")
     p.add_argument(
-        "--format", choices=("html", "md"), default=None, help="html (default, or from the --out suffix) or md"
+        "--format",
+        choices=("html", "md"),
+        default=None,
+        help="html or md (default: from the --out suffix, else html); must agree with the suffix",
     )
     p.add_argument("--slo", type=_slo, default=0.99, help="target share of succeeded executions (default 0.99)")
     _add_source_options(p)
@@ -347,6 +388,21 @@ def _slo(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--slo ")) from None
 
 
+#: Report formats by --out suffix.
+_REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
+
+
+def _report_format(out: Path, given: str | None) -> str:
+    """The report's format: --format, else the --out suffix; a suffix that says otherwise is an error."""
+    suffix = out.suffix.lower()
+    implied = _REPORT_SUFFIXES.get(suffix)
+    if suffix and implied is None:
+        raise ValueError(f"--out {out.name}: a report is written as HTML (.html) or Markdown (.md), not {suffix}")
+    if given is not None and implied is not None and given != implied:
+        raise ValueError(f"--out {out.name} says {implied} but --format says {given}; make them agree")
+    return given or implied or "html"
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import build_weekly_report, render_html, render_markdown, render_summary, week_bounds
 
@@ -355,12 +411,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     start, end = week_bounds(args.week) if args.week else (to_utc(args.start, "--start"), to_utc(args.end, "--end"))
     if end <= start:
         raise ValueError("--end must be after --start")
-    fmt = args.format or ("md" if args.out.suffix.lower() in (".md", ".markdown") else "html")
+    kind = _report_format(args.out, args.format)
     # One period before the report's own: week-over-week changes and the baselines of new versions.
     df = _load(args, args.rids, start - (end - start), end)
     period = {"week": args.week} if args.week else {"start": start, "end": end}
     report = build_weekly_report(df, **period, resources=args.rids, slo=args.slo)
-    text = render_html(report) if fmt == "html" else render_markdown(report)
+    text = render_html(report) if kind == "html" else render_markdown(report)
     _write_text(args.out, text)
     print(render_summary(report), end="")
     print(f"\nwrote {args.out}")
@@ -569,7 +625,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
             """
         ),
     )
-    p.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0 picks a free one)")
+    p.add_argument("--port", type=_port, default=8765, help="TCP port on 127.0.0.1, 0 to 65535 (0 picks a free one)")
     p.add_argument("--seed", type=int, default=0, help="workload seed (same seed, same executions)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every resource's traffic")
     p.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency added to every request")
@@ -669,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("exec-analytics: interrupted", file=sys.stderr)
         return 130
     except (ExecAnalyticsError, ValueError, TypeError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = _in_cli_words(" ".join(str(exc).split())) or type(exc).__name__
         print(f"exec-analytics: error: {message}", file=sys.stderr)
         return _exit_code(exc)
 

@@ -398,3 +398,59 @@ def test_fail_on_rejects_unknown_verdicts(capsys: pytest.CaptureFixture[str]) ->
               "--fail-on", "regressed,flaky"])  # fmt: skip
     assert exit_.value.code == 2
     assert "--fail-on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["simulate", "--port", "80000"], "argument --port: expected a whole number from 0 to 65535, got 80000"),
+        (["fetch", "RID", "--start", "a", "--end", "b", "--workers", "0"], "argument --workers: expected a whole"),
+        (["fetch", "RID", "--start", "a", "--end", "b", "--workers=-3"], "argument --workers: expected a whole"),
+        (["report", "RID", "--week", "2026-W46", "--out", "r.html", "--workers", "x"], "argument --workers"),
+    ],
+)
+def test_bad_numbers_are_usage_errors_naming_the_flag(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_errors_name_flags_not_python_keywords(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("FOUNDRY_HOSTNAME", "FOUNDRY_TOKEN", "FOUNDRY_CLIENT_ID", "FOUNDRY_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    rid = "ri.function-registry.main.function.00000000-0000-0000-0000-000000000000"
+    assert main(["fetch", rid, *WINDOW, "--out", str(tmp_path / "x.parquet"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--hostname" in err and "hostname=" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["report", "READABLE", "--week", "2026-W46", "--out", "r.pdf"], "--out r.pdf: a report is written as HTML"),
+        (["report", "READABLE", "--week", "2026-W46", "--out", "r.md", "--format", "html"], "says md but --format"),
+        (["fetch", "READABLE", *WINDOW, "--out", "a.csv"], "--out a.csv: executions are written as Parquet"),
+    ],
+)
+def test_out_suffix_that_contradicts_the_format_is_an_error_before_any_request(
+    args: list[str],
+    words: str,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = foundry_env.request_count
+    args = [workload.resource_rids[0] if a == "READABLE" else a for a in args]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exec-analytics: error: ") and words in err
+    assert foundry_env.request_count == before and not list(tmp_path.iterdir())
