@@ -105,7 +105,7 @@ def _in_cli_words(message: str) -> str:
     return message
 
 
-def _add_fetch(sub: argparse._SubParsersAction) -> None:
+def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "fetch",
         help="load executions of one or more resources into the cache and, optionally, a Parquet file",
@@ -221,7 +221,7 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     _write_atomically(path, lambda tmp: df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=False))
 
 
-def _add_cache(sub: argparse._SubParsersAction) -> None:
+def _add_cache(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "cache",
         help="show or prune the local execution history",
@@ -339,7 +339,7 @@ def _load(
         )
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report",
         help="write the weekly reliability report (HTML or Markdown)",
@@ -427,7 +427,7 @@ def _write_text(path: Path, text: str) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> None:
+def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "compare",
         help="compare two versions of a resource; exit 10 on a regression (release gates, see --fail-on)",
@@ -610,7 +610,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _add_simulate(sub: argparse._SubParsersAction) -> None:
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "simulate",
         help="serve the built-in Foundry simulator on loopback",
@@ -640,7 +640,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="the whole path on the built-in simulator: load four weeks, write the weekly report",

@@ -257,7 +257,7 @@ def metric_name(metric: Any) -> str:
     return {"failure_rate": "failure rate", "distribution": "distribution (P(slower))"}.get(name, name)
 
 
-def effect(row: Mapping[str, Any]) -> str:
+def effect(row: Mapping[str, Any] | pd.Series[Any]) -> str:
     """A version-comparison effect with its interval, in the units the verdict was judged on.
 
     Parameters

@@ -278,3 +278,16 @@ def test_terminal_summary_is_formatted_and_inert():
         "x" * 50 + "\ufffd\ufffd[2J · new versions 2.0.0: regressed",
     ]
     assert max(len(line) for line in render_summary(report).splitlines()) <= 120
+
+
+def test_markdown_draws_no_figure_and_html_draws_them_from_the_data(report, monkeypatch):
+    from exec_analytics.report import figures as drawing
+
+    drawn: list[tuple[float, float]] = []
+    real = drawing._png
+    monkeypatch.setattr(drawing, "_png", lambda draw, size: drawn.append(size) or real(draw, size))
+    render_markdown(report)
+    assert drawn == []
+    html = render_html(report)
+    assert len(drawn) == html.count('src="data:image/png;base64,') >= 5
+    assert not any(isinstance(v, bytes) for sec in report.resources for v in vars(sec).values())

@@ -83,7 +83,7 @@ def budget_burndown(
     rates = rates.sort_values("period_start").reset_index(drop=True)
     step = pd.Timedelta(freq)
     allowed = (1 - target) * float(rates["executions"].sum())
-    out = pd.DataFrame({
+    out: pd.DataFrame = pd.DataFrame({
         "period_start": rates["period_start"].clip(lower=s),
         "period_end": (rates["period_start"] + step).clip(upper=e),
         "executions": rates["executions"].astype("int64"),
