@@ -546,7 +546,7 @@ def _why(row: pd.Series, tests: int) -> str:
     """Why a metric is inconclusive or has insufficient data; "" for the other verdicts."""
     verdict = str(row["verdict"])
     if verdict == "insufficient data":
-        return str(row["note"]) or "no interval could be computed"
+        return fmt.text(row["note"]) or "no interval could be computed"
     if verdict != "inconclusive":
         return ""
     on = "ratio" if row["judged_on"] == "ratio" else "difference"
@@ -725,7 +725,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("exec-analytics: interrupted", file=sys.stderr)
         return 130
     except (ExecAnalyticsError, ValueError, TypeError, OSError) as exc:
-        message = _in_cli_words(" ".join(str(exc).split())) or type(exc).__name__
+        # Messages can quote data (a version, a path): shown inert, like every other value on the terminal.
+        message = _in_cli_words(fmt.text(" ".join(str(exc).split()))) or type(exc).__name__
         print(f"exec-analytics: error: {message}", file=sys.stderr)
         return _exit_code(exc)
 

@@ -454,3 +454,11 @@ def test_out_suffix_that_contradicts_the_format_is_an_error_before_any_request(
     err = capsys.readouterr().err
     assert err.startswith("exec-analytics: error: ") and words in err
     assert foundry_env.request_count == before and not list(tmp_path.iterdir())
+
+
+def test_error_messages_quoting_data_are_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r\x1b[2J\u202e.pdf"
+    assert main(["report", "ri.function-registry.main.function.1", "--week", "2026-W46", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exec-analytics: error: --out r\ufffd[2J\ufffd.pdf: ") and err.count("\n") == 1
+    assert "\x1b" not in err and "\u202e" not in err
