@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from exec_analytics import schema
+from exec_analytics.analysis import compare_versions
 from exec_analytics.cli import FAIL_ON_CODES, build_parser, comparison_summary, main
 from exec_analytics.simulator import SimulatorServer, Workload
 
@@ -242,20 +245,26 @@ def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "adjusted_for"),
-    [([], "caller_rid"), (["--stratify-freq", "6h"], "caller_rid, start_time/6h"),
+    [([], None), (["--stratify-freq", "6h"], "caller_rid, start_time/6h"),
      (["--stratify-freq", "none"], "caller_rid")],
 )  # fmt: skip
 def test_compare_stratify_freq_reaches_the_comparison(
     flag: list[str],
-    adjusted_for: str,
+    adjusted_for: str | None,
     foundry_env: SimulatorServer,
     workload: Workload,
+    sim_now: pd.Timestamp,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     window = ["--start", "2026-11-16T00:00Z", "--end", "2026-11-20T00:00Z"]
     args = ["compare", workload.main.rid, "--baseline", "1.3.0", "--candidate", "1.4.0", *window, *flag]
     assert main([*args, "--json", "--no-progress"]) == 10
     rows = json.loads(capsys.readouterr().out)
+    if adjusted_for is None:  # no flag: whatever compare_versions does by default on the same executions
+        truth = workload.ground_truth(workload.main.rid, window[1], window[3], as_of=sim_now)
+        truth = truth[truth["resource_version"].isin(["1.3.0", "1.4.0"])][list(schema.COLUMNS)]
+        df = schema.to_frame(pa.Table.from_pandas(truth, preserve_index=False))
+        adjusted_for = str(compare_versions(df, "1.3.0", "1.4.0", n_resamples=10)["adjusted_for"].iloc[0])
     assert {r["adjusted_for"] for r in rows} == {adjusted_for}
 
 
