@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
 
 from . import __version__
+from . import formatting as fmt
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -34,10 +36,15 @@ from .timeutil import to_utc
 if TYPE_CHECKING:
     from .cache import ExecutionCache
 
-__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "main"]
+__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "FAIL_ON_CODES", "comparison_summary", "main"]
 
 #: ``exec-analytics compare`` exits with this code when a metric regressed, so a release gate can block on it.
 EXIT_REGRESSED = 10
+#: ``compare --fail-on``: the verdicts a release gate can fail on, each with its own exit code; when several are
+#: present the first in this order decides (regressed is the most alarming).
+FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "inconclusive": 11, "insufficient": 12}
+# --fail-on names -> compare_versions verdicts
+_FAIL_ON_VERDICTS = {"regressed": "regressed", "inconclusive": "inconclusive", "insufficient": "insufficient data"}
 
 #: Exit codes by failure, most specific first. 2 is argparse's own code for bad usage.
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -67,7 +74,38 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
-def _add_fetch(sub: argparse._SubParsersAction) -> None:
+def _int_in(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value}")
+    return value
+
+
+def _workers(text: str) -> int:
+    """``--workers``: the loader's own bounds, checked before any request (0 is not "the default")."""
+    return _int_in(text, 1, 256)
+
+
+def _port(text: str) -> int:
+    """``--port``: a TCP port, so that 80000 is a usage error rather than a traceback from the socket."""
+    return _int_in(text, 0, 65535)
+
+
+#: Library keywords in error messages, as the command line spells them.
+_FLAGS = {"hostname=": "--hostname", "token=": "FOUNDRY_TOKEN", "client_id=/client_secret=":
+          "FOUNDRY_CLIENT_ID/FOUNDRY_CLIENT_SECRET", "cache_dir=": "--cache-dir"}  # fmt: skip
+
+
+def _in_cli_words(message: str) -> str:
+    for keyword, flag in _FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(keyword)}(?!\w)", flag, message)
+    return message
+
+
+def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "fetch",
         help="load executions of one or more resources into the cache and, optionally, a Parquet file",
@@ -90,9 +128,11 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", required=True, help="window start, ISO-8601 with a zone (e.g. 2026-11-01T00:00Z)")
     p.add_argument("--end", required=True, help="window end (exclusive), ISO-8601 with a zone")
     p.add_argument("--where", help="ExecutionFilter as JSON (see API docs)")
-    p.add_argument("--out", type=Path, help="Parquet file to write the window to (required with --no-cache)")
+    p.add_argument("--out", type=Path, help="Parquet file (.parquet) to write the window to (required with --no-cache)")
     p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
-    p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
+    p.add_argument(
+        "--workers", type=_workers, default=None, help="concurrent requests, 1 to 256 (default 8; user tokens allow 30)"
+    )
     _add_cache_dir(p)
     p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
     p.add_argument(
@@ -139,6 +179,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         raise ValueError("--no-cache cannot be combined with --cache-dir, --refresh or --settle-lag")
     if args.no_cache and args.out is None:
         raise ValueError("--no-cache needs --out: without the cache the executions must go somewhere")
+    if args.out is not None and args.out.suffix.lower() not in ("", ".parquet", ".pq"):
+        raise ValueError(f"--out {args.out.name}: executions are written as Parquet (.parquet), not {args.out.suffix}")
     cache: ExecutionCache | bool = False
     if not args.no_cache:
         cache = _cache_from(args, **({} if args.settle_lag is None else {"settle_lag": args.settle_lag}))
@@ -179,7 +221,7 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     _write_atomically(path, lambda tmp: df.to_parquet(tmp, engine="pyarrow", compression="zstd", index=False))
 
 
-def _add_cache(sub: argparse._SubParsersAction) -> None:
+def _add_cache(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "cache",
         help="show or prune the local execution history",
@@ -268,7 +310,9 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
     _add_cache_dir(p)
     p.add_argument("--no-cache", action="store_true", help="fetch everything and leave the cache alone")
-    p.add_argument("--workers", type=int, default=None, help="concurrent requests (default 8; user tokens allow 30)")
+    p.add_argument(
+        "--workers", type=_workers, default=None, help="concurrent requests, 1 to 256 (default 8; user tokens allow 30)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -295,7 +339,7 @@ def _load(
         )
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report",
         help="write the weekly reliability report (HTML or Markdown)",
@@ -318,31 +362,63 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     when.add_argument("--week", help="ISO week, e.g. 2026-W47 (Monday to Monday, UTC)")
     when.add_argument("--start", help="period start, ISO-8601 with a zone (needs --end)")
     p.add_argument("--end", help="period end (exclusive), ISO-8601 with a zone")
-    p.add_argument("--out", required=True, type=Path, help="file to write")
+    p.add_argument("--out", required=True, type=Path, help="file to write: .html or .md (another suffix is an error)")
     p.add_argument(
-        "--format", choices=("html", "md"), default=None, help="html (default, or from the --out suffix) or md"
+        "--format",
+        choices=("html", "md"),
+        default=None,
+        help="html or md (default: from the --out suffix, else html); must agree with the suffix",
     )
-    p.add_argument("--slo", type=float, default=0.99, help="target share of succeeded executions (default 0.99)")
+    p.add_argument("--slo", type=_slo, default=0.99, help="target share of succeeded executions (default 0.99)")
     _add_source_options(p)
     p.set_defaults(func=_cmd_report)
 
 
+def _slo(text: str) -> float:
+    """``--slo``: a fraction strictly between 0 and 1, checked where every SLO target is."""
+    from .analysis.burndown import check_slo
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_slo(value, "--slo")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--slo ")) from None
+
+
+#: Report formats by --out suffix.
+_REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
+
+
+def _report_format(out: Path, given: str | None) -> str:
+    """The report's format: --format, else the --out suffix; a suffix that says otherwise is an error."""
+    suffix = out.suffix.lower()
+    implied = _REPORT_SUFFIXES.get(suffix)
+    if suffix and implied is None:
+        raise ValueError(f"--out {out.name}: a report is written as HTML (.html) or Markdown (.md), not {suffix}")
+    if given is not None and implied is not None and given != implied:
+        raise ValueError(f"--out {out.name} says {implied} but --format says {given}; make them agree")
+    return given or implied or "html"
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_weekly_report, render_html, render_markdown, week_bounds
+    from .report import build_weekly_report, render_html, render_markdown, render_summary, week_bounds
 
     if (args.start is None) != (args.end is None):
         raise ValueError("--start and --end go together")
     start, end = week_bounds(args.week) if args.week else (to_utc(args.start, "--start"), to_utc(args.end, "--end"))
     if end <= start:
         raise ValueError("--end must be after --start")
-    fmt = args.format or ("md" if args.out.suffix.lower() in (".md", ".markdown") else "html")
+    kind = _report_format(args.out, args.format)
     # One period before the report's own: week-over-week changes and the baselines of new versions.
     df = _load(args, args.rids, start - (end - start), end)
     period = {"week": args.week} if args.week else {"start": start, "end": end}
     report = build_weekly_report(df, **period, resources=args.rids, slo=args.slo)
-    text = render_html(report) if fmt == "html" else render_markdown(report)
+    text = render_html(report) if kind == "html" else render_markdown(report)
     _write_text(args.out, text)
-    print(report.summary.to_string(index=False))
+    print(render_summary(report), end="")
     print(f"\nwrote {args.out}")
     return 0
 
@@ -351,15 +427,17 @@ def _write_text(path: Path, text: str) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> None:
+def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "compare",
-        help="compare two versions of a resource; exit 10 on a regression (release gates)",
+        help="compare two versions of a resource; exit 10 on a regression (release gates, see --fail-on)",
         formatter_class=_Formatter,
         description=(
             "Compare a candidate version with a baseline over the time both ran, adjusted for caller mix:\n"
             "failure rate, p50, p95, p99 and the whole distribution, each with an interval and a verdict.\n"
-            f"Exits {EXIT_REGRESSED} when any metric regressed, 0 otherwise."
+            f"Exits {EXIT_REGRESSED} when any metric regressed, 0 otherwise; with --fail-on, also "
+            f"{FAIL_ON_CODES['inconclusive']} when one is\ninconclusive and {FAIL_ON_CODES['insufficient']} when "
+            "one has insufficient data (the most alarming verdict present decides)."
         ),
         epilog=textwrap.dedent(
             """\
@@ -374,9 +452,58 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidate", required=True, help="version under test")
     p.add_argument("--start", help="window start (default: 28 days before --end)")
     p.add_argument("--end", help="window end, exclusive (default: now)")
+    p.add_argument(
+        "--stratify-freq",
+        type=_stratify_freq,
+        default=None,
+        metavar="FREQ",
+        help=(
+            "also compare within time buckets of this length, not only within callers: 'auto' (the default: "
+            "a bucket chosen from the data), 'none' (callers only), or a pandas frequency such as 6h. It "
+            "adjusts for the candidate's share growing during the rollout while latency and failures drift "
+            "over the day; it does not adjust for anything else that changes with the version"
+        ),
+    )
+    p.add_argument(
+        "--fail-on",
+        type=_fail_on,
+        default=("regressed",),
+        metavar="VERDICTS",
+        help=(
+            "comma-separated verdicts that fail the command, each with its exit code: regressed "
+            f"({FAIL_ON_CODES['regressed']}), inconclusive ({FAIL_ON_CODES['inconclusive']}), insufficient "
+            f"({FAIL_ON_CODES['insufficient']}: insufficient data); default regressed. A release gate that must not "
+            "pass on no evidence uses regressed,inconclusive,insufficient"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON records")
     _add_source_options(p)
     p.set_defaults(func=_cmd_compare)
+
+
+def _fail_on(text: str) -> tuple[str, ...]:
+    """``--fail-on``: known verdict names, in the order of :data:`FAIL_ON_CODES`."""
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    unknown = sorted(names - set(FAIL_ON_CODES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FAIL_ON_CODES)}; got {text!r}")
+    return tuple(n for n in FAIL_ON_CODES if n in names)
+
+
+def _stratify_freq(text: str) -> str:
+    """``--stratify-freq``: ``auto``, ``none`` or a positive pandas frequency, checked before any request."""
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return word
+    try:
+        step: pd.Timedelta | None = pd.Timedelta(text)  # the fixed lengths compare_versions accepts
+    except (TypeError, ValueError):
+        step = None
+    if step is None or step <= pd.Timedelta(0) or step.value % 1_000_000:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, none or a fixed time bucket such as 6h, 30min or 1D; got {text!r}"
+        )
+    return text
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -387,34 +514,103 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     start = to_utc(args.start, "--start") if args.start else end - pd.Timedelta(days=28)
     # Only the two versions are needed: the server filters, so the transfer is theirs alone.
     df = _load(args, [args.rid], start, end, where=filters.version_in([args.baseline, args.candidate]))
-    result = compare_versions(df, args.baseline, args.candidate)
+    # The flag is passed only when given, so the library's default applies otherwise.
+    given = args.stratify_freq
+    extra: dict[str, Any] = {} if given is None else {"stratify_freq": None if given == "none" else given}
+    result = compare_versions(df, args.baseline, args.candidate, **extra)
     if args.json:
         print(result.to_json(orient="records", date_format="iso", indent=2))
     else:
-        shown = [
-            "metric",
-            "baseline_value",
-            "candidate_value",
-            "ratio",
-            "ratio_low",
-            "ratio_high",
-            "difference",
-            "difference_low",
-            "difference_high",
-            "p_adjusted",
-            "verdict",
-        ]
-        options = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format)
-        with pd.option_context(*options):
-            print(result[[c for c in shown if c in result.columns]].to_string(index=False))
-    regressed = result["verdict"].eq("regressed")
-    if regressed.any():
-        print(f"regressed: {', '.join(result.loc[regressed, 'metric'].astype(str))}", file=sys.stderr)
-        return EXIT_REGRESSED
+        print(comparison_summary(result), end="")
+    verdicts = result["verdict"].astype(str)
+    for name in args.fail_on:  # the most alarming verdict first
+        hit = verdicts.eq(_FAIL_ON_VERDICTS[name])
+        if hit.any():
+            metrics = ", ".join(fmt.metric_name(m) for m in result.loc[hit, "metric"])
+            print(f"{_FAIL_ON_VERDICTS[name]}: {metrics}", file=sys.stderr)
+            return FAIL_ON_CODES[name]
     return 0
 
 
-def _add_simulate(sub: argparse._SubParsersAction) -> None:
+def _threshold(row: pd.Series) -> str:
+    """A verdict's practical threshold in the units of its effect."""
+    t = float(row["threshold"])
+    if row["judged_on"] == "ratio":
+        return f"×{1 + t:.2f} (±{fmt.level(t)})"
+    if str(row["metric"]).startswith("failure_rate"):
+        return f"±{100 * t:g} pp"
+    return f"±{t:g}"
+
+
+def _why(row: pd.Series, tests: int) -> str:
+    """Why a metric is inconclusive or has insufficient data; "" for the other verdicts."""
+    verdict = str(row["verdict"])
+    if verdict == "insufficient data":
+        return fmt.text(row["note"]) or "no interval could be computed"
+    if verdict != "inconclusive":
+        return ""
+    on = "ratio" if row["judged_on"] == "ratio" else "difference"
+    low, high, t = float(row[f"{on}_low"]), float(row[f"{on}_high"]), float(row["threshold"])
+    up, down = (1 + t, 1 / (1 + t)) if on == "ratio" else (t, -t)
+    if low > up or high < down:
+        return (f"beyond the threshold {_threshold(row)} but not significant once adjusted for "
+                f"{fmt.plural(tests, 'test')} (adjusted p = {float(row['p_adjusted']):.2g})")  # fmt: skip
+    return f"the interval reaches across the threshold {_threshold(row)}: more executions would decide it"
+
+
+def comparison_summary(result: pd.DataFrame, confidence: float = 0.95) -> str:
+    """:func:`~exec_analytics.analysis.compare_versions` output for a terminal: what was compared, then a table.
+
+    Parameters
+    ----------
+    result : DataFrame
+        ``compare_versions`` output for one pair of versions.
+    confidence : float
+        The level its intervals were computed at (for the column label).
+
+    Returns
+    -------
+    str
+        A line naming the versions, the window and what was adjusted for; a table with columns ``metric``
+        (in words), ``baseline``, ``candidate`` (crude values with units), ``executions`` (baseline /
+        candidate), ``effect [CI]`` (adjusted, in the units of the verdict) and ``verdict``; then one line
+        per inconclusive or insufficient-data metric saying why. No line is longer than 120 characters.
+    """
+    if not len(result):
+        return "nothing to compare\n"
+    first = result.iloc[0]
+
+    def value(row: pd.Series, which: str) -> str:
+        v, metric = row[f"{which}_value"], str(row["metric"])
+        if metric.startswith("failure_rate"):
+            return fmt.percent(v)
+        return f"{float(v):.3f}" if metric == "distribution" else fmt.seconds(v)
+
+    rows = [row for _, row in result.iterrows()]
+    columns = {
+        "metric": [_cut(fmt.metric_name(r["metric"]), 36) for r in rows],
+        "baseline": [value(r, "baseline") for r in rows],
+        "candidate": [value(r, "candidate") for r in rows],
+        "executions": [f"{fmt.count(r['baseline_executions'])} / {fmt.count(r['candidate_executions'])}" for r in rows],
+        f"effect [{fmt.level(confidence)} CI]": [fmt.effect(r) for r in rows],
+        "verdict": [str(r["verdict"]) for r in rows],
+    }
+    adjusted = fmt.text(first["adjusted_for"]).replace(", start_time/", " and time buckets of ")
+    head = (f"{fmt.text(first['candidate'])} against {fmt.text(first['baseline'])}, "
+            f"{fmt.timestamp(first['window_start'])} – {fmt.timestamp(first['window_end'])} (both ran)\n"
+            f"adjusted for {adjusted or 'nothing (a naive comparison)'}; executions: baseline / candidate")  # fmt: skip
+    tested = int(result["p_adjusted"].notna().sum())
+    notes = [f"{fmt.metric_name(r['metric'])} is {r['verdict']}: {_why(r, tested)}" for r in rows if _why(r, tested)]
+    wrapped = [textwrap.fill(line, 120, subsequent_indent="  ", break_on_hyphens=False)
+               for line in [*head.splitlines(), *notes]]  # fmt: skip
+    return "\n".join([*wrapped[:2], fmt.table(columns, left=("metric", "verdict")), *wrapped[2:]]) + "\n"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "simulate",
         help="serve the built-in Foundry simulator on loopback",
@@ -429,7 +625,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
             """
         ),
     )
-    p.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0 picks a free one)")
+    p.add_argument("--port", type=_port, default=8765, help="TCP port on 127.0.0.1, 0 to 65535 (0 picks a free one)")
     p.add_argument("--seed", type=int, default=0, help="workload seed (same seed, same executions)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every resource's traffic")
     p.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency added to every request")
@@ -444,7 +640,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="the whole path on the built-in simulator: load four weeks, write the weekly report",
@@ -529,7 +725,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("exec-analytics: interrupted", file=sys.stderr)
         return 130
     except (ExecAnalyticsError, ValueError, TypeError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        # Messages can quote data (a version, a path): shown inert, like every other value on the terminal.
+        message = _in_cli_words(fmt.text(" ".join(str(exc).split()))) or type(exc).__name__
         print(f"exec-analytics: error: {message}", file=sys.stderr)
         return _exit_code(exc)
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import formatting as fmt
 from .cache import ExecutionCache
 from .client import FoundryClient
 from .loader import load_executions
-from .report import Report, build_weekly_report, render_html, render_markdown
+from .report import Report, build_weekly_report, render_figures, render_html, render_markdown, render_summary
 from .simulator import SimClock, SimulatorServer, Workload
 
-__all__ = ["DEMO_NOW", "DEMO_SLO", "headline", "run_demo"]
+__all__ = ["DEMO_NOW", "DEMO_SLO", "run_demo"]
 
 #: The simulator's clock is frozen here so that every run of the demo shows the same history, including the
 #: version rollouts that the workload schedules in the weeks before it.
@@ -22,39 +23,6 @@ DEMO_NOW = pd.Timestamp("2026-11-28T00:00:00Z")
 #: The simulated resources fail a few percent of the time by design, so the demo's error budget is set where
 #: one of them keeps its budget and another overspends it.
 DEMO_SLO = 0.95
-
-
-def headline(summary: pd.DataFrame) -> pd.DataFrame:
-    """The report's summary table formatted for a terminal.
-
-    Parameters
-    ----------
-    summary : pandas.DataFrame
-        ``Report.summary``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Text columns ``resource``, ``status``, ``executions`` (with week-over-week change), ``failure rate``
-        (with change in percentage points), ``p95`` (with relative change), ``budget left`` and
-        ``new versions``.
-    """
-    s = summary
-    return pd.DataFrame(
-        {
-            "resource": s["name"],
-            "status": s["status"],
-            "executions": [
-                f"{n:,.0f} ({c:+.1%})" for n, c in zip(s["executions"], s["executions_change"], strict=True)
-            ],
-            "failure rate": [
-                f"{r:.2%} ({c * 100:+.2f} pp)" for r, c in zip(s["failure_rate"], s["failure_rate_change"], strict=True)
-            ],
-            "p95": [f"{v:.3g} s ({c:+.0%})" for v, c in zip(s["p95"], s["p95_change"], strict=True)],
-            "budget left": [f"{b:.0%}" for b in s["budget_remaining"]],
-            "new versions": s["new_versions"].fillna("").astype(str),
-        }
-    )
 
 
 def run_demo(
@@ -107,8 +75,9 @@ def run_demo(
         df = load_executions(workload.resource_rids, start, end, client=client, cache=cache, progress=progress)
     loaded = time.perf_counter() - began
     fetched = len(df.attrs["cache"]["fetched"])
-    how = f"{df.attrs['pages']:,} pages fetched" if fetched else "all from the cache, no request made"
-    print(f"{len(df):,} executions ({how}) in {loaded:.1f} s; building the report for the last complete week")
+    how = f"{fmt.plural(df.attrs['pages'], 'page')} fetched" if fetched else "all from the cache, no request made"
+    print(f"{fmt.plural(len(df), 'execution')} ({how}) in {fmt.seconds(loaded)}; building the report for the "
+          "last complete week")  # fmt: skip
 
     names = {r.rid: r.name for r in workload.resources}
     report = build_weekly_report(
@@ -117,19 +86,19 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out_dir / "executions.parquet", engine="pyarrow", compression="zstd", index=False)
     html = out_dir / "report.html"
-    html.write_text(render_html(report), encoding="utf-8")
+    drawn = render_figures(report)
+    html.write_text(render_html(report, figures=drawn), encoding="utf-8")
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
     figures = out_dir / "figures"
     figures.mkdir(exist_ok=True)
     for section in report.resources:
-        for figure, png in section.figures.items():
+        for figure, png in drawn[section.rid].items():
             # Figure keys such as "version:1.4.0" are not portable file names.
             stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{section.name}-{figure}")
             (figures / f"{stem}.png").write_bytes(png)
 
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
-        print()
-        print(headline(report.summary).to_string(index=False))
-    print(f"\nreport: {html.resolve()}  ({time.perf_counter() - began:.1f} s in all; SLO {slo:.0%})")
+    print()
+    print(render_summary(report), end="")
+    print(f"\nreport: {html.resolve()}  ({fmt.seconds(time.perf_counter() - began)} in all; SLO {fmt.level(slo)})")
     print(f"figures, report.md and executions.parquet in {out_dir.resolve()}")
     return report

@@ -8,6 +8,10 @@ The statistics come from :mod:`exec_analytics.analysis` (rates, intervals, perce
 the helpers only draw them. The one exception is :func:`plot_duration_distribution`, which draws the
 empirical distribution of the executions table itself, as ``seaborn.ecdfplot`` does.
 
+Text drawn from the data (versions, callers, failure reasons, group names) is shown literally: a ``$`` is a
+dollar sign, never the start of mathtext, and control characters are neutralised, so no value can break a
+figure (with the default ``text.usetex=False``).
+
 Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies); verdicts
 keep the same colour in every figure and in the report.
 """
@@ -24,6 +28,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from . import formatting as fmt
 
 __all__ = [
     "OKABE_ITO",
@@ -67,6 +73,16 @@ VERDICT_COLORS: dict[str, str] = {
 
 _GRID: dict[str, Any] = {"color": "#dddddd", "linewidth": 0.6}
 _PERCENTILE_COLORS = {"p50": PALETTE[0], "p90": PALETTE[5], "p95": PALETTE[1], "p99": PALETTE[3]}
+
+
+_LEGEND_TITLES = {"resource_version": "version", "resource_rid": "resource", "caller_rid": "caller",
+                  "caller_kind": "kind of caller", "failure_reason": "failure reason"}  # fmt: skip
+
+
+def _literal(value: Any, missing: str = fmt.MISSING) -> str:
+    """A data value as matplotlib text shown as is: inert characters, and every ``$`` escaped from mathtext."""
+    # matplotlib shows "\$" as "$" and treats a text as mathtext only when it holds unescaped "$" signs.
+    return fmt.text(value, missing).replace("$", r"\$")
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -121,7 +137,7 @@ def short_rid(rid: Any, length: int = 8) -> str:
     str
     """
     if rid is None or (not isinstance(rid, str) and pd.isna(rid)):
-        return "(no caller)"
+        return fmt.NO_CALLER
     text = str(rid)
     parts = text.split(".")
     if len(parts) >= 5 and parts[0] == "ri":
@@ -158,8 +174,8 @@ def _mark_rollouts(ax: Axes, pairs: list[tuple[str, pd.Timestamp]]) -> None:
         x = _times([when])[0]
         ax.axvline(x, color=OKABE_ITO["reddish_purple"], linestyle="--", linewidth=1.2, zorder=1)
         ax.annotate(
-            version, xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3), textcoords="offset points",
-            ha="left", va="top", fontsize=9, color=OKABE_ITO["reddish_purple"],
+            _literal(version), xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
+            textcoords="offset points", ha="left", va="top", fontsize=9, color=OKABE_ITO["reddish_purple"],
         )  # fmt: skip
 
 
@@ -211,7 +227,7 @@ def plot_failure_rate(
     for i, (key, part) in enumerate(_series(data.sort_values("period_start"), hue)):
         c = color if (color and hue is None) else PALETTE[i % len(PALETTE)]
         x = _times(part["period_start"])
-        name = label if key is None else key
+        name = label if key is None else _literal(key)
         ax.plot(x, part["rate"].to_numpy(dtype=float), color=c, linewidth=1.8, label=name or "failure rate",
                 marker="o" if len(part) <= 14 else None, markersize=3.5)  # fmt: skip
         if band:
@@ -357,7 +373,7 @@ def plot_duration_distribution(
         # With complementary: the share at least this slow, so the slowest execution keeps 1/n rather than 0.
         y = 1.0 - np.arange(n) / n if complementary else np.arange(1, n + 1) / n
         ax.plot(vals, y, drawstyle="steps-post", linewidth=1.6, color=PALETTE[drawn % len(PALETTE)],
-                label=f"{name} (n={n:,})")  # fmt: skip
+                label=f"{_literal(name)} (n={n:,})")  # fmt: skip
         drawn += 1
     if log:
         ax.set_xscale("log")
@@ -373,7 +389,8 @@ def plot_duration_distribution(
         ax.set_ylabel("executions at most x (%)")
     _style(ax, xgrid=True)
     if drawn:
-        ax.legend(frameon=False, fontsize=9, title=by, title_fontsize=9)
+        title = _LEGEND_TITLES.get(by, by) if by else None
+        ax.legend(frameon=False, fontsize=9, title=_literal(title) if title else None, title_fontsize=9)
     return ax
 
 
@@ -407,20 +424,6 @@ def effect_position(data: pd.DataFrame) -> pd.DataFrame:
             d = data[f"difference{suffix}"].to_numpy(dtype=float)
             out["x" + suffix] = np.where(on_ratio, np.log(r) / np.log1p(thr), d / thr)
     return pd.DataFrame(out, index=data.index)
-
-
-def _effect_text(row: pd.Series) -> str:
-    if row["judged_on"] == "ratio":
-        vals = [row["ratio"], row["ratio_low"], row["ratio_high"]]
-        if not all(np.isfinite(vals)):
-            return "no estimate"
-        return f"×{vals[0]:.2f} [{vals[1]:.2f}, {vals[2]:.2f}]"
-    vals = [row["difference"], row["difference_low"], row["difference_high"]]
-    if not all(np.isfinite(vals)):
-        return "no estimate"
-    if str(row["metric"]).startswith("failure_rate"):
-        return f"{100 * vals[0]:+.2f} pp [{100 * vals[1]:+.2f}, {100 * vals[2]:+.2f}]"
-    return f"{vals[0]:+.3f} [{vals[1]:+.3f}, {vals[2]:+.3f}]"
 
 
 def plot_version_comparison(
@@ -468,16 +471,18 @@ def plot_version_comparison(
         verdict = str(r["verdict"])
         c = VERDICT_COLORS.get(verdict, "#888888")
         x, lo, hi = pos.loc[i, "x"], pos.loc[i, "x_low"], pos.loc[i, "x_high"]
-        labels.append((f"{r['candidate']} vs {r['baseline']} · " if several else "") + str(r["metric"]))
+        pair = f"{r['candidate']} vs {r['baseline']} · " if several else ""
+        labels.append(_literal(pair + fmt.metric_name(r["metric"])))
         if np.isfinite(x) and np.isfinite(lo) and np.isfinite(hi):
             ax.errorbar([x], [y[i]], xerr=[[x - lo], [hi - x]], fmt="o", color=c, ecolor=c, elinewidth=2.2,
-                        capsize=3, markersize=6, label=verdict if verdict not in seen else "_nolegend_")  # fmt: skip
+                        capsize=3, markersize=6,
+                        label=_literal(verdict) if verdict not in seen else "_nolegend_")  # fmt: skip
         else:
             ax.plot([0.0], [y[i]], marker="x", color="#888888", linestyle="none",
-                    label=verdict if verdict not in seen else "_nolegend_")  # fmt: skip
+                    label=_literal(verdict) if verdict not in seen else "_nolegend_")  # fmt: skip
         seen.add(verdict)
         if annotate:
-            ax.annotate(f"{_effect_text(r)}  {verdict}", xy=(1.0, y[i]), xycoords=("axes fraction", "data"),
+            ax.annotate(_literal(f"{fmt.effect(r)}  {verdict}"), xy=(1.0, y[i]), xycoords=("axes fraction", "data"),
                         xytext=(6, 0), textcoords="offset points", va="center", ha="left", fontsize=9,
                         color=c)  # fmt: skip
     ax.axvline(0, color="#333333", linewidth=1)
@@ -547,14 +552,14 @@ def plot_caller_breakdown(
     names = []
     for rid in rows["caller_rid"].astype(object):
         key = None if rid is None or (not isinstance(rid, str) and pd.isna(rid)) else str(rid)
-        names.append(labels[key] if (labels and key is not None and key in labels) else short_rid(key))
+        names.append(_literal(labels[key] if (labels and key is not None and key in labels) else short_rid(key)))
     ax.set_yticks(y, names)
     for yi, hi_, ex, fa in zip(y, high, rows["executions"], rows["failures"], strict=True):
         ax.annotate(f"{int(fa):,} of {int(ex):,}", xy=(hi_ if np.isfinite(hi_) else 0, yi), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=8, color="#444444")  # fmt: skip
     if reference is not None and np.isfinite(reference):
         ax.axvline(reference, color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.2,
-                   label=f"overall {100 * reference:.2f}%")  # fmt: skip
+                   label=f"overall {fmt.percent(reference)}")  # fmt: skip
         ax.legend(frameon=False, fontsize=9, loc="lower right")
     top = float(np.nanmax(high)) if n and np.isfinite(high).any() else 0.01
     ax.set_xlim(0, top * 1.3 if top > 0 else 0.01)
@@ -577,7 +582,7 @@ def plot_error_budget(
     Parameters
     ----------
     data : DataFrame
-        A burn-down table such as :func:`exec_analytics.report.budget_burndown` returns: ``period_end``
+        A burn-down table such as :func:`exec_analytics.analysis.budget_burndown` returns: ``period_end``
         (Timestamp) and ``remaining`` (float, 1 = untouched, 0 = spent, negative = overspent), in time
         order; optionally ``period_start`` of the first row as the start of the period.
     ax : Axes, optional
@@ -605,7 +610,7 @@ def plot_error_budget(
     ax.plot(x, y, color=c, linewidth=2, label=label or "budget remaining")
     if len(y):
         final = y[-1]
-        ax.annotate(f"{100 * final:.0f}% left", xy=(x[-1], final), xytext=(-4, 8), textcoords="offset points",
+        ax.annotate(f"{fmt.percent(final, 0)} left", xy=(x[-1], final), xytext=(-4, 8), textcoords="offset points",
                     ha="right", fontsize=9, color=OKABE_ITO["vermillion"] if final < 0 else c)  # fmt: skip
     if ideal and len(x) >= 2:
         ax.plot([x[0], x[-1]], [1.0, 0.0], color="#777777", linestyle="--", linewidth=1,

@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from exec_analytics.cli import build_parser, main
+from exec_analytics import schema
+from exec_analytics.analysis import compare_versions
+from exec_analytics.cli import FAIL_ON_CODES, build_parser, comparison_summary, main
 from exec_analytics.simulator import SimulatorServer, Workload
 
 WINDOW = ["--start", "2026-11-18T00:00Z", "--end", "2026-11-19T00:00Z"]
@@ -119,8 +122,8 @@ def test_demo_writes_the_report_through_the_real_path(tmp_path: Path, capsys: py
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     assert any(name.startswith("score-order-risk-") for name in figures)
     # The headline names the regressed version of the simulated main resource, found by the statistics.
-    line = next(line for line in out.splitlines() if line.strip().startswith("score-order-risk"))
-    assert "regressed" in line and "1.4.0" in line
+    line = next(line for line in out.splitlines() if "score-order-risk" in line and "1.4.0" in line)
+    assert "regressed" in line
     assert str((tmp_path / "report.html").resolve()) in out
 
 
@@ -238,3 +241,233 @@ def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
     assert proc.returncode in (0, 130)
+
+
+@pytest.mark.parametrize(
+    ("flag", "adjusted_for"),
+    [([], None), (["--stratify-freq", "6h"], "caller_rid, start_time/6h"),
+     (["--stratify-freq", "none"], "caller_rid")],
+)  # fmt: skip
+def test_compare_stratify_freq_reaches_the_comparison(
+    flag: list[str],
+    adjusted_for: str | None,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    window = ["--start", "2026-11-16T00:00Z", "--end", "2026-11-20T00:00Z"]
+    args = ["compare", workload.main.rid, "--baseline", "1.3.0", "--candidate", "1.4.0", *window, *flag]
+    assert main([*args, "--json", "--no-progress"]) == 10
+    rows = json.loads(capsys.readouterr().out)
+    if adjusted_for is None:  # no flag: whatever compare_versions does by default on the same executions
+        truth = workload.ground_truth(workload.main.rid, window[1], window[3], as_of=sim_now)
+        truth = truth[truth["resource_version"].isin(["1.3.0", "1.4.0"])][list(schema.COLUMNS)]
+        df = schema.to_frame(pa.Table.from_pandas(truth, preserve_index=False))
+        adjusted_for = str(compare_versions(df, "1.3.0", "1.4.0", n_resamples=10)["adjusted_for"].iloc[0])
+    assert {r["adjusted_for"] for r in rows} == {adjusted_for}
+
+
+@pytest.mark.parametrize("value", ["bogus", "0h", "-6h", "1ns", ""])
+def test_compare_rejects_a_bad_stratify_freq_before_any_request(
+    value: str, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sim.request_count
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "ri.function-registry.main.function.1", "--baseline", "a", "--candidate", "b",
+              f"--stratify-freq={value}"])  # fmt: skip
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--stratify-freq" in err and "auto, none" in err
+    assert sim.request_count == before
+
+
+def test_compare_help_says_what_stratify_freq_adjusts_for() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    text = " ".join(sub.choices["compare"].format_help().split())
+    assert "--stratify-freq FREQ" in text and "'auto' (the default" in text and "'none' (callers only)" in text
+    assert "does not adjust for" in text
+
+
+@pytest.mark.parametrize("value", ["1", "0", "1.5", "x", "-0.1"])
+def test_report_slo_is_checked_where_every_slo_is(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "ri.function-registry.main.function.1", "--week", "2026-W46", "--out", "r.html",
+              f"--slo={value}"])  # fmt: skip
+    assert exit_.value.code == 2
+    assert "--slo" in capsys.readouterr().err
+
+
+def test_comparison_summary_is_human_and_says_why() -> None:
+    nan = float("nan")
+    base = {"resource_rid": "ri.x", "baseline": "1.3.0", "candidate": "1.4.0\u202e$", "strata": 3,
+            "adjusted_for": "caller_rid, start_time/6h", "window_start": pd.Timestamp("2026-11-17T09:00Z"),
+            "window_end": pd.Timestamp("2026-11-20T00:00Z"), "note": "", "baseline_executions": 12000,
+            "candidate_executions": 900}  # fmt: skip
+
+    def row(metric, judged_on, threshold, values, effect, p_adjusted, verdict, note=""):
+        other = "difference" if judged_on == "ratio" else "ratio"
+        out = {**base, "metric": metric, "judged_on": judged_on, "threshold": threshold, "baseline_value": values[0],
+               "candidate_value": values[1], "p_adjusted": p_adjusted, "verdict": verdict, "note": note}  # fmt: skip
+        for suffix, v in zip(("", "_low", "_high"), effect, strict=True):
+            out[judged_on + suffix], out[other + suffix] = v, nan
+        return out
+
+    result = pd.DataFrame([
+        row("failure_rate", "difference", 0.005, (0.0347, 0.0514), (0.0166, 0.0109, 0.0222), 1e-8, "regressed"),
+        row("failure_rate[<no reason>]", "difference", 0.005, (0.0015, 0.0027), (0.0011, -0.002, 0.007), 0.3,
+            "inconclusive"),
+        row("p50", "ratio", 0.10, (0.196, 0.277), (1.30, 1.15, 1.45), 0.08, "inconclusive"),
+        row("p99", "ratio", 0.10, (2.11, 300.0), (nan, nan, nan), nan, "insufficient data",
+            "needs 3,000 executions per version; has 900 candidate"),
+        row("distribution", "difference", 0.05, (0.5, 0.51), (0.01, -0.01, 0.03), 0.4, "equivalent"),
+    ])  # fmt: skip
+    assert comparison_summary(result).splitlines() == [
+        "1.4.0\ufffd$ against 1.3.0, 2026-11-17 09:00 UTC – 2026-11-20 00:00 UTC (both ran)",
+        "adjusted for caller_rid and time buckets of 6h; executions: baseline / candidate",
+        "metric                    baseline  candidate    executions          effect [95% CI]  verdict",
+        "failure rate                 3.47%      5.14%  12,000 / 900  +1.66 pp [+1.09, +2.22]  regressed",
+        "failure rate (no reason)     0.15%      0.27%  12,000 / 900  +0.11 pp [-0.20, +0.70]  inconclusive",
+        "p50                         196 ms     277 ms  12,000 / 900       ×1.30 [1.15, 1.45]  inconclusive",
+        "p99                         2.11 s    5.0 min  12,000 / 900              no estimate  insufficient data",
+        "distribution (P(slower))     0.500      0.510  12,000 / 900  +0.010 [-0.010, +0.030]  equivalent",
+        "failure rate (no reason) is inconclusive: the interval reaches across the threshold ±0.5 pp: more executions "
+        "would",
+        "  decide it",
+        "p50 is inconclusive: beyond the threshold ×1.10 (±10%) but not significant once adjusted for 4 tests "
+        "(adjusted p = 0.08)",
+        "p99 is insufficient data: needs 3,000 executions per version; has 900 candidate",
+    ]
+
+
+def test_compare_prints_the_human_summary(
+    foundry_env: SimulatorServer, workload: Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["compare", workload.main.rid, "--baseline", "1.3.0", "--candidate", "1.4.0", "--start",
+            "2026-11-16T00:00Z", "--end", "2026-11-20T00:00Z", "--no-progress"]  # fmt: skip
+    assert main(args) == 10
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("1.4.0 against 1.3.0, 2026-11-1") and lines[1].startswith("adjusted for caller_rid")
+    p50 = next(line for line in lines if line.startswith("p50 "))
+    assert " ms " in p50 and "×1.4" in p50 and p50.endswith("regressed")
+    assert max(map(len, lines)) <= 120
+    assert captured.err.startswith("regressed: failure rate, ") and "p50" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("versions", "window", "fail_on", "code"),
+    [
+        # A 4-hour canary: too few executions for any verdict. Passing by default, failing when asked to.
+        (("1.3.0", "1.4.0"), ("2026-11-17T08:00Z", "2026-11-17T12:00Z"), None, 0),
+        (("1.3.0", "1.4.0"), ("2026-11-17T08:00Z", "2026-11-17T12:00Z"), "regressed,insufficient", 12),
+        # A real regression decides over the other verdicts present.
+        (("1.3.0", "1.4.0"), ("2026-11-16T00:00Z", "2026-11-20T00:00Z"), "insufficient,inconclusive,regressed", 10),
+    ],
+)
+def test_compare_fail_on_gives_each_verdict_its_exit_code(
+    versions: tuple[str, str],
+    window: tuple[str, str],
+    fail_on: str | None,
+    code: int,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gate = ["--fail-on", fail_on] if fail_on else []
+    args = ["compare", workload.main.rid, "--baseline", versions[0], "--candidate", versions[1], "--start",
+            window[0], "--end", window[1], "--json", "--no-progress", *gate]  # fmt: skip
+    assert main(args) == code
+    captured = capsys.readouterr()
+    verdicts = {r["verdict"] for r in json.loads(captured.out)}
+    if code == 12:
+        assert verdicts == {"insufficient data"}
+        assert captured.err.startswith("insufficient data: failure rate, p50")
+    if fail_on is None:
+        assert "regressed" not in verdicts and captured.err == ""
+
+
+def test_compare_inconclusive_exit_code_follows_the_verdicts(
+    foundry_env: SimulatorServer, workload: Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Same behaviour, two days of overlap: no regression, and whatever is not yet decided fails the gate.
+    args = ["compare", workload.main.rid, "--baseline", "1.1.0", "--candidate", "1.2.0", "--start",
+            "2026-10-12T00:00Z", "--end", "2026-10-14T00:00Z", "--json", "--no-progress"]  # fmt: skip
+    strict = main([*args, "--fail-on", "regressed,inconclusive,insufficient"])
+    verdicts = {r["verdict"] for r in json.loads(capsys.readouterr().out)}
+    assert "regressed" not in verdicts and "inconclusive" in verdicts
+    assert strict == FAIL_ON_CODES["inconclusive"] == 11
+    assert main([*args, "--fail-on", "regressed"]) == 0
+
+
+def test_fail_on_rejects_unknown_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "ri.function-registry.main.function.1", "--baseline", "a", "--candidate", "b",
+              "--fail-on", "regressed,flaky"])  # fmt: skip
+    assert exit_.value.code == 2
+    assert "--fail-on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["simulate", "--port", "80000"], "argument --port: expected a whole number from 0 to 65535, got 80000"),
+        (["fetch", "RID", "--start", "a", "--end", "b", "--workers", "0"], "argument --workers: expected a whole"),
+        (["fetch", "RID", "--start", "a", "--end", "b", "--workers=-3"], "argument --workers: expected a whole"),
+        (["report", "RID", "--week", "2026-W46", "--out", "r.html", "--workers", "x"], "argument --workers"),
+    ],
+)
+def test_bad_numbers_are_usage_errors_naming_the_flag(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_errors_name_flags_not_python_keywords(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("FOUNDRY_HOSTNAME", "FOUNDRY_TOKEN", "FOUNDRY_CLIENT_ID", "FOUNDRY_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    rid = "ri.function-registry.main.function.00000000-0000-0000-0000-000000000000"
+    assert main(["fetch", rid, *WINDOW, "--out", str(tmp_path / "x.parquet"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--hostname" in err and "hostname=" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["report", "READABLE", "--week", "2026-W46", "--out", "r.pdf"], "--out r.pdf: a report is written as HTML"),
+        (["report", "READABLE", "--week", "2026-W46", "--out", "r.md", "--format", "html"], "says md but --format"),
+        (["fetch", "READABLE", *WINDOW, "--out", "a.csv"], "--out a.csv: executions are written as Parquet"),
+    ],
+)
+def test_out_suffix_that_contradicts_the_format_is_an_error_before_any_request(
+    args: list[str],
+    words: str,
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = foundry_env.request_count
+    args = [workload.resource_rids[0] if a == "READABLE" else a for a in args]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exec-analytics: error: ") and words in err
+    assert foundry_env.request_count == before and not list(tmp_path.iterdir())
+
+
+def test_error_messages_quoting_data_are_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r\x1b[2J\u202e.pdf"
+    assert main(["report", "ri.function-registry.main.function.1", "--week", "2026-W46", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exec-analytics: error: --out r\ufffd[2J\ufffd.pdf: ") and err.count("\n") == 1
+    assert "\x1b" not in err and "\u202e" not in err

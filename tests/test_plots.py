@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,15 +16,15 @@ import pyarrow as pa
 import pytest
 from matplotlib.collections import PolyCollection
 
-from exec_analytics import plots, schema
+from exec_analytics import formatting, plots, schema
 from exec_analytics.analysis import (
+    budget_burndown,
     caller_breakdown,
     compare_versions,
     duration_percentiles,
     failure_rate,
     version_adoption,
 )
-from exec_analytics.report import budget_burndown
 from exec_analytics.simulator import Workload
 
 START, END = "2026-11-16T00:00Z", "2026-11-20T00:00Z"  # 1.4.0's canary starts 2026-11-17 09:00
@@ -121,7 +123,7 @@ def test_version_comparison_places_each_effect_on_its_threshold_scale(df, ax):
         assert x[0] == pytest.approx(pos["x"].iloc[i]) and y[0] == n - 1 - i
         colour = matplotlib.colors.to_hex(container.lines[0].get_color())
         assert colour.lower() == plots.VERDICT_COLORS[str(cmp["verdict"].iloc[i])].lower()
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(cmp["metric"])
+    assert [t.get_text() for t in ax.get_yticklabels()] == [formatting.metric_name(m) for m in cmp["metric"]]
     vlines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2 and list(ln.get_ydata()) == [0, 1]]
     assert sorted(ln.get_xdata()[0] for ln in vlines) == [-1, 0, 1]
 
@@ -169,3 +171,40 @@ def test_bad_input_names_the_missing_columns(ax):
 def test_short_rid():
     assert plots.short_rid("ri.workshop.main.module.0123456789abcdef") == "workshop.module …89abcdef"
     assert plots.short_rid(None) == "(no caller)"
+
+
+MATHTEXT = "$\\frac{$"  # unbalanced mathtext: matplotlib raises while drawing it unless it is escaped
+
+
+def test_data_text_is_drawn_literally_never_as_mathtext(df):
+    evil = df.copy()
+    evil["resource_version"] = evil["resource_version"].cat.rename_categories(lambda v: f"{v}{MATHTEXT}\x00\u202e")
+    evil["caller_rid"] = evil["caller_rid"].cat.rename_categories(lambda c: f"{c}{MATHTEXT}")
+    evil["failure_reason"] = evil["failure_reason"].cat.rename_categories(lambda r: f"{r}{MATHTEXT}")
+    evil["resource_rid"] = evil["resource_rid"].cat.rename_categories(lambda r: f"{r}{MATHTEXT}")
+    baseline, candidate = (f"{v}{MATHTEXT}\x00\u202e" for v in ("1.3.0", "1.4.0"))
+    callers = caller_breakdown(evil, top=4)
+    first = str(callers["caller_rid"][0])
+    fig, axes = plt.subplots(5, figsize=(8, 16))
+    try:
+        plots.plot_failure_rate(failure_rate(evil, freq="6h", by="resource_rid"), ax=axes[0], hue="resource_rid",
+                                rollouts={candidate: pd.Timestamp("2026-11-17T09:00Z")})  # fmt: skip
+        plots.plot_duration_distribution(evil, ax=axes[1])
+        cmp = compare_versions(evil, baseline, candidate, reasons=True, n_resamples=50)
+        plots.plot_version_comparison(cmp, ax=axes[2])
+        plots.plot_caller_breakdown(callers, ax=axes[3], labels={first: f"name {MATHTEXT}"})
+        plots.plot_duration_percentiles(duration_percentiles(evil, freq="6h"), ax=axes[4],
+                                        rollouts=version_adoption(evil, freq="6h", by=None))  # fmt: skip
+        fig.savefig(io.BytesIO(), format="png")  # drawing is where mathtext would fail
+        texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+        drawn = [t for t in texts if "frac" in t]
+        # versions (legend, rollout labels, forest ticks), callers, reasons (forest ticks), resources (legend)
+        assert len(drawn) >= 8
+        for t in drawn:
+            assert not matplotlib.cbook.is_math_text(t), t
+            assert MATHTEXT in t.replace("\\$", "$")  # shown as the data says
+            assert "\x00" not in t and "\u202e" not in t
+        assert any("failure rate (" in t for t in drawn)  # a failure reason inside a forest-plot tick
+        assert "name " + MATHTEXT in [t.replace("\\$", "$") for t in drawn]
+    finally:
+        plt.close(fig)

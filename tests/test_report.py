@@ -8,18 +8,31 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from exec_analytics import schema
-from exec_analytics.report import Report, build_weekly_report, render_html, render_markdown, safe_source
+from exec_analytics.report import (
+    Report,
+    build_weekly_report,
+    render_figures,
+    render_html,
+    render_markdown,
+    render_summary,
+    safe_source,
+)
 from exec_analytics.simulator import Workload
 
 START, END = "2026-11-17T00:00Z", "2026-11-21T00:00Z"  # four days: 1.4.0's rollout (2026-11-17..20)
 HISTORY = "2026-11-13T00:00Z"  # one comparison period of the same length before
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = '<script>alert("x")</script>'
+# What breaks matplotlib's mathtext (an unbalanced "$\frac{$"), a NUL, and bidirectional overrides/isolates that
+# would reorder the text around them.
+MATHTEXT = "$\\frac{$"
+INVISIBLE = "\x00\u202e\u2066\u200f"
 
 
 def executions_table(wl: Workload, rids: list[str], start: str, end: str) -> pd.DataFrame:
@@ -51,7 +64,17 @@ def report(wl: Workload, df: pd.DataFrame) -> Report:
     return build_weekly_report(df, start=START, end=END, names=names, slo=0.95, compare={"n_resamples": 200})
 
 
-def test_report_finds_the_regressed_version_and_summarises_every_resource(wl, report):
+@pytest.fixture(scope="module")
+def figures(report: Report) -> dict[str, dict[str, bytes]]:
+    return render_figures(report)
+
+
+@pytest.fixture(scope="module")
+def html(report: Report, figures: dict[str, dict[str, bytes]]) -> str:
+    return render_html(report, figures=figures)
+
+
+def test_report_finds_the_regressed_version_and_summarises_every_resource(wl, report, figures):
     assert [s.rid for s in report.resources] == [wl.main.rid, wl.resources[2].rid]
     assert list(report.summary["name"]) == [wl.main.name, wl.resources[2].name]
     main = report.resources[0]
@@ -64,7 +87,7 @@ def test_report_finds_the_regressed_version_and_summarises_every_resource(wl, re
     assert any("regressed" in n for n in main.notable)
     assert report.summary.loc[0, "new_versions"] == "1.4.0: regressed"
     assert {"failure_rate", "duration_percentiles", "duration_distribution", "error_budget", "callers",
-            "version:1.4.0"} <= set(main.figures)  # fmt: skip
+            "version:1.4.0"} <= set(figures[main.rid])  # fmt: skip
 
 
 def test_kpis_match_the_analysis_of_each_period(df, report, wl):
@@ -85,7 +108,7 @@ def test_kpis_match_the_analysis_of_each_period(df, report, wl):
 
 
 def test_week_argument_selects_the_iso_week(df):
-    rep = build_weekly_report(df, week="2026-W47", figures=False, compare={"n_resamples": 50})
+    rep = build_weekly_report(df, week="2026-W47", compare={"n_resamples": 50})
     assert rep.start == pd.Timestamp("2026-11-16T00:00Z") and rep.end == pd.Timestamp("2026-11-23T00:00Z")
     assert rep.previous_start == pd.Timestamp("2026-11-09T00:00Z")
     with pytest.raises(ValueError, match="either week or start/end"):
@@ -94,48 +117,78 @@ def test_week_argument_selects_the_iso_week(df):
         build_weekly_report(df, week="2026-W60")
 
 
-def test_source_credentials_never_reach_the_output(report):
+def test_source_credentials_never_reach_the_output(report, html):
     assert report.source == "https://foundry.example.com:8443/api"
-    for text in (render_html(report), render_markdown(report)):
+    for text in (html, render_markdown(report)):
         assert "s3cret" not in text and "alice" not in text
     assert safe_source("not a url token=abc") is None
 
 
-def test_html_is_self_contained(report):
-    html = render_html(report)
+def test_html_is_self_contained(figures, html):
     assert html.startswith("<!DOCTYPE html>")
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", html)  # no external assets, only data: URLs and anchors
     assert "<script" not in html and "@import" not in html and "url(" not in html
-    assert html.count('src="data:image/png;base64,') == sum(len(s.figures) for s in report.resources)
+    assert html.count('src="data:image/png;base64,') == sum(len(f) for f in figures.values())
 
 
 @pytest.fixture(scope="module")
 def hostile(wl: Workload) -> Report:
-    """A report whose versions, RIDs, failure reasons and callers carry markup."""
+    """A report whose versions, RIDs, failure reasons, callers and names carry markup, mathtext and controls."""
     p = wl.resources[2]
     start, end = "2026-11-10T00:00Z", "2026-11-12T00:00Z"
     df = executions_table(wl, [p.rid], "2026-11-08T00:00Z", end)
     evil_rid = f"ri.function-registry.main.function.{HOSTILE}"
     df["resource_rid"] = pd.Categorical([evil_rid] * len(df))
-    late = (df["start_time"] >= pd.Timestamp("2026-11-11T00:00Z")).to_numpy()
-    version = df["resource_version"].astype(str).where(~late, f"9.9.9{HOSTILE}")
+    # Half of the last day runs the new version, beside the old one: a rollout with an overlap to compare.
+    late = (df["start_time"] >= pd.Timestamp("2026-11-11T00:00Z")).to_numpy() & (np.arange(len(df)) % 2 == 0)
+    version = df["resource_version"].astype(str).where(~late, f"9.9.9{HOSTILE}{MATHTEXT}{INVISIBLE}")
     df["resource_version"] = pd.Categorical(version)
-    reason = df["failure_reason"].astype(object).where(df["failure_reason"].isna(), '<img src=x onerror="alert(1)">')
+    bad = f'<img src=x onerror="alert(1)">{MATHTEXT}{INVISIBLE}'
+    reason = df["failure_reason"].astype(object).where(df["failure_reason"].isna(), bad)
     df["failure_reason"] = pd.Categorical(reason)
-    caller = df["caller_rid"].astype(object).where(df["caller_rid"].isna(), f"ri.workshop.main.module.{HOSTILE}")
+    caller = (
+        df["caller_rid"]
+        .astype(object)
+        .where(df["caller_rid"].isna(), f"ri.workshop.main.module.{HOSTILE}{MATHTEXT}{INVISIBLE}")
+    )
     df["caller_rid"] = pd.Categorical(caller)
-    return build_weekly_report(df, start=start, end=end, names={evil_rid: f"<b>{HOSTILE}</b>"},
+    return build_weekly_report(df, start=start, end=end, names={evil_rid: f"<b>{HOSTILE}{MATHTEXT}{INVISIBLE}</b>"},
                                compare={"n_resamples": 50})  # fmt: skip
 
 
 def test_hostile_values_are_escaped_in_html_and_markdown(hostile):
-    assert hostile.resources[0].new_versions[0].version == f"9.9.9{HOSTILE}"
-    html = render_html(hostile)
+    section = hostile.resources[0]
+    assert section.new_versions[0].version == f"9.9.9{HOSTILE}{MATHTEXT}{INVISIBLE}"
+    assert section.new_versions[0].comparison.shape[0] > 0 and len(section.callers) and len(section.reasons)
+    # Every figure with data-driven text is drawn (the forest plot's ticks, the caller bars, the version legend).
+    figures = render_figures(hostile)[section.rid]
+    assert {"duration_distribution", "callers", f"version:{section.new_versions[0].version}"} <= set(figures)
+    html = render_html(hostile, figures=figures)
     assert "<script" not in html and "<img src=x" not in html and "<b><script" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
     md = render_markdown(hostile)
     assert "<script" not in md and "<img" not in md
+    for text in (html, md):
+        assert "frac{$" in text  # a dollar sign is text, shown as it is
+        assert not set(INVISIBLE) & set(text)  # NUL and bidirectional controls are neutralised...
+        assert "\ufffd" in text  # ...visibly
+
+
+def test_interval_labels_follow_the_confidence(df):
+    rep = build_weekly_report(df, start=START, end=END, confidence=0.9, compare={"n_resamples": 50})
+    html, md = render_html(rep, figures={}), render_markdown(rep)
+    assert rep.confidence == 0.9
+    for text in (html, md):
+        assert "90% CI" in text and not re.search(r"95% (CI|interval)|[Ii]ntervals are 95%", text)
+    assert "Intervals are 90%" in html and "intervals are 90%" in md
+    assert "effect [90% CI]" in html and "failure rate (90% CI)" in html
+    # The interval shown is the one computed at that level, not a relabelled 95% interval.
+    at95 = build_weekly_report(df, start=START, end=END, compare={"n_resamples": 50})
+    k90, k95 = rep.resources[0].kpi("failure rate"), at95.resources[0].kpi("failure rate")
+    assert k95.low < k90.low < k90.value < k90.high < k95.high
+    with pytest.raises(ValueError, match="confidence="):
+        build_weekly_report(df, start=START, end=END, compare={"confidence": 0.9})
 
 
 # --- headless Chromium ------------------------------------------------------------------------------------
@@ -186,12 +239,12 @@ def chromium_check(html: str, workdir: Path, screenshot: Path | None = None) -> 
 @pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)"
 )
-def test_report_renders_in_headless_chromium(report, tmp_path):
+def test_report_renders_in_headless_chromium(figures, html, tmp_path):
     shot = tmp_path / "report.png"
-    result = chromium_check(render_html(report), tmp_path, shot)
+    result = chromium_check(html, tmp_path, shot)
     assert result["errors"] == []
     assert result["undecoded"] == []
-    assert result["images"] == sum(len(s.figures) for s in report.resources) > 0
+    assert result["images"] == sum(len(f) for f in figures.values()) > 0
     assert shot.exists() and shot.stat().st_size > 50_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -202,3 +255,39 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 def test_hostile_report_runs_no_script_in_chromium(hostile, tmp_path):
     result = chromium_check(render_html(hostile), tmp_path)
     assert result["errors"] == [] and result["undecoded"] == []
+
+
+def test_terminal_summary_is_formatted_and_inert():
+    t = pd.Timestamp("2026-11-16T00:00Z")
+    week = pd.Timedelta("7D")
+    summary = pd.DataFrame({
+        "name": ["checkout", "x" * 50 + "\u202e\x1b[2J"], "rid": ["ri.a", "ri.b"], "status": ["ok", "regressed"],
+        "executions": [12345.0, 7.0], "executions_change": [-0.003, float("nan")],
+        "failure_rate": [0.0123, 0.5], "failure_rate_change": [0.0025, float("nan")],
+        "p95": [300.0, 0.85], "p95_change": [0.123, float("nan")], "budget_remaining": [0.42, -1.5],
+        "new_versions": ["", "2.0.0: regressed"],
+    })  # fmt: skip
+    report = Report(title="t", start=t, end=t + week, previous_start=t - week, previous_end=t, slo=0.999,
+                    confidence=0.95, generated_at=t, source=None, summary=summary, resources=[])  # fmt: skip
+    assert render_summary(report).splitlines() == [
+        "2026-11-16 00:00 UTC – 2026-11-23 00:00 UTC, compared with 2026-11-09 00:00 UTC – 2026-11-16 00:00 UTC; "
+        "SLO 99.9%",
+        "resource                          status         executions      failure rate             p95  budget left",
+        "checkout                          ok         12,345 (-0.3%)  1.23% (+0.25 pp)  5.0 min (+12%)          42%",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…  regressed           7 (–)        50.00% (–)      850 ms (–)        -150%",
+        "x" * 50 + "\ufffd\ufffd[2J · new versions 2.0.0: regressed",
+    ]
+    assert max(len(line) for line in render_summary(report).splitlines()) <= 120
+
+
+def test_markdown_draws_no_figure_and_html_draws_them_from_the_data(report, monkeypatch):
+    from exec_analytics.report import figures as drawing
+
+    drawn: list[tuple[float, float]] = []
+    real = drawing._png
+    monkeypatch.setattr(drawing, "_png", lambda draw, size: drawn.append(size) or real(draw, size))
+    render_markdown(report)
+    assert drawn == []
+    html = render_html(report)
+    assert len(drawn) == html.count('src="data:image/png;base64,') >= 5
+    assert not any(isinstance(v, bytes) for sec in report.resources for v in vars(sec).values())

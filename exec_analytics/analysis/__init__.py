@@ -17,6 +17,7 @@ A shared vocabulary: ``by`` (grouping columns; ``caller_kind`` is derived from `
 """
 
 from .budget import BURN_ALERTS, error_budget
+from .burndown import budget_burndown
 from .callers import OTHER, caller_breakdown, caller_concentration
 from .percentiles import duration_percentiles, summarize
 from .rates import failure_rate, failure_reasons
@@ -27,6 +28,7 @@ __all__ = [
     "BURN_ALERTS",
     "OTHER",
     "VERDICTS",
+    "budget_burndown",
     "caller_breakdown",
     "caller_concentration",
     "compare_versions",

@@ -6,27 +6,26 @@ analysis on them, and turns the results into the few findings an owner reads fir
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from .. import formatting as fmt
 from ..analysis import (
+    budget_burndown,
     caller_breakdown,
     compare_versions,
-    duration_percentiles,
     error_budget,
-    failure_rate,
     failure_reasons,
     summarize,
     version_adoption,
 )
+from ..analysis.burndown import check_slo
 from ..timeutil import to_utc
 
 __all__ = [
@@ -35,9 +34,9 @@ __all__ = [
     "Report",
     "ResourceSection",
     "VersionFinding",
-    "budget_burndown",
     "build_weekly_report",
     "safe_source",
+    "week_bounds",
 ]
 
 _WEEK = re.compile(r"^(\d{4})-?W(\d{2})$")
@@ -58,7 +57,8 @@ class Kpi:
     value, previous : float
         This period and the comparison period (per-period average over ``baseline_weeks``); NaN when absent.
     low, high : float
-        Confidence interval of ``value`` (Wilson for the rate, order statistics for percentiles); NaN if none.
+        Confidence interval of ``value`` at the report's ``confidence`` (Wilson for the rate, order statistics
+        for percentiles); NaN if none.
     previous_low, previous_high : float
         The same for ``previous``.
     """
@@ -107,7 +107,7 @@ class BudgetStatus:
     alerts : list of str
         Burn-rate alerts firing at the end of the period (e.g. ``"ticket_3d_6h"``).
     burndown : DataFrame
-        :func:`budget_burndown` over the period.
+        :func:`~exec_analytics.analysis.budget_burndown` over the period.
     """
 
     slo: float
@@ -179,9 +179,12 @@ class ResourceSection:
     notable : list of str
         Plain-language notable changes, most important first.
     timeline : DataFrame
-        :func:`exec_analytics.analysis.summarize` by time bucket over both periods (for the figures).
-    figures : dict
-        Figure name -> PNG bytes (empty when built with ``figures=False``).
+        :func:`exec_analytics.analysis.summarize` by time bucket over both periods, with ``p50``, ``p95``,
+        ``p99`` and intervals at the report's ``confidence`` (the failure-rate and percentile figures).
+    adoption : DataFrame
+        :func:`exec_analytics.analysis.version_adoption` by the same buckets (rollouts marked in figures).
+    durations : DataFrame
+        ``resource_version`` and ``duration_s`` of the period's executions (the distribution figure).
     """
 
     rid: str
@@ -194,7 +197,8 @@ class ResourceSection:
     reasons: pd.DataFrame
     notable: list[str]
     timeline: pd.DataFrame
-    figures: dict[str, bytes] = field(default_factory=dict)
+    adoption: pd.DataFrame
+    durations: pd.DataFrame
 
     def kpi(self, name: str) -> Kpi:
         """The KPI called ``name``."""
@@ -203,7 +207,8 @@ class ResourceSection:
 
 @dataclass
 class Report:
-    """The weekly reliability report as data; render it with ``render_html`` or ``render_markdown``.
+    """The weekly reliability report as data; render it with ``render_html`` (which draws the figures) or
+    ``render_markdown``.
 
     Attributes
     ----------
@@ -213,6 +218,8 @@ class Report:
     previous_start, previous_end : Timestamp
         The comparison period (``baseline_weeks`` periods of the same length just before ``start``).
     slo : float
+    confidence : float
+        Level of every interval in the report (KPIs, SLI, callers, version effects).
     generated_at : Timestamp
     source : str or None
         Where the data came from, with any credentials, query string and fragment removed.
@@ -229,6 +236,7 @@ class Report:
     previous_start: pd.Timestamp
     previous_end: pd.Timestamp
     slo: float
+    confidence: float
     generated_at: pd.Timestamp
     source: str | None
     summary: pd.DataFrame
@@ -345,62 +353,6 @@ def _auto_freq(span: pd.Timedelta) -> str:
     return "1h"
 
 
-def budget_burndown(
-    df: pd.DataFrame,
-    *,
-    slo: float = 0.99,
-    start: object,
-    end: object,
-    freq: str | pd.Timedelta = "1h",
-    success_statuses: Sequence[str] | str = ("SUCCEEDED",),
-) -> pd.DataFrame:
-    """The error budget of ``[start, end)`` spent over time: cumulative failures against the period's budget.
-
-    The budget is ``(1 - slo)`` of all executions of the period (what :func:`~exec_analytics.analysis.
-    error_budget` allows for the same window), so the last row's ``remaining`` equals ``error_budget``'s.
-
-    Parameters
-    ----------
-    df : DataFrame
-        The executions table of one resource (or of the whole budget).
-    slo : float
-        Target share of succeeded executions.
-    start, end : str, datetime or Timestamp
-        The period, half-open, timezone-aware.
-    freq : str or Timedelta
-        Step of the burn-down (fixed buckets from :func:`~exec_analytics.analysis.failure_rate`).
-    success_statuses : str or sequence of str
-        Statuses that count as success.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per bucket with executions, in time order. Columns: ``period_start``, ``period_end``
-        (Timestamp, UTC; the first row starts at ``start``), ``executions``, ``bad`` (int64, in the bucket),
-        ``cumulative_bad`` (int64), ``allowed_bad`` (float64, ``(1 - slo)`` x the period's executions),
-        ``consumed`` (float64, ``cumulative_bad / allowed_bad``) and ``remaining`` (float64, ``1 - consumed``).
-    """
-    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
-        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
-    s, e = to_utc(start, "start"), to_utc(end, "end")
-    rates = failure_rate(_rows_in(df, s, e), freq=freq, success_statuses=success_statuses)
-    rates = rates.sort_values("period_start").reset_index(drop=True)
-    step = pd.Timedelta(freq)
-    allowed = (1 - float(slo)) * float(rates["executions"].sum())
-    out = pd.DataFrame({
-        "period_start": rates["period_start"].clip(lower=s),
-        "period_end": (rates["period_start"] + step).clip(upper=e),
-        "executions": rates["executions"].astype("int64"),
-        "bad": rates["failures"].astype("int64"),
-    })  # fmt: skip
-    out["cumulative_bad"] = out["bad"].cumsum().astype("int64")
-    out["allowed_bad"] = allowed
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["consumed"] = out["cumulative_bad"] / allowed if allowed > 0 else np.nan
-    out["remaining"] = 1.0 - out["consumed"]
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Per-resource pieces
 # ---------------------------------------------------------------------------------------------------------
@@ -484,116 +436,42 @@ def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:
     return now.head(top).reset_index(drop=True)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
-def _secs(x: float) -> str:
-    return f"{x:.3g} s" if x < 10 else f"{x:,.0f} s"
-
-
 def _notable(kpis: list[Kpi], budget: BudgetStatus, versions: list[VersionFinding], reasons: pd.DataFrame,
-             callers: pd.DataFrame) -> list[str]:  # fmt: skip
+             callers: pd.DataFrame, confidence: float) -> list[str]:  # fmt: skip
     notes = []
     for v in versions:
         if v.verdict == "regressed":
-            bad = [m for m, verdict in v.verdicts.items() if verdict == "regressed"]
+            bad = [fmt.metric_name(m) for m, verdict in v.verdicts.items() if verdict == "regressed"]
             notes.append(f"Version {v.version} regressed against {v.baseline} on {', '.join(bad)}.")
     if budget.remaining < 0:
-        notes.append(f"Error budget overspent: {_pct(budget.consumed)} of the period's budget used.")
+        notes.append(f"Error budget overspent: {fmt.percent(budget.consumed, 0)} of the period's budget used.")
     if budget.alerts:
         notes.append(f"Burn-rate alerts firing at the end of the period: {', '.join(budget.alerts)}.")
     rate = next(k for k in kpis if k.name == "failure rate")
     if rate.significant:
         word = "up" if rate.change > 0 else "down"
-        notes.append(f"Failure rate {word} from {_pct(rate.previous)} to {_pct(rate.value)} "
-                     "(95% intervals do not overlap).")  # fmt: skip
+        notes.append(f"Failure rate {word} from {fmt.percent(rate.previous)} to {fmt.percent(rate.value)} "
+                     f"({fmt.level(confidence)} intervals do not overlap).")  # fmt: skip
     for k in kpis:
         if k.unit == "s" and k.significant and abs(k.change) >= 0.10:
             word = "slower" if k.change > 0 else "faster"
-            notes.append(f"{k.name} {abs(100 * k.change):.0f}% {word}: {_secs(k.previous)} → {_secs(k.value)}.")
+            notes.append(f"{k.name} {fmt.percent(abs(k.change), 0)} {word}: {fmt.seconds(k.previous)} → "
+                         f"{fmt.seconds(k.value)}.")  # fmt: skip
     volume = kpis[0]
     if math.isfinite(volume.change) and abs(volume.change) >= 0.25:
         word = "up" if volume.change > 0 else "down"
-        notes.append(f"Executions {word} {abs(100 * volume.change):.0f}% week over week.")
+        notes.append(f"Executions {word} {fmt.percent(abs(volume.change), 0)} on the previous period.")
     if "new" in reasons.columns:
         for r in reasons[reasons["new"]].itertuples():
-            notes.append(f"New failure reason {r.failure_reason!s}: {int(r.failures):,} failures this period.")
+            notes.append(f"New failure reason {fmt.text(r.failure_reason, fmt.NO_REASON)}: "
+                         f"{fmt.plural(r.failures, 'failure')} this period.")  # fmt: skip
     if len(callers):
         first = callers.iloc[0]
         if _f(first["excess_failures_low"]) > 0 and _f(first["failure_share"]) >= 0.2:
-            notes.append(f"One caller ({first['caller_rid']}) accounts for {_pct(_f(first['failure_share']))} of "
-                         f"failures, failing {_pct(_f(first['rate']))} of its executions.")  # fmt: skip
+            notes.append(f"One caller ({fmt.text(first['caller_rid'], fmt.NO_CALLER)}) accounts for "
+                         f"{fmt.percent(_f(first['failure_share']), 1)} of failures, failing "
+                         f"{fmt.percent(_f(first['rate']))} of its executions.")  # fmt: skip
     return notes
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _png(draw: Any, size: tuple[float, float]) -> bytes:
-    # A bare Figure (no pyplot): nothing global is created or changed, and it works under any backend.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    ax = fig.subplots()
-    draw(ax)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
-
-
-def _figures(section: ResourceSection, rows: pd.DataFrame, week: pd.DataFrame, start: pd.Timestamp,
-             freq: str) -> dict[str, bytes]:  # fmt: skip
-    from .. import plots
-
-    adoption = version_adoption(rows, freq=freq, by=None)
-    rollouts = {v.version: v.first_seen for v in section.new_versions}
-
-    def shade(ax: Any) -> None:
-        import matplotlib.dates as mdates
-
-        # Both ends as date numbers: mixing a datetime64 and a float here makes matplotlib rescale the axis.
-        lo, hi = ax.get_xlim()
-        ax.axvspan(mdates.date2num(plots._times([start])[0]), hi, color="#000000", alpha=0.05, zorder=0)
-        ax.set_xlim(lo, hi)
-
-    def rate(ax: Any) -> None:
-        plots.plot_failure_rate(failure_rate(rows, freq=freq), ax=ax, rollouts=rollouts or adoption)
-        shade(ax)
-        ax.set_title("Failure rate with 95% interval (shaded: this period)", loc="left", fontsize=11)
-
-    def pct(ax: Any) -> None:
-        plots.plot_duration_percentiles(duration_percentiles(rows, freq=freq, q=(0.5, 0.95, 0.99)), ax=ax,
-                                        rollouts=rollouts or adoption)  # fmt: skip
-        shade(ax)
-        ax.set_title("Duration percentiles", loc="left", fontsize=11)
-
-    def dist(ax: Any) -> None:
-        plots.plot_duration_distribution(week, ax=ax, complementary=True, min_executions=20)
-        ax.set_title("Duration tail by version, this period", loc="left", fontsize=11)
-
-    def budget(ax: Any) -> None:
-        plots.plot_error_budget(section.budget.burndown, ax=ax)
-        ax.set_title(f"Error budget burn-down (SLO {100 * section.budget.slo:g}%)", loc="left", fontsize=11)
-
-    def callers(ax: Any) -> None:
-        plots.plot_caller_breakdown(section.callers, ax=ax, reference=section.kpi("failure rate").value)
-        ax.set_title("Top failing callers, this period", loc="left", fontsize=11)
-
-    figs = {"failure_rate": _png(rate, (9.5, 3.4)), "duration_percentiles": _png(pct, (9.5, 3.4)),
-            "duration_distribution": _png(dist, (9.5, 3.4)), "error_budget": _png(budget, (9.5, 3.0))}  # fmt: skip
-    if len(section.callers):
-        figs["callers"] = _png(callers, (9.5, 0.9 + 0.42 * len(section.callers)))
-    for v in section.new_versions:
-        if len(v.comparison):
-
-            def forest(ax: Any, v: VersionFinding = v) -> None:
-                plots.plot_version_comparison(v.comparison, ax=ax)
-
-            figs[f"version:{v.version}"] = _png(forest, (9.5, 1.0 + 0.36 * len(v.comparison)))
-    return figs
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -631,7 +509,6 @@ def build_weekly_report(
     top_reasons: int = 8,
     confidence: float = 0.95,
     compare: Mapping[str, Any] | None = None,
-    figures: bool = True,
     freq: str | None = None,
 ) -> Report:
     """Build the reliability report of one period (by default the last complete ISO week) from the table.
@@ -657,35 +534,38 @@ def build_weekly_report(
     top_callers, top_reasons : int
         Rows of the caller and failure-reason tables.
     confidence : float
-        Level of every interval.
+        Level of every interval, the version comparisons' included.
     compare : mapping, optional
-        Options for :func:`exec_analytics.analysis.compare_versions` (e.g. ``n_resamples``, thresholds).
-    figures : bool
-        Render the figures (PNG) into each section.
+        Options for :func:`exec_analytics.analysis.compare_versions` (e.g. ``n_resamples``, thresholds,
+        ``stratify_freq``), except ``confidence``.
     freq : str, optional
         Time bucket of the timeline figures and the burn-down (default: from the period's length).
 
     Returns
     -------
     Report
-        See :class:`Report`; sections in the order of ``resources``.
+        See :class:`Report`; sections in the order of ``resources``. It holds data only: the figures are
+        drawn when it is rendered.
 
     Raises
     ------
     ValueError
-        Bad period, empty ``df`` without a period, a resource with no executions at all, bad ``slo``.
+        Bad period, empty ``df`` without a period, a resource with no executions at all, bad ``slo``,
+        ``confidence`` inside ``compare``.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame (the executions table), got {type(df).__name__}")
-    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
-        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    slo = check_slo(slo)
     if isinstance(baseline_weeks, bool) or not isinstance(baseline_weeks, int) or baseline_weeks < 1:
         raise ValueError(f"baseline_weeks must be a positive integer, got {baseline_weeks!r}")
     s, e, title = _period(df, week, start, end)
     span = e - s
     prev_s = s - baseline_weeks * span
     step = freq or _auto_freq(span)
-    options = dict(compare or {})
+    if "confidence" in (compare or {}):
+        # One level for the whole report, so that its one label ("95% CI") is true of every interval.
+        raise ValueError("set the level of every interval with confidence=, not in compare=")
+    options = {**(compare or {}), "confidence": confidence}
     sections = []
     for rid in _resources(df, resources):
         rows = df.loc[(df["resource_rid"].astype("string") == rid).fillna(False).to_numpy(dtype=bool)]
@@ -700,16 +580,17 @@ def build_weekly_report(
         callers = caller_breakdown(week_rows, top=top_callers, confidence=confidence) if len(week_rows) else None
         callers = callers[callers["rank"] > 0].reset_index(drop=True) if callers is not None else pd.DataFrame()
         reasons = _reasons(week_rows, prev_rows, top_reasons)
-        notable = _notable(kpis, budget, versions, reasons, callers)
+        notable = _notable(kpis, budget, versions, reasons, callers, confidence)
         status = ("regressed" if any(v.verdict == "regressed" for v in versions) else
                   "over budget" if budget.remaining < 0 else "attention" if notable else "ok")  # fmt: skip
-        timeline = summarize(rows, freq=step) if len(rows) else pd.DataFrame()
-        section = ResourceSection(rid=rid, name=(names or {}).get(rid, rid), status=status, kpis=kpis, budget=budget,
-                                  new_versions=versions, callers=callers, reasons=reasons, notable=notable,
-                                  timeline=timeline)  # fmt: skip
-        if figures and len(week_rows):
-            section.figures = _figures(section, rows, week_rows, s, step)
-        sections.append(section)
+        timeline = (summarize(rows, freq=step, q=(0.5, 0.95, 0.99), confidence=confidence,
+                              percentile_confidence=confidence) if len(rows) else pd.DataFrame())  # fmt: skip
+        adoption = version_adoption(rows, freq=step, by=None) if len(rows) else pd.DataFrame()
+        durations = week_rows[["resource_version", "duration_s"]].reset_index(drop=True)
+        sections.append(ResourceSection(rid=rid, name=(names or {}).get(rid, rid), status=status, kpis=kpis,
+                                        budget=budget, new_versions=versions, callers=callers, reasons=reasons,
+                                        notable=notable, timeline=timeline, adoption=adoption,
+                                        durations=durations))  # fmt: skip
     summary = pd.DataFrame([{
         "name": sec.name, "rid": sec.rid, "status": sec.status,
         "executions": sec.kpi("executions").value, "executions_change": sec.kpi("executions").change,
@@ -718,6 +599,6 @@ def build_weekly_report(
         "budget_remaining": sec.budget.remaining,
         "new_versions": ", ".join(f"{v.version}: {v.verdict}" for v in sec.new_versions),
     } for sec in sections])  # fmt: skip
-    return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=float(slo),
-                  generated_at=pd.Timestamp.now(tz="UTC").floor("s"), source=safe_source(df.attrs.get("source")),
-                  summary=summary, resources=sections)  # fmt: skip
+    return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=slo,
+                  confidence=float(confidence), generated_at=pd.Timestamp.now(tz="UTC").floor("s"),
+                  source=safe_source(df.attrs.get("source")), summary=summary, resources=sections)  # fmt: skip

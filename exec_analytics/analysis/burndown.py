@@ -1,0 +1,97 @@
+"""Error-budget burn-down: how a period's budget was spent over time, and the SLO target's own check.
+
+The budget of ``[start, end)`` is ``(1 - slo)`` of the period's executions, as :func:`~exec_analytics.
+analysis.error_budget` allows for the same window; the burn-down accumulates the failures bucket by bucket
+against it, so its last row's ``remaining`` equals ``error_budget``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..timeutil import to_utc
+from .rates import failure_rate
+
+__all__ = ["budget_burndown", "check_slo"]
+
+
+def check_slo(slo: object, name: str = "slo") -> float:
+    """``slo`` as a float, or a ValueError saying what an SLO target must be.
+
+    Parameters
+    ----------
+    slo : object
+        Target share of good executions, strictly between 0 and 1.
+    name : str
+        How the caller calls it in the message (``"slo"``, ``"--slo"``).
+
+    Returns
+    -------
+    float
+        The target.
+
+    Raises
+    ------
+    ValueError
+        ``slo`` is not a number strictly between 0 and 1 (a bool is not a number here).
+    """
+    if isinstance(slo, bool) or not isinstance(slo, (int, float, np.integer, np.floating)) or not 0 < slo < 1:
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    return float(slo)
+
+
+def budget_burndown(
+    df: pd.DataFrame,
+    *,
+    slo: float = 0.99,
+    start: object,
+    end: object,
+    freq: str | pd.Timedelta = "1h",
+    success_statuses: Sequence[str] | str = ("SUCCEEDED",),
+) -> pd.DataFrame:
+    """The error budget of ``[start, end)`` spent over time: cumulative failures against the period's budget.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The executions table of one resource (or of the whole budget).
+    slo : float
+        Target share of succeeded executions.
+    start, end : str, datetime or Timestamp
+        The period, half-open, timezone-aware.
+    freq : str or Timedelta
+        Step of the burn-down (fixed buckets from :func:`~exec_analytics.analysis.failure_rate`).
+    success_statuses : str or sequence of str
+        Statuses that count as success.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bucket with executions, in time order. Columns: ``period_start``, ``period_end``
+        (Timestamp, UTC; the first row starts at ``start``), ``executions``, ``bad`` (int64, in the bucket),
+        ``cumulative_bad`` (int64), ``allowed_bad`` (float64, ``(1 - slo)`` x the period's executions),
+        ``consumed`` (float64, ``cumulative_bad / allowed_bad``) and ``remaining`` (float64, ``1 - consumed``).
+    """
+    target = check_slo(slo)
+    s, e = to_utc(start, "start"), to_utc(end, "end")
+    t = df["start_time"]
+    rows = df.loc[((t >= s) & (t < e)).to_numpy()]
+    rates = failure_rate(rows, freq=freq, success_statuses=success_statuses)
+    rates = rates.sort_values("period_start").reset_index(drop=True)
+    step = pd.Timedelta(freq)
+    allowed = (1 - target) * float(rates["executions"].sum())
+    out: pd.DataFrame = pd.DataFrame({
+        "period_start": rates["period_start"].clip(lower=s),
+        "period_end": (rates["period_start"] + step).clip(upper=e),
+        "executions": rates["executions"].astype("int64"),
+        "bad": rates["failures"].astype("int64"),
+    })  # fmt: skip
+    out["cumulative_bad"] = out["bad"].cumsum().astype("int64")
+    out["allowed_bad"] = allowed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["consumed"] = out["cumulative_bad"] / allowed if allowed > 0 else np.nan
+    out["remaining"] = 1.0 - out["consumed"]
+    return out
