@@ -37,7 +37,6 @@ ALLOWED_PRIVATE_IMPORTS: set[tuple[str, str]] = {
     ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_compare_raw"),
     ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_sources"),
     ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_versions_present"),
-    ("exec_analytics.report.build", "exec_analytics.plots:_times"),
 }
 
 
