@@ -210,16 +210,39 @@ def _caller_kind_key(df: pd.DataFrame) -> _Key:
 
 
 def start_ms(df: pd.DataFrame) -> np.ndarray:
-    """``start_time`` as int64 milliseconds since the epoch (UTC), without per-row objects."""
+    """``start_time`` as int64 milliseconds since the epoch (UTC), without per-row objects.
+
+    The one place analysis turns start times into integers. Every datetime64 unit (s, ms, us, ns) is read
+    in its own unit: pandas 3 parses text to microseconds and Parquet may hold seconds, so assuming
+    nanoseconds would put November 2026 in January 1970.
+
+    Raises
+    ------
+    TypeError
+        If ``start_time`` is not a datetime64 column.
+    ValueError
+        If ``start_time`` is timezone-naive (its instant is unknown; the executions table is UTC) or holds
+        missing values (NaT has no time bucket and no place in a window).
+    """
     col = df["start_time"]
-    if not isinstance(col.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(col.dtype):
-        raise TypeError(f"start_time must be a datetime64 column, got {col.dtype}")
-    values = col.array.asi8
-    unit = getattr(col.dtype, "unit", "ns")  # datetime64 dtypes all carry a unit
+    dtype = col.dtype
+    if not isinstance(dtype, pd.DatetimeTZDtype):
+        if pd.api.types.is_datetime64_dtype(dtype):
+            raise ValueError(
+                "start_time is timezone-naive; the executions table is UTC, so state it: "
+                "df['start_time'] = df['start_time'].dt.tz_localize('UTC') (or tz_convert from your zone)"
+            )
+        raise TypeError(f"start_time must be a timezone-aware datetime64 column, got {dtype}")
+    values = np.asarray(col.array.asi8, dtype=np.int64)  # integers in the column's own unit
+    missing = values == np.iinfo(np.int64).min  # NaT
+    if missing.any():
+        raise ValueError(
+            f"start_time has {int(missing.sum())} missing value(s) (NaT); drop or fill them before analysis"
+        )
+    unit = dtype.unit
     if unit == "s":
         return values * 1_000
-    per_ms = _UNITS_PER_MS[unit]
-    return values if per_ms == 1 else values // per_ms
+    return np.floor_divide(values, _UNITS_PER_MS[unit]) if _UNITS_PER_MS[unit] != 1 else values
 
 
 def freq_ms(freq: str | pd.Timedelta, name: str = "freq") -> int:
