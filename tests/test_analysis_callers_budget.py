@@ -75,7 +75,7 @@ def test_breakdown_counts_rates_and_percentiles_match_plain_pandas(callers_df):
         mine = got.loc[caller] if caller is not None else got[got.index.isna()].iloc[0]
         assert (mine["executions"], mine["failures"]) == (row["executions"], row["failures"])
         assert mine["p50"] == row["p50"] and mine["p95"] == row["p95"]
-        ci = stats.binomtest(int(row["failures"]), int(row["executions"])).proportion_ci(method="wilson")
+        ci = stats.binomtest(int(row["failures"]), int(row["executions"])).proportion_ci(method="exact")
         assert (mine["rate_low"], mine["rate_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
     assert out["share"].sum() == pytest.approx(1.0)
     assert out["failure_share"].sum() == pytest.approx(1.0)
@@ -129,7 +129,7 @@ def test_budget_against_hand_computation():
     assert out["sli"] == pytest.approx(0.98)
     assert out["allowed_bad"] == pytest.approx(100.0)
     assert out["consumed"] == pytest.approx(2.0) and out["remaining"] == pytest.approx(-1.0)
-    ci = stats.binomtest(9800, 10_000).proportion_ci(method="wilson")
+    ci = stats.binomtest(9800, 10_000).proportion_ci(method="exact")
     assert (out["sli_low"], out["sli_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
     t = df["start_time"]
     for w, length in (("5m", "5min"), ("30m", "30min"), ("1h", "1h"), ("6h", "6h"), ("3d", "3D")):

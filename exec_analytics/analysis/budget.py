@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..timeutil import to_utc
 from ._groups import check_confidence, failed_mask, freq_ms, group_rows, require_columns, start_ms
-from ._intervals import wilson_interval
+from ._intervals import rate_interval
 
 __all__ = ["BURN_ALERTS", "error_budget"]
 
@@ -75,7 +75,7 @@ def error_budget(
         Minimum-volume guard: a burn-rate window with fewer executions has NaN burn and cannot fire an
         alert (2 failures in 3 executions at 3 a.m. are not a 60x burn).
     confidence : float
-        Level of the Wilson interval of the SLI.
+        Level of the Clopper-Pearson interval of the SLI.
     success_statuses : str or iterable of str
         Statuses that count as success.
 
@@ -84,7 +84,7 @@ def error_budget(
     pandas.DataFrame
         One row per group. Columns: the ``by`` columns; ``window_start``, ``window_end`` (Timestamp, UTC);
         ``executions``, ``bad`` (int64, in the SLO window); ``sli``, ``sli_low``, ``sli_high`` (float64, good
-        share with Wilson interval); ``slo``, ``budget`` (float64, ``1 - slo``); ``allowed_bad`` (float64,
+        share with Clopper-Pearson interval); ``slo``, ``budget`` (float64, ``1 - slo``); ``allowed_bad`` (float64,
         ``budget * executions``); ``consumed`` (float64, ``bad / allowed_bad``: 1 = budget spent);
         ``remaining`` (float64, ``1 - consumed``, negative when overspent); for each burn window ``w`` in 5m,
         30m, 1h, 6h, 3d: ``executions_<w>``, ``bad_<w>`` (int64) and ``burn_<w>`` (float64, NaN below
@@ -123,7 +123,7 @@ def error_budget(
     out["window_start"] = pd.Timestamp(end - span, unit="ms", tz="UTC") if end is not None else pd.NaT
     out["window_end"] = pd.Timestamp(end, unit="ms", tz="UTC") if end is not None else pd.NaT
     n, x = counts(span)
-    good_low, good_high = wilson_interval(n - x, n, confidence)
+    good_low, good_high = rate_interval(n - x, n, confidence)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["executions"] = n
         out["bad"] = x
