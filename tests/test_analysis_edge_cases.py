@@ -8,6 +8,7 @@ import pytest
 
 from exec_analytics import schema
 from exec_analytics.analysis import (
+    VERDICTS,
     caller_breakdown,
     caller_concentration,
     compare_versions,
@@ -136,3 +137,19 @@ def test_two_interleaved_versions_compare_cleanly():
     out = compare_versions(df, "1.0.0", "1.1.0", n_resamples=200)
     assert not out["verdict"].isin(["regressed", "improved"]).any()
     assert (out["baseline_executions"] >= 200).all()
+
+
+def test_version_regressions_without_any_overlap_gives_insufficient_data_rows():
+    # Two versions that never ran at the same time: promised "insufficient data" rows, not a KeyError.
+    old, new = frame(600, versions=("1.0.0",)), frame(600, versions=("1.1.0",), seed=1)
+    new["start_time"] += pd.Timedelta("30D")
+    df = pd.concat([old, new], ignore_index=True)
+    df["resource_version"] = pd.Categorical(df["resource_version"].astype(str), categories=["1.0.0", "1.1.0"],
+                                            ordered=True)  # fmt: skip
+    out = version_regressions(df, flag=VERDICTS)
+    assert out["metric"].tolist() == ["failure_rate", "p50", "p95", "p99", "distribution"]
+    assert set(out["verdict"].astype(str)) == {"insufficient data"}
+    assert out["note"].str.startswith("no overlap").all()
+    assert out["p_value"].isna().all() and out["p_adjusted"].isna().all()
+    assert (out["baseline"] == "1.0.0").all() and (out["candidate"] == "1.1.0").all()
+    assert version_regressions(df).empty  # nothing regressed

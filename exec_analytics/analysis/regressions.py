@@ -148,7 +148,9 @@ def version_regressions(
     columns = [*_COLUMNS, "candidate_first_seen", "candidate_majority_at", "candidate_share_last"]
     if not parts:
         return pd.DataFrame(columns=columns)
-    judged = judge(pd.concat(parts, ignore_index=True), alpha, list(_COLUMNS))
+    # Every part carries every column, so a call where no pair overlapped still has (empty) p-values.
+    raw = [c for c in _COLUMNS if c not in ("p_adjusted", "verdict")]
+    judged = judge(pd.concat([p.reindex(columns=raw) for p in parts], ignore_index=True), alpha, list(_COLUMNS))
     judged = judged[judged["verdict"].isin(list(flag)).to_numpy()].reset_index(drop=True)
     return _add_adoption(judged, df, adoption_freq).reindex(columns=columns)
 
