@@ -39,6 +39,7 @@ __all__ = [
     "percentile_names",
     "require_columns",
     "sort_within_groups",
+    "value_ordered",
 ]
 
 #: Grouping keys computed from the table rather than read from a column.
@@ -355,6 +356,33 @@ def group_rows(
     codes, n_groups, key_codes = _combine(keys, n)
     frame = pd.DataFrame({k.name: k.labels(c) for k, c in zip(keys, key_codes, strict=True)})
     return Groups(codes, n_groups, frame)
+
+
+def value_ordered(groups: Groups) -> Groups:
+    """The same groups renumbered in the order of their key values, whatever the input's category order.
+
+    Group codes normally follow category codes, which depend on how a frame was built (row order at
+    creation, categories added or reordered). Anything that draws random numbers per group must not depend
+    on that: this order uses only the key values (as text, missing values last), so the same data give the
+    same codes.
+
+    Returns
+    -------
+    Groups
+        ``codes`` renumbered and ``keys`` reordered to match.
+    """
+    if groups.n_groups <= 1 or groups.keys.shape[1] == 0:
+        return groups
+    sort_keys: list[np.ndarray] = []
+    for name in reversed(list(groups.keys.columns)):  # lexsort: the last key is the primary one
+        col = groups.keys[name]
+        na = col.isna().to_numpy()
+        text = col.astype(object).where(~na, "").astype(str).to_numpy()
+        sort_keys += [pd.factorize(text, sort=True)[0], na]
+    perm = np.lexsort(sort_keys)
+    rank = np.empty(groups.n_groups, dtype=np.intp)
+    rank[perm] = np.arange(groups.n_groups, dtype=np.intp)
+    return Groups(rank[groups.codes], groups.n_groups, groups.keys.iloc[perm].reset_index(drop=True))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ._verdicts import VERDICTS, judge
 from .versions import (
     _COLUMNS,
     _check_common,
+    _check_stratify_freq,
     _compare_raw,
     _NoOverlap,
     _sources,
@@ -127,6 +128,7 @@ def version_regressions(
     _check_common(alpha=alpha, **{k: opts[k] for k in ("latency_threshold", "failure_threshold", "shift_threshold",
                                                         "confidence", "min_executions", "min_stratum", "n_resamples",
                                                         "metrics", "latency_outcome")})  # fmt: skip
+    _check_stratify_freq(opts["stratify_freq"])
     require_columns(df, [*_sources(opts["stratify"]), *(["failure_reason"] if opts["reasons"] else [])],
                     "version_regressions")  # fmt: skip
     parts = []
