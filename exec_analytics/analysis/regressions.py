@@ -140,7 +140,7 @@ def version_regressions(
         for base, cand in itertools.pairwise(versions):
             try:
                 part = _compare_raw(sub, base, cand, resource_rid=rid, rng=np.random.default_rng([seed, pair]),
-                                    **opts)  # fmt: skip
+                                    alpha=alpha, **opts)  # fmt: skip
             except _NoOverlap:
                 part = pd.DataFrame([{"resource_rid": rid, "baseline": base, "candidate": cand, "metric": m,
                                       "note": "no overlap: the versions never ran at the same time"}

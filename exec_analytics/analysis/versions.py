@@ -46,6 +46,9 @@ How a comparison is made (defaults in brackets; every one is a parameter):
      common;
    - ``inconclusive``: anything else; more data would decide.
 
+   A pooled verdict can hide a regression of a few small callers (a 5x failure rate in callers with 4% of
+   the traffic moves the pooled rate by a fraction of the threshold): ``regressed_callers`` names them.
+
    Requiring the whole interval beyond the threshold is a one-sided test (at ``(1 - confidence) / 2``) that
    the effect exceeds the threshold, so "regressed" means "worse by at least the threshold", not merely
    "different". Within ``equivalent`` it is the two one-sided tests (TOST) procedure.
@@ -54,10 +57,12 @@ How a comparison is made (defaults in brackets; every one is a parameter):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..timeutil import to_utc
 from ._groups import (
@@ -77,10 +82,13 @@ from ._stratified import (
     Effect,
     bootstrap_effect,
     cmh_test,
-    mh_risk_difference,
+    mh_difference_by,
     mh_risk_ratio,
+    pool_shifts,
     quantile_bootstrap,
-    rank_comparison,
+    shift_effect,
+    stratum_shifts,
+    weighted_quantiles,
 )
 from ._verdicts import VERDICTS, judge
 
@@ -94,7 +102,7 @@ _COLUMNS = (
     "resource_rid", "baseline", "candidate", "metric", "baseline_executions", "candidate_executions",
     "baseline_value", "candidate_value", "difference", "difference_low", "difference_high", "ratio", "ratio_low",
     "ratio_high", "judged_on", "threshold", "test", "statistic", "p_value", "p_adjusted", "verdict", "strata",
-    "adjusted_for", "window_start", "window_end", "note",
+    "regressed_callers", "adjusted_for", "window_start", "window_end", "note",
 )  # fmt: skip
 
 
@@ -229,6 +237,7 @@ def _compare_raw(
     n_resamples: int,
     rng: np.random.Generator,
     success_statuses: Iterable[str] | str,
+    alpha: float,
 ) -> pd.DataFrame:
     """All metric rows of one comparison, without p_adjusted and verdict."""
     strata_cols = as_list(stratify, "stratify")
@@ -255,6 +264,7 @@ def _compare_raw(
     order = np.lexsort((bad, sub["duration_s"].to_numpy(dtype="float64"), cand, strata.codes))
     sub, cand, bad = sub.iloc[order].reset_index(drop=True), cand[order], bad[order]
     s, k = strata.codes[order], strata.n_groups
+    callers = _Callers.of(sub, strata_cols, s, k, alpha)
 
     common: dict[str, Any] = {
         "resource_rid": resource_rid, "baseline": baseline, "candidate": candidate,
@@ -275,17 +285,19 @@ def _compare_raw(
         x1 = np.bincount(s[cand & event], minlength=k)
         x0 = np.bincount(s[~cand & event], minlength=k)
         nb, nc = int(n0[shared].sum()), int(n1[shared].sum())
+        pooled = mh_difference_by(x1, n1, x0, n0, np.zeros(k, dtype=np.intp), 1, confidence)
         row = {"metric": name, "baseline_executions": nb, "candidate_executions": nc,
-               "baseline_value": _ratio(x0.sum(), n0.sum()), "candidate_value": _ratio(x1.sum(), n1.sum()),
-               "judged_on": "difference", "threshold": failure_threshold, "strata": int(shared.sum())}  # fmt: skip
+               "baseline_value": float(pooled.baseline[0]), "candidate_value": float(pooled.candidate[0]),
+               "judged_on": "difference", "threshold": failure_threshold, "strata": int(shared.sum()),
+               "test": "CMH"}  # fmt: skip
         note = _too_few(nb, nc, min_executions)
         if not note:
-            diff = mh_risk_difference(x1, n1, x0, n0, confidence)
+            diff = (float(pooled.difference[0]), float(pooled.low[0]), float(pooled.high[0]))
             ratio = mh_risk_ratio(x1, n1, x0, n0, confidence)
             z, p = cmh_test(x1, n1, x0, n0)
             row.update(_effect_columns(Effect(*diff, *ratio, statistic=z, p_value=p, test="CMH")))
-        else:
-            row.update(test="CMH")
+            by = mh_difference_by(x1, n1, x0, n0, callers.of_stratum, callers.n, confidence)
+            row["regressed_callers"] = callers.regressed(n1 * shared, n0 * shared, by.low, by.z, failure_threshold)
         rows.append({**row, "note": note})
 
     # --- latency -------------------------------------------------------------------------------------
@@ -310,12 +322,61 @@ def _compare_raw(
                "threshold": shift_threshold, "strata": int(two.sum()), "test": "van Elteren"}  # fmt: skip
         note = _too_few(nb, nc, min_executions)
         if not note:
-            effect, _ = rank_comparison(values[both], cand[both], s[both], k, confidence)
+            shifts = stratum_shifts(values[both], cand[both], s[both], k)
+            effect = shift_effect(shifts, confidence)
             row.update(_effect_columns(effect))
             row["candidate_value"] = 0.5 + effect.difference
+            _, low, _, z = pool_shifts(shifts, callers.of_stratum, callers.n, confidence)
+            row["regressed_callers"] = callers.regressed(lc * two, lb * two, low - 0.5, z, shift_threshold)
         rows.append({**row, "note": note})
     out = pd.DataFrame([{**common, **r} for r in rows])
-    return out.reindex(columns=[c for c in _COLUMNS if c not in ("p_adjusted", "verdict")])
+    out = out.reindex(columns=[c for c in _COLUMNS if c not in ("p_adjusted", "verdict")])
+    out["regressed_callers"] = out["regressed_callers"].astype(object).where(out["regressed_callers"].notna(), None)
+    return out
+
+
+#: Executions per version a caller needs, in strata both versions served, to be judged on its own.
+MIN_CALLER_EXECUTIONS = 30
+
+
+@dataclass
+class _Callers:
+    """The ``stratify`` groups (callers) without time buckets: which strata belong to which caller."""
+
+    of_stratum: np.ndarray  # caller code of every stratum
+    n: int
+    labels: list[str]
+    alpha: float
+    keyed: bool
+
+    @classmethod
+    def of(cls, sub: pd.DataFrame, strata_cols: list[str], s: np.ndarray, k: int, alpha: float) -> _Callers:
+        groups = value_ordered(group_rows(sub, strata_cols, None, func="compare_versions"))
+        of_stratum = np.zeros(k, dtype=np.intp)
+        of_stratum[s] = groups.codes  # rows are in canonical order already; every stratum lies in one caller
+        columns = [groups.keys[c].astype(object).where(groups.keys[c].notna(), "<none>").astype(str).tolist()
+                   for c in groups.keys.columns]  # fmt: skip
+        labels = ["/".join(parts) for parts in zip(*columns, strict=True)] if columns else [""]
+        return cls(of_stratum, groups.n_groups, labels, alpha, bool(strata_cols))
+
+    def regressed(self, n1: np.ndarray, n0: np.ndarray, low: np.ndarray, z: np.ndarray, threshold: float) -> str | None:
+        """Callers whose own comparison is regressed: interval beyond ``threshold``, BH-adjusted p < alpha.
+
+        ``n1``/``n0`` count each stratum's executions per version in strata both served; ``low`` and ``z``
+        are per caller. Callers below :data:`MIN_CALLER_EXECUTIONS` in either version are not judged.
+        None without a ``stratify`` column (no callers to tell apart).
+        """
+        if not self.keyed:
+            return None
+        c1 = np.bincount(self.of_stratum, weights=n1, minlength=self.n)
+        c0 = np.bincount(self.of_stratum, weights=n0, minlength=self.n)
+        judged = (c1 >= MIN_CALLER_EXECUTIONS) & (c0 >= MIN_CALLER_EXECUTIONS) & np.isfinite(z) & np.isfinite(low)
+        if not judged.any():
+            return ""
+        adjusted = np.ones(self.n)
+        adjusted[judged] = stats.false_discovery_control(2 * stats.norm.sf(np.abs(z[judged])), method="bh")
+        hit = judged & (low > threshold) & (adjusted < self.alpha)
+        return ", ".join(self.labels[i] for i in np.flatnonzero(hit))
 
 
 def _reason_events(sub: pd.DataFrame, bad: np.ndarray, reasons: bool | Sequence[str]) -> list[tuple[str, np.ndarray]]:
@@ -341,10 +402,6 @@ def _reason_events(sub: pd.DataFrame, bad: np.ndarray, reasons: bool | Sequence[
     if reasons is True and (codes[bad] < 0).any():
         out.append((NO_REASON, bad & (codes < 0)))
     return out
-
-
-def _ratio(x: float, n: float) -> float:
-    return float(x) / float(n) if n > 0 else np.nan
 
 
 def _too_few(nb: int, nc: int, need: int) -> str:
@@ -382,22 +439,26 @@ def _quantile_rows(
     # both arms (they would carry their baseline weight on a handful of candidate executions).
     ok = (lc >= min_stratum) & (lb >= min_stratum)
     nb, nc = int(lb[ok].sum()), int(lc[ok].sum())
-    crude_b = np.quantile(values[lat & ~cand], qs) if (lat & ~cand).any() else np.full(len(qs), np.nan)
-    crude_c = np.quantile(values[lat & cand], qs) if (lat & cand).any() else np.full(len(qs), np.nan)
     need = np.array([max(min_executions, min_executions_for_interval(q, confidence)) for q in qs])
     notes = [_too_few(nb, nc, int(n)) for n in need]
-    if nb and nc and not all(notes):
+    # The values shown are the standardised estimates the effect compares (their ratio is the ratio).
+    b_est = c_est = np.full(len(qs), np.nan)
+    if nb and nc:
         mix = np.where(ok, lb, 0) / nb
         in_b = lat & ~cand & ok[s]
         in_c = lat & cand & ok[s]
-        b_est, c_est, b_rep, c_rep = quantile_bootstrap(
-            (values[in_b], s[in_b]), (values[in_c], s[in_c]), mix, qs, n_resamples, rng
-        )
+        if all(notes):
+            b_est = weighted_quantiles(values[in_b], s[in_b], mix, qs)
+            c_est = weighted_quantiles(values[in_c], s[in_c], mix, qs)
+        else:
+            b_est, c_est, b_rep, c_rep = quantile_bootstrap(
+                (values[in_b], s[in_b]), (values[in_c], s[in_c]), mix, qs, n_resamples, rng
+            )
     rows = []
     alpha = 1 - confidence
     for j, (name, _) in enumerate(quantile_metrics):
         row = {"metric": name, "baseline_executions": nb, "candidate_executions": nc,
-               "baseline_value": float(crude_b[j]), "candidate_value": float(crude_c[j]), "judged_on": "ratio",
+               "baseline_value": float(b_est[j]), "candidate_value": float(c_est[j]), "judged_on": "ratio",
                "threshold": threshold, "strata": int(ok.sum()), "test": "bootstrap"}  # fmt: skip
         if not notes[j]:
             row.update(_effect_columns(bootstrap_effect(b_est[j], c_est[j], b_rep[:, j], c_rep[:, j], alpha)))
@@ -504,8 +565,11 @@ def compare_versions(
         Practical threshold on the failure-rate difference, as a proportion (0.005 = 0.5 percentage
         points). Set it from the SLO: for 99.9%, 0.0005 (half the budget) is more sensible.
     shift_threshold : float
-        Practical threshold on P(candidate slower) - 0.5 for ``distribution``: 0.05 corresponds to about
-        a 10% uniform slowdown of log-normal durations with log-sd 0.7 (such as the simulator's).
+        Practical threshold on P(candidate slower) - 0.5 for ``distribution``. It is a threshold on how often
+        the candidate is slower, not on by how much, so the slowdown it stands for depends on the spread of
+        durations: for log-normal durations of log-sd ``s``, a uniform slowdown ``m`` gives P(slower) - 0.5
+        = Phi(ln(m) / (s sqrt 2)) - 0.5, so 0.05 is ``m`` = 1.09 for ``s`` = 0.5, 1.13 for 0.7 and 1.20 for
+        1.0. For a threshold in seconds or percent, judge the percentiles.
     alpha : float
         False discovery rate for the Benjamini-Hochberg adjustment over the rows of this call.
     confidence : float
@@ -529,16 +593,23 @@ def compare_versions(
         One row per metric. Columns: ``resource_rid``, ``baseline``, ``candidate`` (str); ``metric`` (str);
         ``baseline_executions``, ``candidate_executions`` (int: executions behind the effect: in callers
         both versions served; for latency metrics, those with a duration of ``latency_outcome``);
-        ``baseline_value``, ``candidate_value`` (float: crude estimates over each version's executions in the
-        window, before any caller adjustment: failure rate or percentile in seconds; for ``distribution``
-        0.5 and the adjusted P(slower)); ``difference``, ``difference_low``, ``difference_high`` (float:
+        ``baseline_value``, ``candidate_value`` (float: the adjusted estimates the effect compares, so that
+        their difference is ``difference`` and their ratio is ``ratio``: failure rates standardised to the
+        Mantel-Haenszel weights of the shared strata, percentiles of each version reweighted to the
+        baseline's mix of strata; for ``distribution`` 0.5 and the adjusted P(slower); NaN without shared
+        strata); ``difference``, ``difference_low``, ``difference_high`` (float:
         caller-adjusted candidate - baseline: rate difference, seconds, or P(slower) - 0.5);
         ``ratio``, ``ratio_low``, ``ratio_high`` (float: caller-adjusted candidate / baseline; NaN for
         ``distribution`` and for failure rates with no failures in an arm); ``judged_on`` ("ratio" or
         "difference"); ``threshold`` (float); ``test`` ("CMH", "bootstrap" or "van Elteren");
         ``statistic`` (float, signed z); ``p_value``, ``p_adjusted`` (float, BH); ``verdict``
         (categorical, one of :data:`VERDICTS`); ``strata`` (int, strata compared: callers, or caller
-        x time bucket); ``adjusted_for`` (str, the stratification actually used, e.g.
+        x time bucket); ``regressed_callers`` (str or None: the ``stratify`` groups whose own comparison
+        is regressed, comma-separated, "" for none; each caller is compared over its own time buckets and
+        judged like the pooled row (interval beyond the threshold, p-value Benjamini-Hochberg adjusted over
+        the callers below ``alpha``) when it has at least :data:`MIN_CALLER_EXECUTIONS` executions per
+        version; for failure rates and ``distribution``; None for percentiles and without ``stratify``);
+        ``adjusted_for`` (str, the stratification actually used, e.g.
         "caller_rid, start_time/3h"; "" for none); ``window_start``, ``window_end`` (Timestamp, half-open);
         ``note`` (str, why data were insufficient, else "").
 
@@ -561,6 +632,6 @@ def compare_versions(
         stratify=stratify, stratify_freq=stratify_freq, latency_outcome=latency_outcome,
         latency_threshold=latency_threshold, failure_threshold=failure_threshold, shift_threshold=shift_threshold,
         confidence=confidence, min_executions=min_executions, min_stratum=min_stratum, n_resamples=n_resamples,
-        rng=np.random.default_rng(seed), success_statuses=success_statuses,
+        rng=np.random.default_rng(seed), success_statuses=success_statuses, alpha=alpha,
     )  # fmt: skip
     return judge(raw, alpha, list(_COLUMNS))
