@@ -175,3 +175,14 @@ def test_budget_defaults_now_from_attrs_and_rejects_bad_slo():
         error_budget(df, slo=99)
     with pytest.raises(ValueError, match="window"):
         error_budget(df, window="1M")
+
+
+def test_check_slo_is_the_one_slo_rule():
+    from exec_analytics.analysis.budget import check_slo
+
+    assert check_slo(0.999) == 0.999 and check_slo(np.float64(0.99)) == 0.99
+    for bad in (99, 1, 0, True, float("nan"), "0.99", None):
+        with pytest.raises(ValueError, match="slo must be a fraction strictly between 0 and 1"):
+            check_slo(bad)
+        with pytest.raises(ValueError, match="slo must be a fraction"):
+            error_budget(frame([(W + "a", 10, 1)]), slo=bad, now=NOW)  # type: ignore[arg-type]

@@ -153,3 +153,14 @@ def test_version_regressions_without_any_overlap_gives_insufficient_data_rows():
     assert out["p_value"].isna().all() and out["p_adjusted"].isna().all()
     assert (out["baseline"] == "1.0.0").all() and (out["candidate"] == "1.1.0").all()
     assert version_regressions(df).empty  # nothing regressed
+
+
+def test_an_explicit_window_must_end_after_it_starts():
+    df = frame(600, versions=("1.0.0", "1.1.0"))
+    with pytest.raises(ValueError, match=r"end \(.*\) must be after start"):
+        compare_versions(df, "1.0.0", "1.1.0", window=("2026-11-10T05:00Z", "2026-11-10T01:00Z"))
+    with pytest.raises(ValueError, match="has no timezone"):
+        compare_versions(df, "1.0.0", "1.1.0", window=("2026-11-10T01:00", "2026-11-10T05:00Z"))
+    out = compare_versions(df, "1.0.0", "1.1.0", window=("2026-11-10T01:00Z", "2026-11-10T09:00Z"), n_resamples=50)
+    assert out["window_start"].iloc[0] == pd.Timestamp("2026-11-10T01:00Z")
+    assert out["window_end"].iloc[0] == pd.Timestamp("2026-11-10T09:00Z")

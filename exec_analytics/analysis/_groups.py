@@ -255,8 +255,9 @@ def freq_ms(freq: str | pd.Timedelta, name: str = "freq") -> int:
             f"{name} must be a fixed length such as '1D', '6h', '15min' or a Timedelta (buckets are aligned to "
             f"1970-01-01T00:00Z, so '1D' means UTC days); got {freq!r}"
         ) from None
-    ms = td.value // 1_000_000
-    if ms <= 0 or td.value % 1_000_000:
+    one_ms = pd.Timedelta(1, unit="ms")
+    ms = td // one_ms
+    if ms <= 0 or td % one_ms:
         raise ValueError(f"{name} must be a positive whole number of milliseconds, got {freq!r}")
     return int(ms)
 

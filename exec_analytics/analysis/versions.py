@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..timeutil import to_utc
+from ..timeutil import epoch_ms, from_epoch_ms, validate_window
 from ._groups import (
     DERIVED_KEYS,
     as_list,
@@ -188,11 +188,8 @@ def _window(
 ) -> tuple[int, int]:
     """Half-open window ``[lo, hi)`` in epoch milliseconds."""
     if isinstance(window, tuple) and len(window) == 2:
-        lo = int(to_utc(window[0], "window[0]").value // 1_000_000)
-        hi = int(to_utc(window[1], "window[1]").value // 1_000_000)
-        if hi <= lo:
-            raise ValueError("compare_versions: window end must be after its start")
-        return lo, hi
+        start, end = validate_window(window[0], window[1])
+        return epoch_ms(start), epoch_ms(end)
     if window == "all":
         return int(t_ms.min()), int(t_ms.max()) + 1
     if window != "overlap":
@@ -210,10 +207,6 @@ def _window(
 def _sources(stratify: str | Sequence[str] | None) -> list[str]:
     """Columns the stratification reads (a derived key such as ``caller_kind`` reads ``caller_rid``)."""
     return [DERIVED_KEYS.get(c, c) for c in as_list(stratify, "stratify")]
-
-
-def _ms_to_ts(ms: int) -> pd.Timestamp:
-    return pd.Timestamp(ms, unit="ms", tz="UTC")
 
 
 def _compare_raw(
@@ -269,7 +262,7 @@ def _compare_raw(
     common: dict[str, Any] = {
         "resource_rid": resource_rid, "baseline": baseline, "candidate": candidate,
         "adjusted_for": ", ".join(strata_cols + ([f"start_time/{stratify_freq}"] if stratify_freq else [])),
-        "window_start": _ms_to_ts(lo), "window_end": _ms_to_ts(hi),
+        "window_start": from_epoch_ms(lo), "window_end": from_epoch_ms(hi),
     }  # fmt: skip
     rows: list[dict[str, Any]] = []
 
