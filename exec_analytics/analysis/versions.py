@@ -42,8 +42,8 @@ How a comparison is made (defaults in brackets; every one is a parameter):
    - ``improved``: the same in the good direction (for ratios the mirror image 1 / (1 + threshold));
    - ``equivalent``: the whole interval lies within the thresholds;
    - ``insufficient data``: fewer than ``min_executions`` [200] executions in an arm (more for extreme
-     percentiles: at least enough for a distribution-free interval, 368 for p99 at 95%), or no caller in
-     common;
+     percentiles: at least enough for a distribution-free interval, 368 for p99 at 95%) in the strata both
+     versions served, or no such stratum;
    - ``inconclusive``: anything else; more data would decide.
 
    A pooled verdict can hide a regression of a few small callers (a 5x failure rate in callers with 4% of
@@ -319,8 +319,9 @@ def _compare_raw(
             effect = shift_effect(shifts, confidence)
             row.update(_effect_columns(effect))
             row["candidate_value"] = 0.5 + effect.difference
-            _, low, _, z = pool_shifts(shifts, callers.of_stratum, callers.n, confidence)
-            row["regressed_callers"] = callers.regressed(lc * two, lb * two, low - 0.5, z, shift_threshold)
+            _, caller_low, _, caller_z = pool_shifts(shifts, callers.of_stratum, callers.n, confidence)
+            row["regressed_callers"] = callers.regressed(lc * two, lb * two, caller_low - 0.5, caller_z,
+                                                         shift_threshold)  # fmt: skip
         rows.append({**row, "note": note})
     out = pd.DataFrame([{**common, **r} for r in rows])
     out = out.reindex(columns=[c for c in _COLUMNS if c not in ("p_adjusted", "verdict")])
