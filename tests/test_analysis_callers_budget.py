@@ -75,7 +75,7 @@ def test_breakdown_counts_rates_and_percentiles_match_plain_pandas(callers_df):
         mine = got.loc[caller] if caller is not None else got[got.index.isna()].iloc[0]
         assert (mine["executions"], mine["failures"]) == (row["executions"], row["failures"])
         assert mine["p50"] == row["p50"] and mine["p95"] == row["p95"]
-        ci = stats.binomtest(int(row["failures"]), int(row["executions"])).proportion_ci(method="wilson")
+        ci = stats.binomtest(int(row["failures"]), int(row["executions"])).proportion_ci(method="exact")
         assert (mine["rate_low"], mine["rate_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
     assert out["share"].sum() == pytest.approx(1.0)
     assert out["failure_share"].sum() == pytest.approx(1.0)
@@ -129,7 +129,7 @@ def test_budget_against_hand_computation():
     assert out["sli"] == pytest.approx(0.98)
     assert out["allowed_bad"] == pytest.approx(100.0)
     assert out["consumed"] == pytest.approx(2.0) and out["remaining"] == pytest.approx(-1.0)
-    ci = stats.binomtest(9800, 10_000).proportion_ci(method="wilson")
+    ci = stats.binomtest(9800, 10_000).proportion_ci(method="exact")
     assert (out["sli_low"], out["sli_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
     t = df["start_time"]
     for w, length in (("5m", "5min"), ("30m", "30min"), ("1h", "1h"), ("6h", "6h"), ("3d", "3D")):
@@ -175,3 +175,14 @@ def test_budget_defaults_now_from_attrs_and_rejects_bad_slo():
         error_budget(df, slo=99)
     with pytest.raises(ValueError, match="window"):
         error_budget(df, window="1M")
+
+
+def test_check_slo_is_the_one_slo_rule():
+    from exec_analytics.analysis.budget import check_slo
+
+    assert check_slo(0.999) == 0.999 and check_slo(np.float64(0.99)) == 0.99
+    for bad in (99, 1, 0, True, float("nan"), "0.99", None):
+        with pytest.raises(ValueError, match="slo must be a fraction strictly between 0 and 1"):
+            check_slo(bad)
+        with pytest.raises(ValueError, match="slo must be a fraction"):
+            error_budget(frame([(W + "a", 10, 1)]), slo=bad, now=NOW)  # type: ignore[arg-type]

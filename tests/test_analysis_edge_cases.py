@@ -8,6 +8,7 @@ import pytest
 
 from exec_analytics import schema
 from exec_analytics.analysis import (
+    VERDICTS,
     caller_breakdown,
     caller_concentration,
     compare_versions,
@@ -136,3 +137,30 @@ def test_two_interleaved_versions_compare_cleanly():
     out = compare_versions(df, "1.0.0", "1.1.0", n_resamples=200)
     assert not out["verdict"].isin(["regressed", "improved"]).any()
     assert (out["baseline_executions"] >= 200).all()
+
+
+def test_version_regressions_without_any_overlap_gives_insufficient_data_rows():
+    # Two versions that never ran at the same time: promised "insufficient data" rows, not a KeyError.
+    old, new = frame(600, versions=("1.0.0",)), frame(600, versions=("1.1.0",), seed=1)
+    new["start_time"] += pd.Timedelta("30D")
+    df = pd.concat([old, new], ignore_index=True)
+    df["resource_version"] = pd.Categorical(df["resource_version"].astype(str), categories=["1.0.0", "1.1.0"],
+                                            ordered=True)  # fmt: skip
+    out = version_regressions(df, flag=VERDICTS)
+    assert out["metric"].tolist() == ["failure_rate", "p50", "p95", "p99", "distribution"]
+    assert set(out["verdict"].astype(str)) == {"insufficient data"}
+    assert out["note"].str.startswith("no overlap").all()
+    assert out["p_value"].isna().all() and out["p_adjusted"].isna().all()
+    assert (out["baseline"] == "1.0.0").all() and (out["candidate"] == "1.1.0").all()
+    assert version_regressions(df).empty  # nothing regressed
+
+
+def test_an_explicit_window_must_end_after_it_starts():
+    df = frame(600, versions=("1.0.0", "1.1.0"))
+    with pytest.raises(ValueError, match=r"end \(.*\) must be after start"):
+        compare_versions(df, "1.0.0", "1.1.0", window=("2026-11-10T05:00Z", "2026-11-10T01:00Z"))
+    with pytest.raises(ValueError, match="has no timezone"):
+        compare_versions(df, "1.0.0", "1.1.0", window=("2026-11-10T01:00", "2026-11-10T05:00Z"))
+    out = compare_versions(df, "1.0.0", "1.1.0", window=("2026-11-10T01:00Z", "2026-11-10T09:00Z"), n_resamples=50)
+    assert out["window_start"].iloc[0] == pd.Timestamp("2026-11-10T01:00Z")
+    assert out["window_end"].iloc[0] == pd.Timestamp("2026-11-10T09:00Z")

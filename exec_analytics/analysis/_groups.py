@@ -39,6 +39,7 @@ __all__ = [
     "percentile_names",
     "require_columns",
     "sort_within_groups",
+    "value_ordered",
 ]
 
 #: Grouping keys computed from the table rather than read from a column.
@@ -210,16 +211,39 @@ def _caller_kind_key(df: pd.DataFrame) -> _Key:
 
 
 def start_ms(df: pd.DataFrame) -> np.ndarray:
-    """``start_time`` as int64 milliseconds since the epoch (UTC), without per-row objects."""
+    """``start_time`` as int64 milliseconds since the epoch (UTC), without per-row objects.
+
+    The one place analysis turns start times into integers. Every datetime64 unit (s, ms, us, ns) is read
+    in its own unit: pandas 3 parses text to microseconds and Parquet may hold seconds, so assuming
+    nanoseconds would put November 2026 in January 1970.
+
+    Raises
+    ------
+    TypeError
+        If ``start_time`` is not a datetime64 column.
+    ValueError
+        If ``start_time`` is timezone-naive (its instant is unknown; the executions table is UTC) or holds
+        missing values (NaT has no time bucket and no place in a window).
+    """
     col = df["start_time"]
-    if not isinstance(col.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(col.dtype):
-        raise TypeError(f"start_time must be a datetime64 column, got {col.dtype}")
-    values = col.array.asi8
-    unit = getattr(col.dtype, "unit", "ns")  # datetime64 dtypes all carry a unit
+    dtype = col.dtype
+    if not isinstance(dtype, pd.DatetimeTZDtype):
+        if pd.api.types.is_datetime64_dtype(dtype):
+            raise ValueError(
+                "start_time is timezone-naive; the executions table is UTC, so state it: "
+                "df['start_time'] = df['start_time'].dt.tz_localize('UTC') (or tz_convert from your zone)"
+            )
+        raise TypeError(f"start_time must be a timezone-aware datetime64 column, got {dtype}")
+    values = np.asarray(col.array.asi8, dtype=np.int64)  # integers in the column's own unit
+    missing = values == np.iinfo(np.int64).min  # NaT
+    if missing.any():
+        raise ValueError(
+            f"start_time has {int(missing.sum())} missing value(s) (NaT); drop or fill them before analysis"
+        )
+    unit = dtype.unit
     if unit == "s":
         return values * 1_000
-    per_ms = _UNITS_PER_MS[unit]
-    return values if per_ms == 1 else values // per_ms
+    return np.floor_divide(values, _UNITS_PER_MS[unit]) if _UNITS_PER_MS[unit] != 1 else values
 
 
 def freq_ms(freq: str | pd.Timedelta, name: str = "freq") -> int:
@@ -231,8 +255,9 @@ def freq_ms(freq: str | pd.Timedelta, name: str = "freq") -> int:
             f"{name} must be a fixed length such as '1D', '6h', '15min' or a Timedelta (buckets are aligned to "
             f"1970-01-01T00:00Z, so '1D' means UTC days); got {freq!r}"
         ) from None
-    ms = td.value // 1_000_000
-    if ms <= 0 or td.value % 1_000_000:
+    one_ms = pd.Timedelta(1, unit="ms")
+    ms = td // one_ms
+    if ms <= 0 or td % one_ms:
         raise ValueError(f"{name} must be a positive whole number of milliseconds, got {freq!r}")
     return int(ms)
 
@@ -332,6 +357,33 @@ def group_rows(
     codes, n_groups, key_codes = _combine(keys, n)
     frame = pd.DataFrame({k.name: k.labels(c) for k, c in zip(keys, key_codes, strict=True)})
     return Groups(codes, n_groups, frame)
+
+
+def value_ordered(groups: Groups) -> Groups:
+    """The same groups renumbered in the order of their key values, whatever the input's category order.
+
+    Group codes normally follow category codes, which depend on how a frame was built (row order at
+    creation, categories added or reordered). Anything that draws random numbers per group must not depend
+    on that: this order uses only the key values (as text, missing values last), so the same data give the
+    same codes.
+
+    Returns
+    -------
+    Groups
+        ``codes`` renumbered and ``keys`` reordered to match.
+    """
+    if groups.n_groups <= 1 or groups.keys.shape[1] == 0:
+        return groups
+    sort_keys: list[np.ndarray] = []
+    for name in reversed(list(groups.keys.columns)):  # lexsort: the last key is the primary one
+        col = groups.keys[name]
+        na = col.isna().to_numpy()
+        text = col.astype(object).where(~na, "").astype(str).to_numpy()
+        sort_keys += [pd.factorize(text, sort=True)[0], na]
+    perm = np.lexsort(sort_keys)
+    rank = np.empty(groups.n_groups, dtype=np.intp)
+    rank[perm] = np.arange(groups.n_groups, dtype=np.intp)
+    return Groups(rank[groups.codes], groups.n_groups, groups.keys.iloc[perm].reset_index(drop=True))
 
 
 # ---------------------------------------------------------------------------------------------------------

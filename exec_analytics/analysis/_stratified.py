@@ -22,13 +22,19 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
+    "Differences",
     "Effect",
+    "Shifts",
     "bootstrap_effect",
     "cmh_test",
+    "mh_difference_by",
     "mh_risk_difference",
     "mh_risk_ratio",
+    "pool_shifts",
     "quantile_bootstrap",
     "rank_comparison",
+    "shift_effect",
+    "stratum_shifts",
     "weighted_quantiles",
 ]
 
@@ -88,20 +94,82 @@ def mh_risk_difference(
     200 against 0 of 200; the variance is therefore never taken below the Agresti-Caffo variance of the
     pooled comparison (one pseudo-failure and one pseudo-success added to each arm).
     """
-    x1, n1, x0, n0 = _common(x1, n1, x0, n0)
-    if n1.size == 0:
-        return np.nan, np.nan, np.nan
+    one = np.zeros(len(np.asarray(n1)), dtype=np.intp)
+    d = mh_difference_by(x1, n1, x0, n0, one, 1, confidence)
+    return float(d.difference[0]), float(d.low[0]), float(d.high[0])
+
+
+@dataclass
+class Differences:
+    """Mantel-Haenszel risk differences of several groups of strata (arrays, one value per group).
+
+    ``baseline`` and ``candidate`` are each arm's rate standardised to the Mantel-Haenszel weights, so
+    ``candidate - baseline == difference`` exactly; ``z`` is the difference over its standard error.
+    Groups without a stratum holding both arms are NaN.
+    """
+
+    difference: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    z: np.ndarray
+    baseline: np.ndarray
+    candidate: np.ndarray
+
+
+def mh_difference_by(
+    x1: np.ndarray,
+    n1: np.ndarray,
+    x0: np.ndarray,
+    n0: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    confidence: float,
+) -> Differences:
+    """:func:`mh_risk_difference` for every group of strata at once (e.g. each caller over its time buckets).
+
+    Parameters
+    ----------
+    x1, n1, x0, n0 : numpy.ndarray
+        Events and executions per stratum, candidate (1) and baseline (0).
+    group : numpy.ndarray
+        Group code of every stratum, in ``[0, n_groups)``.
+    n_groups : int
+    confidence : float
+
+    Returns
+    -------
+    Differences
+    """
+    keep = (np.asarray(n1) > 0) & (np.asarray(n0) > 0)
+    x1, n1, x0, n0 = (np.asarray(a, dtype=np.float64)[keep] for a in (x1, n1, x0, n0))
+    g = np.asarray(group)[keep]
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(g, weights=values, minlength=n_groups)
+
     big_n = n1 + n0
-    weight = (n1 * n0 / big_n).sum()
-    rd = ((x1 * n0 - x0 * n1) / big_n).sum() / weight
-    p_term = ((n1 * n1 * x0 - n0 * n0 * x1 + n1 * n0 * (n0 - n1) / 2) / (big_n * big_n)).sum()
-    q_term = ((x1 * (n0 - x0) + x0 * (n1 - x1)) / (2 * big_n)).sum()
-    var = (rd * p_term + q_term) / (weight * weight)
-    p1 = (x1.sum() + 1) / (n1.sum() + 2)
-    p0 = (x0.sum() + 1) / (n0.sum() + 2)
-    floor = p1 * (1 - p1) / (n1.sum() + 2) + p0 * (1 - p0) / (n0.sum() + 2)
-    half = _z(confidence) * np.sqrt(max(var, floor))
-    return float(rd), float(max(rd - half, -1.0)), float(min(rd + half, 1.0))
+    w = n1 * n0 / big_n
+    weight = total(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        base = total(w * x0 / n0) / weight
+        cand = total(w * x1 / n1) / weight
+        rd = cand - base
+        p_term = total((n1 * n1 * x0 - n0 * n0 * x1 + n1 * n0 * (n0 - n1) / 2) / (big_n * big_n))
+        q_term = total((x1 * (n0 - x0) + x0 * (n1 - x1)) / (2 * big_n))
+        var = (rd * p_term + q_term) / (weight * weight)
+        t1, t0 = total(n1), total(n0)
+        p1 = (total(x1) + 1) / (t1 + 2)
+        p0 = (total(x0) + 1) / (t0 + 2)
+        floor = p1 * (1 - p1) / (t1 + 2) + p0 * (1 - p0) / (t0 + 2)
+        se = np.sqrt(np.maximum(var, floor))
+        z = rd / se
+    half = _z(confidence) * se
+    empty = weight <= 0
+    nan = np.where(empty, np.nan, 0.0)
+    return Differences(
+        difference=rd + nan, low=np.maximum(rd - half, -1.0) + nan, high=np.minimum(rd + half, 1.0) + nan,
+        z=z + nan, baseline=base + nan, candidate=cand + nan,
+    )  # fmt: skip
 
 
 def mh_risk_ratio(
@@ -170,6 +238,78 @@ def _midranks(values: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.
     return ranks, ties
 
 
+@dataclass
+class Shifts:
+    """Per-stratum pieces of the stratified P(slower): see :func:`stratum_shifts`."""
+
+    theta: np.ndarray  # P(candidate slower) within each stratum (0 where one arm is missing)
+    variance: np.ndarray  # DeLong variance of theta
+    weight: np.ndarray  # van Elteren weight n1 n0 / (N + 1); 0 for strata with one arm
+    statistic: float  # van Elteren z over all strata
+    p_value: float
+
+
+def stratum_shifts(values: np.ndarray, candidate: np.ndarray, strata: np.ndarray, n_strata: int) -> Shifts:
+    """Per stratum, the probability that a candidate execution is slower, its variance and weight.
+
+    See :func:`rank_comparison` for the method; this is its per-stratum part, so that strata can be pooled
+    overall and within groups (each caller over its time buckets) from one ranking.
+    """
+    cand = candidate.astype(bool)
+    n1 = np.bincount(strata[cand], minlength=n_strata).astype(np.float64)
+    n0 = np.bincount(strata[~cand], minlength=n_strata).astype(np.float64)
+    big_n = n1 + n0
+    both = (n1 > 0) & (n0 > 0)
+    if not both.any():
+        zero = np.zeros(n_strata)
+        return Shifts(zero, zero, zero, np.nan, np.nan)
+    r_all, ties = _midranks(values, strata, n_strata)
+    r_arm, _ = _midranks(values, strata * 2 + cand, 2 * n_strata)
+    u = np.bincount(strata[cand], weights=r_all[cand], minlength=n_strata) - n1 * (n1 + 1) / 2
+    weight = np.where(both, n1 * n0 / (big_n + 1), 0.0)
+
+    # van Elteren: sum over strata of (U - E[U]) / (N + 1), tie-corrected null variance.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_u = n1 * n0 / 12.0 * ((big_n + 1) - ties / (big_n * (big_n - 1)))
+    var_u = np.where(both & (big_n > 1), var_u, 0.0)
+    numer = np.where(both, (u - n1 * n0 / 2) / (big_n + 1), 0.0).sum()
+    denom = np.sqrt((var_u / (big_n + 1) ** 2).sum())
+    z = numer / denom if denom > 0 else 0.0
+    p = 2 * stats.norm.sf(abs(z)) if denom > 0 else 1.0
+
+    # DeLong: placements of each candidate among the baseline of its stratum and vice versa.
+    safe0 = np.maximum(n0, 1)
+    safe1 = np.maximum(n1, 1)
+    place = np.where(cand, (r_all - r_arm) / safe0[strata], 1 - (r_all - r_arm) / safe1[strata])
+    theta_k = np.where(both, u / np.maximum(n1 * n0, 1), 0.0)
+    dev2 = (place - theta_k[strata]) ** 2
+    ss1 = np.bincount(strata[cand], weights=dev2[cand], minlength=n_strata)
+    ss0 = np.bincount(strata[~cand], weights=dev2[~cand], minlength=n_strata)
+    var_k = ss1 / np.maximum(n1 - 1, 1) / safe1 + ss0 / np.maximum(n0 - 1, 1) / safe0
+    return Shifts(theta_k, var_k, weight, float(z), float(p))
+
+
+def pool_shifts(
+    shifts: Shifts, group: np.ndarray, n_groups: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pool per-stratum P(slower) within groups of strata (van Elteren weights, DeLong variance).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(theta, low, high, z)`` per group: the pooled probability, its interval (clipped to [0, 1]) and
+        ``(theta - 0.5) / se``; NaN for groups without a stratum holding both arms.
+    """
+    total = np.bincount(group, weights=shifts.weight, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        theta = np.bincount(group, weights=shifts.weight * shifts.theta, minlength=n_groups) / total
+        se = np.sqrt(np.bincount(group, weights=shifts.weight**2 * shifts.variance, minlength=n_groups)) / total
+        z = (theta - 0.5) / se
+    half = _z(confidence) * se
+    nan = np.where(total > 0, 0.0, np.nan)
+    return theta + nan, np.maximum(theta - half, 0.0) + nan, np.minimum(theta + half, 1.0) + nan, z + nan
+
+
 def rank_comparison(
     values: np.ndarray, candidate: np.ndarray, strata: np.ndarray, n_strata: int, confidence: float
 ) -> tuple[Effect, np.ndarray]:
@@ -202,46 +342,19 @@ def rank_comparison(
     (placement values), which is valid away from the null, unlike the null variance of the test. With one
     stratum the test is ``scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=False)``.
     """
-    cand = candidate.astype(bool)
-    n1 = np.bincount(strata[cand], minlength=n_strata).astype(np.float64)
-    n0 = np.bincount(strata[~cand], minlength=n_strata).astype(np.float64)
-    big_n = n1 + n0
-    both = (n1 > 0) & (n0 > 0)
-    if not both.any():
-        return Effect(test="van Elteren"), np.zeros(n_strata)
-    r_all, ties = _midranks(values, strata, n_strata)
-    r_arm, _ = _midranks(values, strata * 2 + cand, 2 * n_strata)
-    u = np.bincount(strata[cand], weights=r_all[cand], minlength=n_strata) - n1 * (n1 + 1) / 2
-    weight = np.where(both, n1 * n0 / (big_n + 1), 0.0)
+    shifts = stratum_shifts(values, candidate, strata, n_strata)
+    return shift_effect(shifts, confidence), shifts.weight
 
-    # van Elteren: sum over strata of (U - E[U]) / (N + 1), tie-corrected null variance.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var_u = n1 * n0 / 12.0 * ((big_n + 1) - ties / (big_n * (big_n - 1)))
-    var_u = np.where(both & (big_n > 1), var_u, 0.0)
-    numer = np.where(both, (u - n1 * n0 / 2) / (big_n + 1), 0.0).sum()
-    denom = np.sqrt((var_u / (big_n + 1) ** 2).sum())
-    z = numer / denom if denom > 0 else 0.0
-    p = 2 * stats.norm.sf(abs(z)) if denom > 0 else 1.0
 
-    # DeLong: placements of each candidate among the baseline of its stratum and vice versa.
-    safe0 = np.maximum(n0, 1)
-    safe1 = np.maximum(n1, 1)
-    place = np.where(cand, (r_all - r_arm) / safe0[strata], 1 - (r_all - r_arm) / safe1[strata])
-    theta_k = np.where(both, u / np.maximum(n1 * n0, 1), 0.0)
-    dev2 = (place - theta_k[strata]) ** 2
-    ss1 = np.bincount(strata[cand], weights=dev2[cand], minlength=n_strata)
-    ss0 = np.bincount(strata[~cand], weights=dev2[~cand], minlength=n_strata)
-    var_k = ss1 / np.maximum(n1 - 1, 1) / safe1 + ss0 / np.maximum(n0 - 1, 1) / safe0
-    total = weight.sum()
-    theta = (weight * theta_k).sum() / total
-    se = np.sqrt((weight * weight * var_k).sum()) / total
-    half = _z(confidence) * se
-    low, high = max(theta - half, 0.0), min(theta + half, 1.0)
-    effect = Effect(
-        difference=theta - 0.5, difference_low=low - 0.5, difference_high=high - 0.5,
-        statistic=float(z), p_value=float(p), test="van Elteren",
+def shift_effect(shifts: Shifts, confidence: float) -> Effect:
+    """All strata pooled: the :class:`Effect` of :func:`rank_comparison` (P(slower) - 0.5, van Elteren test)."""
+    if not (shifts.weight > 0).any():
+        return Effect(test="van Elteren")
+    theta, low, high, _ = pool_shifts(shifts, np.zeros(len(shifts.weight), dtype=np.intp), 1, confidence)
+    return Effect(
+        difference=float(theta[0]) - 0.5, difference_low=float(low[0]) - 0.5, difference_high=float(high[0]) - 0.5,
+        statistic=shifts.statistic, p_value=shifts.p_value, test="van Elteren",
     )  # fmt: skip
-    return effect, weight
 
 
 # ---------------------------------------------------------------------------------------------------------

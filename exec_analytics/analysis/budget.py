@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..timeutil import to_utc
+from ..timeutil import epoch_ms, from_epoch_ms, to_utc
 from ._groups import check_confidence, failed_mask, freq_ms, group_rows, require_columns, start_ms
-from ._intervals import wilson_interval
+from ._intervals import rate_interval
 
-__all__ = ["BURN_ALERTS", "error_budget"]
+__all__ = ["BURN_ALERTS", "check_slo", "error_budget"]
 
 #: (name, long window, short window, burn-rate factor), from the SRE workbook for a 30-day SLO.
 BURN_ALERTS: tuple[tuple[str, str, str, float], ...] = (
@@ -33,12 +33,30 @@ BURN_ALERTS: tuple[tuple[str, str, str, float], ...] = (
 _BURN_WINDOWS = {"5m": "5min", "30m": "30min", "1h": "1h", "6h": "6h", "3d": "3D"}
 
 
+def check_slo(slo: object) -> float:
+    """The one check of an SLO target: a number strictly between 0 and 1 (0.99: 1% of executions may be bad).
+
+    Returns
+    -------
+    float
+        ``slo`` as a float.
+
+    Raises
+    ------
+    ValueError
+        For anything else (booleans, percentages such as 99, 0 or 1, NaN, non-numbers).
+    """
+    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
+        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    return float(slo)
+
+
 def _now(df: pd.DataFrame, now: object, t_ms: np.ndarray) -> int | None:
     if now is not None:
-        return int(to_utc(now, "now").value // 1_000_000)
+        return epoch_ms(to_utc(now, "now"))
     end = df.attrs.get("end") if isinstance(df.attrs, dict) else None
     if end is not None:
-        return int(to_utc(end, "df.attrs['end']").value // 1_000_000)
+        return epoch_ms(to_utc(end, "df.attrs['end']"))
     return int(t_ms.max()) + 1 if len(t_ms) else None
 
 
@@ -75,7 +93,7 @@ def error_budget(
         Minimum-volume guard: a burn-rate window with fewer executions has NaN burn and cannot fire an
         alert (2 failures in 3 executions at 3 a.m. are not a 60x burn).
     confidence : float
-        Level of the Wilson interval of the SLI.
+        Level of the Clopper-Pearson interval of the SLI.
     success_statuses : str or iterable of str
         Statuses that count as success.
 
@@ -84,7 +102,7 @@ def error_budget(
     pandas.DataFrame
         One row per group. Columns: the ``by`` columns; ``window_start``, ``window_end`` (Timestamp, UTC);
         ``executions``, ``bad`` (int64, in the SLO window); ``sli``, ``sli_low``, ``sli_high`` (float64, good
-        share with Wilson interval); ``slo``, ``budget`` (float64, ``1 - slo``); ``allowed_bad`` (float64,
+        share with Clopper-Pearson interval); ``slo``, ``budget`` (float64, ``1 - slo``); ``allowed_bad`` (float64,
         ``budget * executions``); ``consumed`` (float64, ``bad / allowed_bad``: 1 = budget spent);
         ``remaining`` (float64, ``1 - consumed``, negative when overspent); for each burn window ``w`` in 5m,
         30m, 1h, 6h, 3d: ``executions_<w>``, ``bad_<w>`` (int64) and ``burn_<w>`` (float64, NaN below
@@ -93,8 +111,7 @@ def error_budget(
     """
     require_columns(df, ["start_time", "status", *(["duration_s"] if latency_threshold is not None else [])],
                     "error_budget")  # fmt: skip
-    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
-        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    slo = check_slo(slo)
     if latency_threshold is not None and (isinstance(latency_threshold, bool) or not latency_threshold > 0):
         raise ValueError(f"latency_threshold must be a positive number of seconds, got {latency_threshold!r}")
     if isinstance(min_executions, bool) or not isinstance(min_executions, (int, np.integer)) or min_executions < 0:
@@ -120,10 +137,10 @@ def error_budget(
                 np.bincount(codes[bad[inside]], minlength=groups.n_groups).astype(np.int64))  # fmt: skip
 
     out = groups.keys.copy()
-    out["window_start"] = pd.Timestamp(end - span, unit="ms", tz="UTC") if end is not None else pd.NaT
-    out["window_end"] = pd.Timestamp(end, unit="ms", tz="UTC") if end is not None else pd.NaT
+    out["window_start"] = from_epoch_ms(end - span) if end is not None else pd.NaT
+    out["window_end"] = from_epoch_ms(end) if end is not None else pd.NaT
     n, x = counts(span)
-    good_low, good_high = wilson_interval(n - x, n, confidence)
+    good_low, good_high = rate_interval(n - x, n, confidence)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["executions"] = n
         out["bad"] = x

@@ -17,7 +17,7 @@ from ._groups import (
     require_columns,
     sort_within_groups,
 )
-from ._intervals import wilson_interval
+from ._intervals import rate_interval
 
 __all__ = ["OTHER", "caller_breakdown", "caller_concentration"]
 
@@ -65,15 +65,15 @@ def caller_breakdown(
         Ranking, descending; ties break by failures, then executions. The default ranks by
         ``excess_failures_low``: how many failures, at least, the caller has beyond what the overall failure
         rate predicts for its volume (``executions * (rate_low - overall rate)``). It needs both evidence
-        and impact: with a 4% overall rate, 1 failure in 2 runs scores 0.1 and 300 in 3,000 scores 149.
-        Ranking by the interval's lower bound alone (``"rate_low"``) is not enough at 95%: 1 in 2 has a
-        Wilson lower bound of 9.5%, above the 9.0% of 300 in 3,000.
+        and impact: with a 4% overall rate, 2 failures in 3 runs score 0.16 and 300 in 3,000 score 148.
+        Ranking by the interval's lower bound alone (``"rate_low"``) is not enough at 95%: 2 in 3 have a
+        lower bound of 9.4%, above the 8.9% of 300 in 3,000.
     min_executions : int
         Callers with fewer executions are marked ``low_volume`` (their rates say little).
     q : sequence of float
         Duration percentiles to report (over all executions of the caller with a known duration).
     confidence : float
-        Level of the Wilson intervals.
+        Level of the Clopper-Pearson intervals.
     success_statuses : str or iterable of str
         Statuses that count as success.
 
@@ -86,7 +86,7 @@ def caller_breakdown(
         ``workshop.module``; NA when unknown or for the other row), ``callers`` (int64, callers in the row:
         1, or how many were collected), ``executions`` (int64), ``share`` (float64, of all executions),
         ``failures`` (int64), ``failure_share`` (float64, of all failures; NaN with no failures), ``rate``,
-        ``rate_low``, ``rate_high`` (float64, Wilson), ``excess_failures_low`` (float64, see ``rank_by``;
+        ``rate_low``, ``rate_high`` (float64, Clopper-Pearson), ``excess_failures_low`` (float64, see ``rank_by``;
         negative when the caller fails less than average; NaN for the other row), ``durations`` (int64,
         executions with a known duration), ``p50``, ``p95`` (float64, seconds; one column per ``q``),
         ``low_volume`` (bool).
@@ -107,7 +107,7 @@ def caller_breakdown(
     bad = failed_mask(df, success_statuses)
     n = np.bincount(codes, minlength=n_callers).astype(np.int64)
     x = np.bincount(codes[bad], minlength=n_callers).astype(np.int64)
-    low, _ = wilson_interval(x, n, confidence)
+    low, _ = rate_interval(x, n, confidence)
     overall = x.sum() / max(n.sum(), 1)
     excess = n * (low - overall)
 
@@ -125,7 +125,7 @@ def caller_breakdown(
 
     rn = np.bincount(row_codes, minlength=n_rows).astype(np.int64)
     rx = np.bincount(row_codes[bad], minlength=n_rows).astype(np.int64)
-    r_low, r_high = wilson_interval(rx, rn, confidence)
+    r_low, r_high = rate_interval(rx, rn, confidence)
     mask = duration_mask(df, None, "all")
     values = df["duration_s"].to_numpy(dtype="float64")[mask]
     sorted_groups = sort_within_groups(values, row_codes[mask], n_rows)

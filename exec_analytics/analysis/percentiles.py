@@ -23,7 +23,7 @@ from ._groups import (
     require_columns,
     sort_within_groups,
 )
-from ._intervals import order_statistic_ranks, wilson_interval
+from ._intervals import order_statistic_ranks, rate_interval
 
 __all__ = ["duration_percentiles", "summarize"]
 
@@ -148,7 +148,7 @@ def summarize(
     q : float or sequence of float
         Percentile probabilities.
     confidence : float
-        Level of the Wilson interval of the failure rate.
+        Level of the Clopper-Pearson interval of the failure rate.
     percentile_confidence : float, optional
         Level of the order-statistic intervals of the percentiles (none by default: they cost a second
         gather and the report does not always show them).
@@ -174,7 +174,7 @@ def summarize(
     bad = failed_mask(df, success_statuses)
     n = np.bincount(groups.codes, minlength=groups.n_groups).astype(np.int64)
     x = np.bincount(groups.codes[bad], minlength=groups.n_groups).astype(np.int64)
-    low, high = wilson_interval(x, n, confidence)
+    low, high = rate_interval(x, n, confidence)
     out = groups.keys.copy()
     out["executions"] = n
     out["failures"] = x

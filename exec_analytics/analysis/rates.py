@@ -1,4 +1,5 @@
-"""Failure rates and failure reasons, with counts beside every rate and Wilson intervals beside every estimate.
+"""Failure rates and failure reasons, with counts beside every rate and exact (Clopper-Pearson)
+intervals beside every estimate.
 
 A failure is a status that is not a success (``status != "SUCCEEDED"`` by default, configurable through
 ``success_statuses``), exactly as :func:`exec_analytics.schema.failed` defines it: unknown statuses count as
@@ -20,7 +21,7 @@ from ._groups import (
     group_rows,
     require_columns,
 )
-from ._intervals import wilson_interval
+from ._intervals import rate_interval
 
 __all__ = ["failure_rate", "failure_reasons"]
 
@@ -33,7 +34,7 @@ def failure_rate(
     confidence: float = 0.95,
     success_statuses: Iterable[str] | str = ("SUCCEEDED",),
 ) -> pd.DataFrame:
-    """Executions, failures and the failure rate with a Wilson interval, per group.
+    """Executions, failures and the failure rate with a Clopper-Pearson interval, per group.
 
     Parameters
     ----------
@@ -47,8 +48,9 @@ def failure_rate(
         Also group by fixed-length buckets of ``start_time`` aligned to the Unix epoch (``"1D"``: UTC days,
         ``"1h"``, ``"15min"``). Calendar frequencies such as ``"W"`` or ``"MS"`` are not accepted.
     confidence : float
-        Level of the two-sided Wilson score interval. Wilson rather than the normal approximation because it
-        stays inside [0, 1] and keeps a real upper bound at zero failures (0 in 50 gives [0, 7.1%] at 95%).
+        Level of the two-sided Clopper-Pearson interval (see :func:`rate_interval`): its coverage never falls
+        below this level, even for rare failures (n * p < 1), where Wilson's does; it stays inside [0, 1] and
+        keeps a real upper bound at zero failures (0 in 50 gives [0, 7.1%] at 95%).
     success_statuses : str or iterable of str
         Statuses that count as success.
 
@@ -76,7 +78,7 @@ def failure_rate(
 
 
 def _rate_frame(keys: pd.DataFrame, n: np.ndarray, x: np.ndarray, confidence: float) -> pd.DataFrame:
-    low, high = wilson_interval(x, n, confidence)
+    low, high = rate_interval(x, n, confidence)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, x / np.maximum(n, 1), np.nan)
     out = keys.copy()
@@ -113,7 +115,7 @@ def failure_reasons(
         also marked ``new`` in the first version (in version order) where it occurs, unless that is the first
         version seen in its group (there is nothing to be new against).
     confidence : float
-        Level of the Wilson intervals.
+        Level of the Clopper-Pearson intervals.
     success_statuses : str or iterable of str
         Statuses that count as success.
 
@@ -124,8 +126,8 @@ def failure_reasons(
         Columns: the ``by`` columns, ``failure_reason`` (categorical, NA for failures without a reason),
         ``failures`` (int64, failures with this reason), ``group_failures`` (int64, all failures of the
         group), ``group_executions`` (int64), ``share`` (float64, failures / group_failures) with
-        ``share_low``, ``share_high`` (Wilson), ``rate`` (float64, failures / group_executions: how often an
-        execution fails for this reason) with ``rate_low``, ``rate_high`` (Wilson); with ``resource_version``
+        ``share_low``, ``share_high`` (Clopper-Pearson), ``rate`` (float64, failures / group_executions: how often an
+        execution fails for this reason) with ``rate_low``, ``rate_high`` (Clopper-Pearson); with ``resource_version``
         in ``by`` also ``first_version`` (the version where the reason first occurred in the group) and
         ``new`` (bool).
     """
@@ -149,7 +151,7 @@ def failure_reasons(
     out["group_failures"] = fails[parent]
     out["group_executions"] = executions[parent]
     for name, denom in (("share", fails[parent]), ("rate", executions[parent])):
-        low, high = wilson_interval(counts, denom, confidence)
+        low, high = rate_interval(counts, denom, confidence)
         out[name] = counts / np.maximum(denom, 1)
         out[f"{name}_low"] = low
         out[f"{name}_high"] = high

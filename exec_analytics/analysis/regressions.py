@@ -20,6 +20,7 @@ from ._verdicts import VERDICTS, judge
 from .versions import (
     _COLUMNS,
     _check_common,
+    _check_stratify_freq,
     _compare_raw,
     _NoOverlap,
     _sources,
@@ -127,6 +128,7 @@ def version_regressions(
     _check_common(alpha=alpha, **{k: opts[k] for k in ("latency_threshold", "failure_threshold", "shift_threshold",
                                                         "confidence", "min_executions", "min_stratum", "n_resamples",
                                                         "metrics", "latency_outcome")})  # fmt: skip
+    _check_stratify_freq(opts["stratify_freq"])
     require_columns(df, [*_sources(opts["stratify"]), *(["failure_reason"] if opts["reasons"] else [])],
                     "version_regressions")  # fmt: skip
     parts = []
@@ -138,7 +140,7 @@ def version_regressions(
         for base, cand in itertools.pairwise(versions):
             try:
                 part = _compare_raw(sub, base, cand, resource_rid=rid, rng=np.random.default_rng([seed, pair]),
-                                    **opts)  # fmt: skip
+                                    alpha=alpha, **opts)  # fmt: skip
             except _NoOverlap:
                 part = pd.DataFrame([{"resource_rid": rid, "baseline": base, "candidate": cand, "metric": m,
                                       "note": "no overlap: the versions never ran at the same time"}
@@ -148,7 +150,9 @@ def version_regressions(
     columns = [*_COLUMNS, "candidate_first_seen", "candidate_majority_at", "candidate_share_last"]
     if not parts:
         return pd.DataFrame(columns=columns)
-    judged = judge(pd.concat(parts, ignore_index=True), alpha, list(_COLUMNS))
+    # Every part carries every column, so a call where no pair overlapped still has (empty) p-values.
+    raw = [c for c in _COLUMNS if c not in ("p_adjusted", "verdict")]
+    judged = judge(pd.concat([p.reindex(columns=raw) for p in parts], ignore_index=True), alpha, list(_COLUMNS))
     judged = judged[judged["verdict"].isin(list(flag)).to_numpy()].reset_index(drop=True)
     return _add_adoption(judged, df, adoption_freq).reindex(columns=columns)
 
