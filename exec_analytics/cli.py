@@ -376,7 +376,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _slo(text: str) -> float:
     """``--slo``: a fraction strictly between 0 and 1, checked where every SLO target is."""
-    from .analysis.burndown import check_slo
+    from .analysis.budget import check_slo
 
     try:
         value = float(text)

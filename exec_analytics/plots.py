@@ -510,7 +510,7 @@ def plot_caller_breakdown(
     labels: Mapping[str, str] | None = None,
     include_other: bool = False,
 ) -> Axes:
-    """Failure rate per caller as horizontal bars with Wilson intervals, annotated with volume.
+    """Failure rate per caller as horizontal bars with Clopper-Pearson intervals, annotated with volume.
 
     Parameters
     ----------

@@ -26,18 +26,10 @@ import pytest
 PACKAGE = "exec_analytics"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
-# Known violations outside the simulator, found when this test was written. Each entry must still occur
-# (a fixed one fails the test until it is removed here), so the lists only shrink; empty them as the
-# modules are fixed.
+# Known violations, if any must ever be tolerated: each entry must still occur (a fixed one fails the test
+# until it is removed here), so the lists can only shrink. Both are empty.
 ALLOWED_CYCLES: set[frozenset[str]] = set()
-ALLOWED_PRIVATE_IMPORTS: set[tuple[str, str]] = {
-    ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_COLUMNS"),
-    ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_NoOverlap"),
-    ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_check_common"),
-    ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_compare_raw"),
-    ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_sources"),
-    ("exec_analytics.analysis.regressions", "exec_analytics.analysis.versions:_versions_present"),
-}
+ALLOWED_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

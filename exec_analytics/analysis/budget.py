@@ -33,8 +33,15 @@ BURN_ALERTS: tuple[tuple[str, str, str, float], ...] = (
 _BURN_WINDOWS = {"5m": "5min", "30m": "30min", "1h": "1h", "6h": "6h", "3d": "3D"}
 
 
-def check_slo(slo: object) -> float:
+def check_slo(slo: object, name: str = "slo") -> float:
     """The one check of an SLO target: a number strictly between 0 and 1 (0.99: 1% of executions may be bad).
+
+    Parameters
+    ----------
+    slo : object
+        The target share of good executions.
+    name : str
+        How the caller names it in the message (``"slo"``, or ``"--slo"`` on the command line).
 
     Returns
     -------
@@ -46,8 +53,8 @@ def check_slo(slo: object) -> float:
     ValueError
         For anything else (booleans, percentages such as 99, 0 or 1, NaN, non-numbers).
     """
-    if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0 < slo < 1:
-        raise ValueError(f"slo must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
+    if isinstance(slo, bool) or not isinstance(slo, (int, float, np.integer, np.floating)) or not 0 < slo < 1:
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
     return float(slo)
 
 

@@ -1,4 +1,4 @@
-"""Error-budget burn-down: how a period's budget was spent over time, and the SLO target's own check.
+"""Error-budget burn-down: how a period's budget was spent over time.
 
 The budget of ``[start, end)`` is ``(1 - slo)`` of the period's executions, as :func:`~exec_analytics.
 analysis.error_budget` allows for the same window; the burn-down accumulates the failures bucket by bucket
@@ -13,34 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ..timeutil import to_utc
+from .budget import check_slo
 from .rates import failure_rate
 
-__all__ = ["budget_burndown", "check_slo"]
-
-
-def check_slo(slo: object, name: str = "slo") -> float:
-    """``slo`` as a float, or a ValueError saying what an SLO target must be.
-
-    Parameters
-    ----------
-    slo : object
-        Target share of good executions, strictly between 0 and 1.
-    name : str
-        How the caller calls it in the message (``"slo"``, ``"--slo"``).
-
-    Returns
-    -------
-    float
-        The target.
-
-    Raises
-    ------
-    ValueError
-        ``slo`` is not a number strictly between 0 and 1 (a bool is not a number here).
-    """
-    if isinstance(slo, bool) or not isinstance(slo, (int, float, np.integer, np.floating)) or not 0 < slo < 1:
-        raise ValueError(f"{name} must be a fraction strictly between 0 and 1, e.g. 0.99; got {slo!r}")
-    return float(slo)
+__all__ = ["budget_burndown"]
 
 
 def budget_burndown(

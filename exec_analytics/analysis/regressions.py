@@ -18,14 +18,14 @@ import pandas as pd
 from ._groups import as_list, group_rows, require_columns, start_ms
 from ._verdicts import VERDICTS, judge
 from .versions import (
-    _COLUMNS,
-    _check_common,
-    _check_stratify_freq,
-    _compare_raw,
-    _NoOverlap,
-    _sources,
-    _versions_present,
+    COMPARISON_COLUMNS,
+    NoOverlap,
+    check_common_arguments,
+    check_stratify_freq,
+    compare_raw,
     compare_versions,
+    version_sources,
+    versions_present,
 )
 
 __all__ = ["version_adoption", "version_regressions"]
@@ -125,11 +125,11 @@ def version_regressions(
     if unknown:
         raise TypeError(f"version_regressions: unexpected argument(s) {', '.join(unknown)}")
     opts = {**defaults, **compare}
-    _check_common(alpha=alpha, **{k: opts[k] for k in ("latency_threshold", "failure_threshold", "shift_threshold",
-                                                        "confidence", "min_executions", "min_stratum", "n_resamples",
-                                                        "metrics", "latency_outcome")})  # fmt: skip
-    _check_stratify_freq(opts["stratify_freq"])
-    require_columns(df, [*_sources(opts["stratify"]), *(["failure_reason"] if opts["reasons"] else [])],
+    checked = ("latency_threshold", "failure_threshold", "shift_threshold", "confidence", "min_executions",
+               "min_stratum", "n_resamples", "metrics", "latency_outcome")  # fmt: skip
+    check_common_arguments(alpha=alpha, **{k: opts[k] for k in checked})
+    check_stratify_freq(opts["stratify_freq"])
+    require_columns(df, [*version_sources(opts["stratify"]), *(["failure_reason"] if opts["reasons"] else [])],
                     "version_regressions")  # fmt: skip
     parts = []
     pair = 0
@@ -139,26 +139,28 @@ def version_regressions(
         versions = _ordered_versions(sub, order)
         for base, cand in itertools.pairwise(versions):
             try:
-                part = _compare_raw(sub, base, cand, resource_rid=rid, rng=np.random.default_rng([seed, pair]),
+                part = compare_raw(sub, base, cand, resource_rid=rid, rng=np.random.default_rng([seed, pair]),
                                     alpha=alpha, **opts)  # fmt: skip
-            except _NoOverlap:
+            except NoOverlap:
                 part = pd.DataFrame([{"resource_rid": rid, "baseline": base, "candidate": cand, "metric": m,
                                       "note": "no overlap: the versions never ran at the same time"}
                                      for m in opts["metrics"]])  # fmt: skip
             parts.append(part)
             pair += 1
-    columns = [*_COLUMNS, "candidate_first_seen", "candidate_majority_at", "candidate_share_last"]
+    columns = [*COMPARISON_COLUMNS, "candidate_first_seen", "candidate_majority_at", "candidate_share_last"]
     if not parts:
         return pd.DataFrame(columns=columns)
     # Every part carries every column, so a call where no pair overlapped still has (empty) p-values.
-    raw = [c for c in _COLUMNS if c not in ("p_adjusted", "verdict")]
-    judged = judge(pd.concat([p.reindex(columns=raw) for p in parts], ignore_index=True), alpha, list(_COLUMNS))
+    raw = [c for c in COMPARISON_COLUMNS if c not in ("p_adjusted", "verdict")]
+    judged = judge(
+        pd.concat([p.reindex(columns=raw) for p in parts], ignore_index=True), alpha, list(COMPARISON_COLUMNS)
+    )
     judged = judged[judged["verdict"].isin(list(flag)).to_numpy()].reset_index(drop=True)
     return _add_adoption(judged, df, adoption_freq).reindex(columns=columns)
 
 
 def _ordered_versions(df: pd.DataFrame, order: str) -> list[str]:
-    present = _versions_present(df)
+    present = versions_present(df)
     if order == "version" or len(present) < 2:
         return present
     groups = group_rows(df, "resource_version", func="version_regressions")

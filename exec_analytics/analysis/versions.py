@@ -98,7 +98,7 @@ __all__ = ["VERDICTS", "compare_versions"]
 DEFAULT_METRICS: tuple[str, ...] = ("failure_rate", "p50", "p95", "p99", "distribution")
 NO_REASON = "<no reason>"
 
-_COLUMNS = (
+COMPARISON_COLUMNS = (
     "resource_rid", "baseline", "candidate", "metric", "baseline_executions", "candidate_executions",
     "baseline_value", "candidate_value", "difference", "difference_low", "difference_high", "ratio", "ratio_low",
     "ratio_high", "judged_on", "threshold", "test", "statistic", "p_value", "p_adjusted", "verdict", "strata",
@@ -111,7 +111,7 @@ AUTO_BUCKETS: tuple[str, ...] = ("1h", "3h", "6h")
 _AUTO_KEEP = 0.8  # share of each version's executions the chosen strata must hold
 
 
-class _NoOverlap(ValueError):
+class NoOverlap(ValueError):
     pass
 
 
@@ -148,7 +148,7 @@ def _parse_metric(metric: str) -> float | str:
     )
 
 
-def _versions_present(df: pd.DataFrame) -> list[str]:
+def versions_present(df: pd.DataFrame) -> list[str]:
     col = df["resource_version"]
     if isinstance(col.dtype, pd.CategoricalDtype):
         counts = np.bincount(col.cat.codes.to_numpy() + 1, minlength=len(col.cat.categories) + 1)[1:]
@@ -197,19 +197,19 @@ def _window(
     tb, tc = t_ms[base], t_ms[cand]
     lo, hi = max(int(tb.min()), int(tc.min())), min(int(tb.max()), int(tc.max()))
     if lo > hi:
-        raise _NoOverlap(
+        raise NoOverlap(
             "compare_versions: the two versions never ran at the same time, so their difference cannot be told "
             "apart from a change over time; pass window='all' (or an explicit (start, end)) to compare anyway"
         )
     return lo, hi + 1
 
 
-def _sources(stratify: str | Sequence[str] | None) -> list[str]:
+def version_sources(stratify: str | Sequence[str] | None) -> list[str]:
     """Columns the stratification reads (a derived key such as ``caller_kind`` reads ``caller_rid``)."""
     return [DERIVED_KEYS.get(c, c) for c in as_list(stratify, "stratify")]
 
 
-def _compare_raw(
+def compare_raw(
     df: pd.DataFrame,
     baseline: str,
     candidate: str,
@@ -234,7 +234,7 @@ def _compare_raw(
 ) -> pd.DataFrame:
     """All metric rows of one comparison, without p_adjusted and verdict."""
     strata_cols = as_list(stratify, "stratify")
-    present = _versions_present(df)
+    present = versions_present(df)
     base_rows = _version_rows(df, baseline, "baseline", present)
     cand_rows = _version_rows(df, candidate, "candidate", present)
     if baseline == candidate:
@@ -243,8 +243,8 @@ def _compare_raw(
     lo, hi = _window(t_ms, base_rows, cand_rows, window)
     keep = (base_rows | cand_rows) & (t_ms >= lo) & (t_ms < hi)
     idx = np.flatnonzero(keep)
-    cols = [c for c in ("start_time", "duration_s", "status", "failure_reason", *strata_cols, *_sources(strata_cols))
-            if c in df.columns]  # fmt: skip
+    wanted = ("start_time", "duration_s", "status", "failure_reason", *strata_cols, *version_sources(strata_cols))
+    cols = [c for c in wanted if c in df.columns]
     cols = list(dict.fromkeys(cols))
     sub = df[cols].iloc[idx].reset_index(drop=True)
     cand = cand_rows[idx]
@@ -324,7 +324,7 @@ def _compare_raw(
                                                          shift_threshold)  # fmt: skip
         rows.append({**row, "note": note})
     out = pd.DataFrame([{**common, **r} for r in rows])
-    out = out.reindex(columns=[c for c in _COLUMNS if c not in ("p_adjusted", "verdict")])
+    out = out.reindex(columns=[c for c in COMPARISON_COLUMNS if c not in ("p_adjusted", "verdict")])
     out["regressed_callers"] = out["regressed_callers"].astype(object).where(out["regressed_callers"].notna(), None)
     return out
 
@@ -460,7 +460,7 @@ def _quantile_rows(
     return rows
 
 
-def _check_stratify_freq(stratify_freq: object) -> None:
+def check_stratify_freq(stratify_freq: object) -> None:
     if stratify_freq is None or (isinstance(stratify_freq, str) and stratify_freq == "auto"):
         return
     if not isinstance(stratify_freq, (str, pd.Timedelta)):
@@ -468,7 +468,7 @@ def _check_stratify_freq(stratify_freq: object) -> None:
     freq_ms(stratify_freq, "stratify_freq")
 
 
-def _check_common(
+def check_common_arguments(
     *,
     latency_threshold: float,
     failure_threshold: float,
@@ -613,19 +613,19 @@ def compare_versions(
         Unknown baseline or candidate version, the same version twice, several resources without
         ``resource_rid``, no overlap with ``window="overlap"``, unknown metric or bad parameter.
     """
-    require_columns(df, ["start_time", "duration_s", "status", "resource_version", *_sources(stratify),
+    require_columns(df, ["start_time", "duration_s", "status", "resource_version", *version_sources(stratify),
                          *(["failure_reason"] if reasons else [])], "compare_versions")  # fmt: skip
-    _check_common(latency_threshold=latency_threshold, failure_threshold=failure_threshold,
+    check_common_arguments(latency_threshold=latency_threshold, failure_threshold=failure_threshold,
                   shift_threshold=shift_threshold, alpha=alpha, confidence=confidence,
                   min_executions=min_executions, min_stratum=min_stratum, n_resamples=n_resamples,
                   metrics=metrics, latency_outcome=latency_outcome)  # fmt: skip
-    _check_stratify_freq(stratify_freq)
+    check_stratify_freq(stratify_freq)
     df, rid = _select_resource(df, resource_rid, "compare_versions")
-    raw = _compare_raw(
+    raw = compare_raw(
         df, baseline, candidate, resource_rid=rid, metrics=list(metrics), reasons=reasons, window=window,
         stratify=stratify, stratify_freq=stratify_freq, latency_outcome=latency_outcome,
         latency_threshold=latency_threshold, failure_threshold=failure_threshold, shift_threshold=shift_threshold,
         confidence=confidence, min_executions=min_executions, min_stratum=min_stratum, n_resamples=n_resamples,
         rng=np.random.default_rng(seed), success_statuses=success_statuses, alpha=alpha,
     )  # fmt: skip
-    return judge(raw, alpha, list(_COLUMNS))
+    return judge(raw, alpha, list(COMPARISON_COLUMNS))

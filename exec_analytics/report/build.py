@@ -25,7 +25,7 @@ from ..analysis import (
     summarize,
     version_adoption,
 )
-from ..analysis.burndown import check_slo
+from ..analysis.budget import check_slo
 from ..timeutil import to_utc
 
 __all__ = [
@@ -57,7 +57,7 @@ class Kpi:
     value, previous : float
         This period and the comparison period (per-period average over ``baseline_weeks``); NaN when absent.
     low, high : float
-        Confidence interval of ``value`` at the report's ``confidence`` (Wilson for the rate, order statistics
+        Confidence interval of ``value`` at the report's ``confidence`` (Clopper-Pearson for the rate, order statistics
         for percentiles); NaN if none.
     previous_low, previous_high : float
         The same for ``previous``.
@@ -101,7 +101,7 @@ class BudgetStatus:
     executions, bad : int
         Executions and bad ones in the period.
     sli, sli_low, sli_high : float
-        Good share with its Wilson interval.
+        Good share with its Clopper-Pearson interval.
     consumed, remaining : float
         Share of the period's budget spent and left (negative when overspent).
     alerts : list of str
