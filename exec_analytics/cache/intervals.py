@@ -66,4 +66,9 @@ def days_of(a: int, b: int) -> range:
 
 
 def day_name(day: int) -> str:
-    return (np.datetime64(day, "D")).astype(str)
+    return str(np.datetime64(day, "D"))
+
+
+def parse_day(name: str) -> int:
+    """Epoch day of ``YYYY-MM-DD``."""
+    return int(np.datetime64(name, "D").astype(np.int64))
