@@ -192,7 +192,7 @@ def _parse_timestamps(strings: pa.Array, rows_to_page: Any) -> pa.Array:
 _EXACT_TYPES = (pa.string(), pa.bool_(), pa.int64(), pa.null())
 
 
-def _extras_from_struct(items: pa.StructArray, exec_type: pa.StructType) -> tuple[pa.Array, Counter] | None:
+def _extras_from_struct(items: pa.StructArray, exec_type: pa.StructType) -> tuple[pa.Array, Counter[str]] | None:
     """JSON text of the unknown fields Arrow inferred, or None when that would not be exact.
 
     Only flat strings, booleans and integers round-trip exactly; nested objects (absent keys become nulls)
@@ -209,7 +209,7 @@ def _extras_from_struct(items: pa.StructArray, exec_type: pa.StructType) -> tupl
         duration = items.field("duration")
         arrays += [duration.field(f.name) for f in dur_unknown]
         keys += [f"duration.{f.name}" for f in dur_unknown]
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     texts: list[str | None] = []
     dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
     for row in pa.StructArray.from_arrays(arrays, names=keys).to_pylist():
@@ -219,9 +219,9 @@ def _extras_from_struct(items: pa.StructArray, exec_type: pa.StructType) -> tupl
     return pa.array(texts, pa.string()), counts
 
 
-def _extras_from_json(batch: list[bytes]) -> tuple[pa.Array, Counter]:
+def _extras_from_json(batch: list[bytes]) -> tuple[pa.Array, Counter[str]]:
     """Exact extras straight from the JSON, for batches where Arrow cannot infer one type per field."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     texts: list[str | None] = []
     for body in batch:
         data = orjson.loads(body).get("data") or []
@@ -242,9 +242,9 @@ class _BatchResult:
     def __init__(self) -> None:
         self.columns: dict[str, pa.Array] = {}
         self.extra: pa.Array | None = None
-        self.extra_counts: Counter = Counter()
-        self.unknown_units: Counter = Counter()
-        self.identity_nulls: Counter = Counter()
+        self.extra_counts: Counter[str] = Counter()
+        self.unknown_units: Counter[str] = Counter()
+        self.identity_nulls: Counter[str] = Counter()
         self.n_rows = 0
 
 
@@ -400,9 +400,9 @@ def decode_pages(
 
 
 def _warn(results: list[_BatchResult]) -> None:
-    units: Counter = Counter()
-    extras: Counter = Counter()
-    nulls: Counter = Counter()
+    units: Counter[str] = Counter()
+    extras: Counter[str] = Counter()
+    nulls: Counter[str] = Counter()
     for r in results:
         units.update(r.unknown_units)
         extras.update(r.extra_counts)

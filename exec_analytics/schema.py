@@ -182,13 +182,13 @@ _SEMVER = re.compile(
 )
 
 
-def _version_key(value: str, first_seen: int) -> tuple:
+def _version_key(value: str, first_seen: int) -> tuple[Any, ...]:
     match = _SEMVER.match(value)
     if match is None:
         return (1, first_seen)
     pre = match["pre"]
     if pre is None:
-        pre_key: tuple = (1,)  # a release sorts after all of its pre-releases
+        pre_key: tuple[Any, ...] = (1,)  # a release sorts after all of its pre-releases
     else:
         # Numeric identifiers compare numerically and before alphanumeric ones (semver.org, rule 11).
         pre_key = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
@@ -269,11 +269,11 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
         raise ValueError(f"table: missing column(s) {', '.join(missing)}")
     names = [*COLUMNS, *([EXTRA_COLUMN] if EXTRA_COLUMN in table.column_names else [])]
     # self_destruct is not used: the caller may keep the table; the string columns are zero-copy anyway.
-    df = table.select(names).to_pandas(types_mapper=_string_mapper)
+    df: pd.DataFrame = table.select(names).to_pandas(types_mapper=_string_mapper)
     for c in _CATEGORY_COLUMNS:
         df[c] = _categorical(df[c].array, ordered_versions=c == "resource_version")
     if df["start_time"].dtype != DTYPES["start_time"]:
-        df["start_time"] = df["start_time"].astype(DTYPES["start_time"])
+        df["start_time"] = df["start_time"].astype(pd.DatetimeTZDtype(unit="ms", tz="UTC"))
     return df
 
 
@@ -318,7 +318,7 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
         if with_extra and EXTRA_COLUMN not in rest.columns:
             rest = rest.assign(**{EXTRA_COLUMN: pd.array([pd.NA] * len(rest), dtype=pd.StringDtype())})
         plain.append(rest)
-    out = pd.concat(plain, ignore_index=True)
+    out: pd.DataFrame = pd.concat(plain, ignore_index=True)
     for c, parts in cats.items():
         union = pd.api.types.union_categoricals(parts, ignore_order=True)
         out[c] = _categorical(union, ordered_versions=c == "resource_version")
@@ -353,7 +353,8 @@ def failed(df: pd.DataFrame, success_statuses: Iterable[str] | str = ("SUCCEEDED
         Boolean, named ``failed``, aligned with ``df``.
     """
     ok = [success_statuses] if isinstance(success_statuses, str) else list(success_statuses)
-    return (~df["status"].isin(ok)).astype(bool).rename("failed")
+    out: pd.Series = (~df["status"].isin(ok)).astype(bool).rename("failed")
+    return out
 
 
 def end_time(df: pd.DataFrame) -> pd.Series:
@@ -372,7 +373,8 @@ def end_time(df: pd.DataFrame) -> pd.Series:
     millis = np.rint(df["duration_s"].to_numpy(dtype="float64") * 1000.0)
     delta = pd.to_timedelta(millis, unit="ms").as_unit("ms")
     start = df["start_time"].astype(pd.DatetimeTZDtype(unit="ms", tz="UTC"))
-    return (start + pd.Series(delta, index=df.index)).rename("end_time")
+    out: pd.Series = (start + pd.Series(delta, index=df.index)).rename("end_time")
+    return out
 
 
 def __getattr__(name: str) -> Any:

@@ -53,7 +53,8 @@ def intersect(ivs: Iterable[Interval], other: Iterable[Interval]) -> list[Interv
 
 
 def iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+    text: str = pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+    return text.replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> int:

@@ -16,7 +16,9 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -304,7 +306,7 @@ def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source
                 path = layout.partition(plan.key, p.rid, day)
                 remove_stale_tmp(path.parent)
                 fresh = not path.parent.exists()
-                write_atomic(path, lambda tmp, data=data: tmp.write_bytes(data))
+                write_atomic(path, partial(Path.write_bytes, data=data))
                 if fresh:  # the new date= (and resource=) directories must be durable too
                     fsync_dir(path.parent.parent)
                     fsync_dir(path.parent.parent.parent)

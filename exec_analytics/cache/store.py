@@ -241,6 +241,8 @@ class ExecutionCache:
                 )
         where_dict = as_where(where)
         key = filter_key(where_dict)
+        lo: int | None
+        hi: int | None
         if start is not None and end is not None:
             lo_ts, hi_ts = validate_window(start, end)
             lo, hi = epoch_ms(lo_ts), epoch_ms(hi_ts)
@@ -349,7 +351,8 @@ class ExecutionCache:
         df = pd.DataFrame(out, columns=[*cols, "rows", "files", "bytes"])
         for c in ("first", "last", "settled_until", "last_fetched_at"):
             df[c] = _times(df[c].tolist())
-        return df.astype({"rows": "int64", "files": "int64", "bytes": "int64"})
+        typed: pd.DataFrame = df.astype({"rows": "int64", "files": "int64", "bytes": "int64"})
+        return typed
 
     def prune(self, before: TimeLike | Any, *, resource_rid: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Delete every stored day before the UTC day of ``before``, and its coverage.
@@ -374,7 +377,7 @@ class ExecutionCache:
         """
         cut_day = _utc_day(before)
         only = None if resource_rid is None else set(validate_rids(resource_rid))
-        removed = []
+        removed: list[dict[str, Any]] = []
         if not self._ready(create=False):
             return _removed_frame(removed)
         for key, where in self.layout.stores():
@@ -433,10 +436,12 @@ def _times(values: list[int | None]) -> Any:
     return pd.to_datetime(pd.array(values, dtype="Int64"), unit="ms", utc=True).astype("datetime64[ms, UTC]")
 
 
-def _time_frame(rows: list[tuple[int | None, ...]], cols: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: _times([r[i] for r in rows]) for i, c in enumerate(cols)}, columns=cols)
+def _time_frame(rows: Sequence[Sequence[int | None]], cols: list[str]) -> pd.DataFrame:
+    out: pd.DataFrame = pd.DataFrame({c: _times([r[i] for r in rows]) for i, c in enumerate(cols)}, columns=cols)
+    return out
 
 
 def _removed_frame(removed: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(removed, columns=["resource_rid", "filter", "date", "rows", "bytes"])
-    return df.astype({"rows": "int64", "bytes": "int64"})
+    typed: pd.DataFrame = df.astype({"rows": "int64", "bytes": "int64"})
+    return typed

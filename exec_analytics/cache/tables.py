@@ -212,4 +212,5 @@ def to_frame(table: pa.Table, columns: Sequence[str] | None = None) -> pd.DataFr
         if f.name not in table.column_names and f.name != extra:
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     df = schema.to_frame(table)
-    return df[[c for c in columns if c in df.columns]]
+    out: pd.DataFrame = df[[c for c in columns if c in df.columns]]
+    return out
