@@ -301,8 +301,9 @@ def _load_cached(
     own: FoundryClient | None = None
     # Without a client, the one FoundryClient() would build is the source; with no hostname configured there is
     # no server at all, and only what the cache holds settled can be answered.
-    configured = Settings.from_env().hostname
-    base_url = client.base_url if client is not None else normalize_base_url(configured) if configured else None
+    base_url = client.base_url if client is not None else None
+    if client is None and (configured := Settings.from_env().hostname) is not None:
+        base_url = normalize_base_url(configured)
 
     def page(stretches: list[Stretch]) -> pa.Table | None:
         nonlocal got, own

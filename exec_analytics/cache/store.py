@@ -1,4 +1,4 @@
-"""``ExecutionCache``: the public face of the history: reading, coverage, info and pruning."""
+"""``ExecutionCache``: the public face of the history: the cached load, reading, coverage, info and pruning."""
 
 from __future__ import annotations
 
@@ -57,9 +57,10 @@ class ExecutionCache:
 
     Notes
     -----
-    Reads need no lock: files are only ever replaced whole, by rename. Writes lock each resource (``fcntl``
-    on POSIX, ``msvcrt`` on Windows); a crashed writer's lock is released by the operating system.
-    The token is never written: manifests hold times, the filter and the source host only.
+    :meth:`load` is the one operation that writes executions. Reads need no lock: files are only ever
+    replaced whole, by rename, and checked against their manifest records. Writes lock each resource
+    (``fcntl`` on POSIX, ``msvcrt`` on Windows); a crashed writer's lock is released by the operating system.
+    The token is never written: manifests hold times, the filter, the source ``host:port`` and file records.
     """
 
     def __init__(
@@ -257,12 +258,12 @@ class ExecutionCache:
                     # Both bounds: the days are known without listing the resource's other partitions.
                     ivs = [(lo, hi)]
                 else:
+                    # An open bound: the stored days (on disk or recorded, so a deleted file is noticed) give it.
                     days = self._recorded_days(key, rid, where_dict)
-                    first, last = (lo if lo is not None else days[0] * DAY_MS, hi) if days else (0, 0)
-                    last = hi if hi is not None else ((days[-1] + 1) * DAY_MS if days else 0)
-                    ivs = [(first, last)] if last > first else []
-                if ivs:
-                    tables.append(read_intervals(self.layout, key, rid, ivs, read_cols, where_dict))
+                    if not days:
+                        continue
+                    ivs = [(days[0] * DAY_MS if lo is None else lo, (days[-1] + 1) * DAY_MS if hi is None else hi)]
+                tables.append(read_intervals(self.layout, key, rid, ivs, read_cols, where_dict))
         tables = [t for t in tables if t.num_rows]
         if tables:
             table = pa.concat_tables(tables).sort_by([("start_time", "ascending")])
