@@ -321,3 +321,32 @@ def test_the_cache_has_one_public_load_and_no_base_classes() -> None:
     assert callable(ExecutionCache.load)
     for gone in ("_lock", "_plan", "_check_source", "_commit", "_read_plan"):
         assert not hasattr(ExecutionCache, gone), gone
+
+
+def test_a_killed_writers_two_states_are_settled_by_the_next_load(
+    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+) -> None:
+    srv, cache = clocked
+    rid = workload.resource_rids[2]
+    start, end = sim_now - 3 * D, sim_now - D
+    empty = ("2020-01-01T00:00Z", "2020-01-02T00:00Z")
+    with _client(srv) as client:
+        load_executions(rid, start, end, client=client, cache=cache, progress=False)
+        load_executions(rid, *empty, client=client, cache=cache, progress=False)  # covered, no file
+    path = cache.path / "executions" / f"resource={rid}" / "_coverage.json"
+    doc = orjson.loads(path.read_bytes())
+    day = f"{sim_now - 2 * D:%Y-%m-%d}"
+    kept = doc["files"][day][0]
+    # As writers killed between their two manifest writes leave them: the file on disk is one of two states.
+    fake = {"rows": 1, "bytes": 10, "blake2b": "0" * 32}
+    doc["files"][day] = [fake, kept]
+    doc["files"]["2020-01-01"] = [None, fake]
+    path.write_bytes(orjson.dumps(doc))
+    with _client(srv) as client:
+        before = srv.request_count
+        df = load_executions(rid, start, end, client=client, cache=cache, progress=False)
+        nothing = load_executions(rid, *empty, client=client, cache=cache, progress=False)
+    assert srv.request_count == before and nothing.empty
+    files = orjson.loads(path.read_bytes())["files"]
+    assert files[day] == [kept] and "2020-01-01" not in files
+    assert_same_rows(df, workload.ground_truth(rid, start, end, as_of=sim_now))

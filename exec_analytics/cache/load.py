@@ -34,7 +34,7 @@ from .intervals import DAY_MS, Interval, days_of, intersect, iso, subtract
 from .layout import ALL, Layout
 from .locks import hold
 from .manifest import FORMAT_VERSION, FileRecord, Manifest, load_manifest, same_source, save_manifest
-from .partitions import damage_error, read_intervals, scan
+from .partitions import Scan, damage_error, read_intervals, scan
 from .tables import (
     CACHE_SCHEMA,
     conform,
@@ -154,35 +154,53 @@ def _plan(
             history = load_manifest(layout, ALL, rid, None)
             _warn_future(history, now_ms)
             local = intersect([window], history.settled(lag_ms, now_ms))
-            damaged = _damaged(layout, ALL, rid, local, None, can_fetch)
+            damaged = _checked(layout, ALL, rid, local, None, can_fetch).damaged
             # A damaged day of the history is fetched with the filter instead (a load without the filter
             # repairs the history itself).
             local = subtract(local, [(d * DAY_MS, (d + 1) * DAY_MS) for d in damaged])
         stored = subtract([window], local)
-        found = _damaged(layout, key, rid, stored, where, can_fetch)
-        manifest = load_manifest(layout, key, rid, where)
+        found = _checked(layout, key, rid, stored, where, can_fetch)
+        manifest = found.manifest
         _warn_future(manifest, now_ms)
-        for day in found:
-            log.warning(
-                "partition %s is damaged (%s): fetching the day again", layout.partition(key, rid, day), found[day]
-            )
+        for day, why in found.damaged.items():
+            log.warning("partition %s is damaged (%s): fetching the day again", layout.partition(key, rid, day), why)
             manifest.forget_day(day)
         # A refresh fetches everything again; otherwise only what is not settled yet.
         fetch = stored if refresh else subtract(stored, manifest.settled(lag_ms, now_ms))
-        plans.append(_ResourcePlan(rid, manifest, local, stored, fetch, set(found)))
+        if _settle_states(manifest, found) and not fetch:
+            save_manifest(layout, key, manifest)  # with a fetch, the commit saves it
+        plans.append(_ResourcePlan(rid, manifest, local, stored, fetch, set(found.damaged)))
     return _Plan(where, key, plans)
 
 
-def _damaged(
+def _checked(
     layout: Layout, key: str, rid: str, ivs: list[Interval], where: dict[str, Any] | None, can_fetch: bool
-) -> dict[int, str]:
-    """Damaged days among those ``ivs`` touch; with nothing to fetch them again, a :class:`CacheError`."""
-    if not ivs:
-        return {}
+) -> Scan:
+    """The files of the days ``ivs`` touch, checked; damage with nothing to fetch it again is a CacheError."""
     found = scan(layout, key, rid, {d for a, b in ivs for d in days_of(a, b)}, where)
     if found.damaged and not can_fetch:
         raise damage_error(layout, key, rid, found)
-    return found.damaged
+    return found
+
+
+def _settle_states(manifest: Manifest, found: Scan) -> bool:
+    """Keep only the verified state of days a killed writer left with two; True when something changed.
+
+    Two states accept either of two files; once one is known to be on disk, the other must not be accepted
+    any more (a later copy of the older file over it would pass unnoticed).
+    """
+    assert manifest.files is not None
+    changed = False
+    for day, states in list(manifest.files.items()):
+        if len(states) < 2:
+            continue
+        if day in found.records:
+            manifest.files[day] = (found.records[day],)
+            changed = True
+        elif day in found.absent:
+            del manifest.files[day]
+            changed = True
+    return changed
 
 
 def _warn_future(manifest: Manifest, now_ms: int) -> None:

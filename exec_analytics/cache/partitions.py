@@ -41,6 +41,8 @@ class Scan:
     records: dict[int, FileRecord] = field(default_factory=dict)
     #: Damaged days and why.
     damaged: dict[int, str] = field(default_factory=dict)
+    #: Days without a file where the manifest accepts none (a new day whose first write was interrupted).
+    absent: set[int] = field(default_factory=set)
 
 
 def scan(layout: Layout, key: str, rid: str, days: Iterable[int], where: dict[str, Any] | None) -> Scan:
@@ -71,7 +73,9 @@ def scan(layout: Layout, key: str, rid: str, days: Iterable[int], where: dict[st
                 continue  # no file recorded: an empty day, or a leftover nobody claims
             path = layout.partition(key, rid, day)
             if data is None:
-                if None not in states:
+                if None in states:
+                    found.absent.add(day)
+                else:
                     found.damaged[day] = "the file is missing (deleted?), though the manifest records it"
                 continue
             try:
