@@ -55,15 +55,8 @@ _TS = pa.timestamp("ms", tz="UTC")
 # Durations are read as float64: integers parse into it exactly, and a fractional value from a future API
 # version still means something. A string or boolean is a type error.
 _DURATION_TYPE = pa.struct([pa.field("value", pa.float64()), pa.field("unit", pa.string())])
-_STRING_FIELDS = (
-    "status",
-    "failureReason",
-    "resourceRid",
-    "resourceVersion",
-    "callerRid",
-    "traceOwningRid",
-    "foundryTraceId",
-)
+# Every field of the map but the two with types of their own is a JSON string.
+_STRING_FIELDS = tuple(f for f in API_FIELDS if f not in ("startTime", "duration"))
 
 
 def _execution_type(ts_type: pa.DataType) -> pa.StructType:
