@@ -350,3 +350,11 @@ def test_a_killed_writers_two_states_are_settled_by_the_next_load(
     files = orjson.loads(path.read_bytes())["files"]
     assert files[day] == [kept] and "2020-01-01" not in files
     assert_same_rows(df, workload.ground_truth(rid, start, end, as_of=sim_now))
+
+
+def test_without_a_client_or_a_hostname_only_what_is_settled_can_be_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(monkeypatch)
+    with pytest.raises(CacheError, match=r"does not hold .* settled.*no client.*FOUNDRY_HOSTNAME"):
+        load_executions(RID, "2026-11-18T00:00Z", "2026-11-19T00:00Z", cache=tmp_path / "h", progress=False)
