@@ -111,13 +111,10 @@ def run(
 ) -> LoadResult:
     """The cached load of ``rids`` over ``window`` (see the module docstring); arguments already checked."""
     with hold([(layout.lock(rid), f"resource {rid}") for rid in rids], lock_timeout):
-        plan = _plan(layout, rids, window, where, refresh, lag_ms, epoch_ms(now()), can_fetch=fetch is not None)
+        now_ms = epoch_ms(now())
+        plan = _plan(layout, rids, window, where, refresh, lag_ms, now_ms, can_fetch=fetch is not None)
         _check_source(layout, plan, source)
-        todo = [
-            Stretch(p.rid, a, b, _density(p.manifest, lag_ms, epoch_ms(now())))
-            for p in plan.resources
-            for a, b in p.fetch
-        ]
+        todo = [Stretch(p.rid, a, b, _density(p.manifest, lag_ms, now_ms)) for p in plan.resources for a, b in p.fetch]
         fetched_at = None
         if todo:
             if fetch is None:
