@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-import numpy as np
 import orjson
 
-from .intervals import day_name
+from .intervals import day_name, parse_day
 
 PART = "part-0.parquet"
 COVERAGE = "_coverage.json"
@@ -65,9 +64,7 @@ class Layout:
         if not base.is_dir():
             return []
         return sorted(
-            int(np.datetime64(d.name[5:], "D").astype(np.int64))
-            for d in base.iterdir()
-            if d.name.startswith("date=") and (d / PART).exists()
+            parse_day(d.name[5:]) for d in base.iterdir() if d.name.startswith("date=") and (d / PART).exists()
         )
 
     def resources(self, key: str) -> list[str]:
