@@ -378,8 +378,9 @@ def end_time(df: pd.DataFrame) -> pd.Series:
 
 
 def __getattr__(name: str) -> Any:
-    # The decoder lives in exec_analytics.decode; paging.py still reaches it as schema.decode_pages. Resolved on
-    # first use, so that this module never imports the decoder (which imports this module).
+    # The decoder lives in exec_analytics.decode; paging.py and benchmarks/bench_decode.py still reach it as
+    # schema.decode_pages / schema.decode. Resolved on first use, so that this module never imports the decoder
+    # (which imports this module). Remove once those two import exec_analytics.decode.
     if name in ("decode", "decode_pages"):
         from . import decode
 
