@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from . import schema
+from . import decode, schema
 from .client import FoundryClient, Page
 from .errors import ExecAnalyticsError, InvalidPageTokenError
 from .timeutil import epoch_ms, format_api_time, from_epoch_ms
@@ -339,7 +339,7 @@ def fetch(
                     if page.n_executions:
                         bodies.append(page.body)
                     if len(bodies) >= _DECODE_BATCH:
-                        tables.append(schema.decode_pages(bodies))
+                        tables.append(decode.decode_pages(bodies))
                         bodies = []
             except BaseException as exc:  # Ctrl-C or a decoding error: stop the workers before leaving
                 sched.abort(exc)
@@ -347,7 +347,7 @@ def fetch(
         if sched.error is not None:
             raise sched.error
         if bodies:
-            tables.append(schema.decode_pages(bodies))
+            tables.append(decode.decode_pages(bodies))
     finally:
         bar.close()
 

@@ -375,14 +375,3 @@ def end_time(df: pd.DataFrame) -> pd.Series:
     start = df["start_time"].astype(pd.DatetimeTZDtype(unit="ms", tz="UTC"))
     out: pd.Series = (start + pd.Series(delta, index=df.index)).rename("end_time")
     return out
-
-
-def __getattr__(name: str) -> Any:
-    # The decoder lives in exec_analytics.decode; paging.py and benchmarks/bench_decode.py still reach it as
-    # schema.decode_pages / schema.decode. Resolved on first use, so that this module never imports the decoder
-    # (which imports this module). Remove once those two import exec_analytics.decode.
-    if name in ("decode", "decode_pages"):
-        from . import decode
-
-        return getattr(decode, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
