@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_decode.py [--rows N] [--repeats R]``
 
 Times, in one run, interleaved and repeated (medians):
 
-1. ``schema.decode(bodies)`` -- this toolkit (Arrow's JSON reader over NDJSON batches, in threads);
+1. ``decode.decode(bodies)`` -- this toolkit (Arrow's JSON reader over NDJSON batches, in threads);
 2. the naive baseline a competent user would write: ``json.loads`` per body, ``pd.json_normalize`` of
    all records, then conversion to the same dtypes (``pd.to_datetime(format="ISO8601")``, unit scaling,
    categories, ordered versions, string trace ids); the garbage collector is left on, as in a notebook;
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from exec_analytics import schema  # noqa: E402
+from exec_analytics import decode  # noqa: E402
 
 from _common import memory_in_subprocess, peak_memory, print_table, write_json  # noqa: E402
 
@@ -121,7 +121,7 @@ def make_bodies(n_rows: int, page_size: int = 100, seed: int = 0) -> list[bytes]
 
 
 def run_schema(bodies: list[bytes]) -> pd.DataFrame:
-    return schema.decode(bodies)
+    return decode.decode(bodies)
 
 
 def run_naive(bodies: list[bytes]) -> pd.DataFrame:
@@ -163,7 +163,7 @@ def run_floor(bodies: list[bytes]) -> None:
 
 
 APPROACHES = {
-    "schema.decode": run_schema,
+    "decode.decode": run_schema,
     "naive json + json_normalize": run_naive,
     "orjson.loads floor": run_floor,
 }
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     fast = run_schema(bodies)
     check_same(fast, run_naive(bodies))
     del fast
-    print("schema.decode and the naive baseline produce the same table")
+    print("decode.decode and the naive baseline produce the same table")
 
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in APPROACHES}
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mb_per_s": round(n_bytes / 1e6 / sec, 1),
                 "peak_over_input_mb": memory.get(name, {}).get("peak_over_input_mb", ""),
                 "cpu_s": round(statistics.median(cpu[name]), 3),
-                "vs_schema": round(sec / median["schema.decode"], 2),
+                "vs_schema": round(sec / median["decode.decode"], 2),
             }
         )
     print()
@@ -276,12 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         rows, ["approach", "median_s", "min_s", "cpu_s", "rows_per_s", "mb_per_s", "peak_over_input_mb", "vs_schema"]
     )
 
-    speedup = median["naive json + json_normalize"] / median["schema.decode"]
-    vs_floor = median["schema.decode"] / median["orjson.loads floor"]
+    speedup = median["naive json + json_normalize"] / median["decode.decode"]
+    vs_floor = median["decode.decode"] / median["orjson.loads floor"]
     ok_naive, ok_floor = speedup >= TARGET_VS_NAIVE, vs_floor <= TARGET_VS_FLOOR
     print()
-    print(f"schema.decode is {speedup:.1f}x faster than naive (target >= {TARGET_VS_NAIVE}x): {_ok(ok_naive)}")
-    print(f"schema.decode is {vs_floor:.2f}x the orjson floor (target <= {TARGET_VS_FLOOR}x): {_ok(ok_floor)}")
+    print(f"decode.decode is {speedup:.1f}x faster than naive (target >= {TARGET_VS_NAIVE}x): {_ok(ok_naive)}")
+    print(f"decode.decode is {vs_floor:.2f}x the orjson floor (target <= {TARGET_VS_FLOOR}x): {_ok(ok_floor)}")
     load_after = os.getloadavg()
     print(
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after the timed runs "

@@ -209,10 +209,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file and rename it, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+    from .files import write_atomic
+
+    write_atomic(path, write)
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:

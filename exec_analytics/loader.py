@@ -3,10 +3,12 @@
 Paging itself (time slices, workers, restarts, throttling, dedupe) is :mod:`exec_analytics.paging`. This
 module validates the arguments, decides what to page, and assembles the result:
 
-* With a cache (the default), the resources' locks are taken, the cache plans what it lacks or holds only
-  provisionally, just those stretches are paged (first slices sized by the history's recent density, since a
-  refresh is mostly short stretches and every slice costs a request), merged, and the whole window is read
-  back from disk. ``cache=False`` pages the whole window exactly as without a cache.
+* With a cache (the default), :meth:`ExecutionCache.load <exec_analytics.cache.ExecutionCache.load>` runs the
+  whole cached load (locks, plan, source check, commit, read-back) and calls back here to page just the
+  stretches it lacks or holds only provisionally (first slices sized by the history's recent density, since
+  a refresh is mostly short stretches and every slice costs a request). ``cache=False`` pages the whole
+  window.
+* Either way the provenance in ``df.attrs`` is built by one function (:class:`Provenance`).
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
-from urllib.parse import urlsplit
+from dataclasses import asdict, dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .cache import ExecutionCache
-from .client import FoundryClient
+from .cache import ExecutionCache, Stretch, origin
+from .client import MAX_PAGE_SIZE, FoundryClient
+from .config import Settings, normalize_base_url
 from .filters import as_where
 from .paging import Fetched, fetch, initial_slices, interval_slices
 from .rids import validate_rids
-from .timeutil import TimeLike, epoch_ms, from_epoch_ms, to_utc
+from .timeutil import TimeLike, epoch_ms, from_epoch_ms, to_utc, validate_window
 
-__all__ = ["DEFAULT_WORKERS", "load_executions"]
+__all__ = ["DEFAULT_WORKERS", "CacheProvenance", "Provenance", "load_executions"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +52,90 @@ def _check_workers(workers: object) -> int:
 
 
 def _check_page_size(page_size: object) -> int:
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
-        raise ValueError(f"page_size must be an integer from 1 to 100 (the API's maximum), got {page_size!r}")
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(
+            f"page_size must be an integer from 1 to {MAX_PAGE_SIZE} (the API's maximum), got {page_size!r}"
+        )
     return page_size
+
+
+class CacheProvenance(TypedDict):
+    """``df.attrs["cache"]``: how a load used the cache."""
+
+    #: The cache directory.
+    path: str
+    #: The cache's settle lag, in seconds.
+    settle_lag_s: float
+    #: ``[rid, start, end]`` (ISO-8601) of every stretch this load fetched; empty when the cache answered all.
+    fetched: list[list[str]]
+    #: Whether the load was asked to fetch the whole window again.
+    refresh: bool
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a loaded frame came from: the structure behind ``df.attrs`` (see :func:`load_executions`)."""
+
+    resource_rids: list[str]
+    start: str
+    end: str
+    where: dict[str, Any] | None
+    fetched_at: str
+    source: str | None
+    requests: int
+    pages: int
+    duplicates_dropped: int
+    token_restarts: int
+    slice_splits: int
+    lowest_concurrency: int | None
+    cache: CacheProvenance | None
+
+    @classmethod
+    def of(
+        cls,
+        rids: list[str],
+        window: tuple[pd.Timestamp, pd.Timestamp],
+        where: dict[str, Any] | None,
+        fetched_at: pd.Timestamp,
+        client: FoundryClient | None,
+        got: Fetched | None,
+        cache: CacheProvenance | None = None,
+    ) -> Provenance:
+        """The one place provenance is built, with or without a cache."""
+        stats: dict[str, Any] = (
+            got.attrs()
+            if got is not None
+            else {
+                "requests": 0,
+                "pages": 0,
+                "duplicates_dropped": 0,
+                "token_restarts": 0,
+                "slice_splits": 0,
+                "lowest_concurrency": None,
+            }
+        )
+        return cls(
+            resource_rids=rids,
+            start=window[0].isoformat(),
+            end=window[1].isoformat(),
+            where=where,
+            fetched_at=fetched_at.isoformat(),
+            source=getattr(client, "base_url", None),
+            requests=stats["requests"],
+            pages=stats["pages"],
+            duplicates_dropped=stats["duplicates_dropped"],
+            token_restarts=stats["token_restarts"],
+            slice_splits=stats["slice_splits"],
+            lowest_concurrency=stats["lowest_concurrency"],
+            cache=cache,
+        )
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The ``df.attrs`` dict: every field; ``cache`` only when a cache was used."""
+        attrs = asdict(self)
+        if attrs["cache"] is None:
+            del attrs["cache"]
+        return attrs
 
 
 def load_executions(
@@ -65,7 +149,7 @@ def load_executions(
     refresh: bool = False,
     workers: int = DEFAULT_WORKERS,
     progress: bool | None = None,
-    page_size: int = 100,
+    page_size: int = MAX_PAGE_SIZE,
 ) -> pd.DataFrame:
     """Load every completed execution of one or more resources that started in ``[start, end)``.
 
@@ -107,11 +191,16 @@ def load_executions(
         ``failure_reason`` (category, NA when absent), ``resource_rid`` (category), ``resource_version``
         (ordered category), ``caller_rid`` (category, NA when absent), ``trace_owning_rid`` (category),
         ``foundry_trace_id`` (string), and ``extra`` (JSON text) only when the API sent unknown fields.
-        ``df.attrs`` holds the provenance: ``resource_rids``, ``start``, ``end``, ``where``, ``fetched_at``,
-        ``source``, ``requests``, ``pages``, ``duplicates_dropped``, ``token_restarts``, ``slice_splits``,
-        ``lowest_concurrency`` (fewest requests allowed in flight after throttling; None when nothing was
-        fetched) and, with a cache, ``cache``: ``path``, ``settle_lag_s``, ``fetched`` (the ``[rid, start,
-        end]`` stretches this call fetched) and ``refresh``.
+        ``df.attrs`` holds the provenance (:class:`Provenance`), the same keys with or without a cache:
+        ``resource_rids`` (list of str), ``start`` and ``end`` (ISO-8601), ``where`` (the filter dict or
+        None), ``fetched_at`` (ISO-8601: just before the first request; with a cache that fetched nothing, the
+        cache's "now"), ``source`` (the client's base URL; None when no client was involved), ``requests``,
+        ``pages``, ``duplicates_dropped`` (repeats of one execution, by the identity of
+        :func:`exec_analytics.schema.dedupe`), ``token_restarts``, ``slice_splits`` (int, 0 when nothing was
+        fetched), ``lowest_concurrency`` (fewest requests allowed in flight after throttling; None when
+        nothing was fetched); and, only when a cache was used, ``cache`` (:class:`CacheProvenance`):
+        ``path``, ``settle_lag_s``, ``fetched`` (the ``[rid, start, end]`` stretches this call fetched) and
+        ``refresh``.
 
     Raises
     ------
@@ -122,16 +211,14 @@ def load_executions(
     exec_analytics.errors.TransportError
         When the server could not be reached within the client's retry budget.
     exec_analytics.errors.CacheError
-        When the cache is locked past its ``lock_timeout``, of another format version, or holds the
-        resource from another Foundry host.
+        When the cache is locked past its ``lock_timeout``, of another format version, holds the resource
+        from another Foundry (``host:port``, checked on every cached load, even one that fetches nothing), or
+        must fetch (a gap, a damaged day file) with no client and no ``FOUNDRY_HOSTNAME`` configured.
     """
     rids = validate_rids(resource_rid)
     end_ts = to_utc(end, "end") if end is not None else pd.Timestamp.now(tz="UTC").floor("ms")
     start_ts = to_utc(start, "start") if start is not None else end_ts - pd.Timedelta(hours=24)
-    if end_ts <= start_ts:
-        raise ValueError(
-            f"end ({end_ts.isoformat()}) must be after start ({start_ts.isoformat()}); windows are [start, end)"
-        )
+    window = validate_window(start_ts, end_ts)
     where_dict = as_where(where)
     workers = _check_workers(workers)
     page_size = _check_page_size(page_size)
@@ -142,29 +229,20 @@ def load_executions(
         progress = sys.stderr.isatty()
     if store is not None:
         return _load_cached(
-            store, rids, start_ts, end_ts, where_dict, client, workers, progress, page_size, refresh=bool(refresh)
+            store, rids, window, where_dict, client, workers, progress, page_size, refresh=bool(refresh)
         )
 
     own_client = client is None
     client = client if client is not None else FoundryClient()
     fetched_at = pd.Timestamp.now(tz="UTC")
-    start_ms, end_ms = epoch_ms(start_ts), epoch_ms(end_ts)
+    start_ms, end_ms = epoch_ms(window[0]), epoch_ms(window[1])
     try:
         got = fetch(client, initial_slices(rids, start_ms, end_ms, workers), where_dict, workers, progress, page_size)
     finally:
         if own_client:
             client.close()
-    frame = got.frame()
-    frame = _in_order(_keep_window(frame, start_ts, end_ts, set(rids)))
-    frame.attrs.update(
-        resource_rids=rids,
-        start=start_ts.isoformat(),
-        end=end_ts.isoformat(),
-        where=where_dict,
-        fetched_at=fetched_at.isoformat(),
-        source=getattr(client, "base_url", None),
-        **got.attrs(),
-    )
+    frame = _in_order(_keep_window(got.frame(), *window, set(rids)))
+    frame.attrs.update(Provenance.of(rids, window, where_dict, fetched_at, client, got).to_attrs())
     log.debug("loaded %d executions in %d pages (%d duplicates dropped)", len(frame), got.pages, got.dropped)
     return frame
 
@@ -206,16 +284,10 @@ def _usable(store: ExecutionCache) -> bool:
     return False
 
 
-def _source_host(client: Any) -> str | None:
-    base = getattr(client, "base_url", None)
-    return urlsplit(base).hostname if isinstance(base, str) else None
-
-
 def _load_cached(
     store: ExecutionCache,
     rids: list[str],
-    start_ts: pd.Timestamp,
-    end_ts: pd.Timestamp,
+    window: tuple[pd.Timestamp, pd.Timestamp],
     where_dict: dict[str, Any] | None,
     client: FoundryClient | None,
     workers: int,
@@ -224,74 +296,46 @@ def _load_cached(
     *,
     refresh: bool,
 ) -> pd.DataFrame:
-    """``load_executions`` through the cache: fetch what it lacks or holds provisionally, merge, read back.
-
-    The resources' locks are held from planning to reading back, so a second process loading the same
-    resources waits and then finds the stretches this one fetched already settled.
-    """
-    start_ms, end_ms = epoch_ms(start_ts), epoch_ms(end_ts)
+    """``load_executions`` through the cache: the cache plans, locks and commits; this pages what it asks for."""
     got: Fetched | None = None
-    own_client = False
-    fetched_at = None
-    with store._lock(rids):
-        plan = store._plan(rids, start_ms, end_ms, where_dict, refresh=refresh)
-        todo = [(p.rid, a, b, p.rows_per_ms) for p in plan.resources for a, b in p.fetch]
-        try:
-            if todo:
-                own_client = client is None
-                client = client if client is not None else FoundryClient()
-                store._check_source(plan, _source_host(client))
-                # Taken before the first request: everything that completed by then is in what is fetched.
-                fetched_at = store.now()
-                got = fetch(client, interval_slices(todo, workers), where_dict, workers, progress, page_size)
-                table = _keep_intervals(got.table, todo)
-                store._commit(plan, table, fetched_at, _source_host(client))
-        finally:
-            if own_client and client is not None:
-                client.close()
-        table = store._read_plan(plan)  # a DataFrame
-    frame = _in_order(table)
-    fetched = [[rid, from_epoch_ms(a).isoformat(), from_epoch_ms(b).isoformat()] for rid, a, b, _ in todo]
-    frame.attrs.update(
-        resource_rids=rids,
-        start=start_ts.isoformat(),
-        end=end_ts.isoformat(),
-        where=where_dict,
-        fetched_at=(fetched_at or store.now()).isoformat(),
-        source=getattr(client, "base_url", None),
-        **(got.attrs() if got is not None else dict.fromkeys(_FETCH_STATS, 0) | {"lowest_concurrency": None}),
-        cache={
-            "path": str(store.path),
-            "settle_lag_s": store.settle_lag.total_seconds(),
-            "fetched": fetched,
-            "refresh": refresh,
-        },
+    own: FoundryClient | None = None
+    # Without a client, the one FoundryClient() would build is the source; with no hostname configured there is
+    # no server at all, and only what the cache holds settled can be answered.
+    base_url = client.base_url if client is not None else None
+    if client is None and (configured := Settings.from_env().hostname) is not None:
+        base_url = normalize_base_url(configured)
+
+    def page(stretches: list[Stretch]) -> pa.Table | None:
+        nonlocal got, own
+        active = client
+        if active is None:
+            active = own = FoundryClient()
+        got = fetch(active, interval_slices(list(stretches), workers), where_dict, workers, progress, page_size)
+        return got.table
+
+    try:
+        result = store.load(
+            rids,
+            *window,
+            where=where_dict,
+            refresh=refresh,
+            source=origin(base_url) if base_url is not None else None,
+            fetch=page if base_url is not None else None,
+        )
+    finally:
+        if own is not None:
+            own.close()
+    frame = _in_order(result.frame)
+    fetched = [
+        [s.rid, from_epoch_ms(s.start_ms).isoformat(), from_epoch_ms(s.end_ms).isoformat()] for s in result.fetched
+    ]
+    usage = CacheProvenance(
+        path=str(store.path), settle_lag_s=store.settle_lag.total_seconds(), fetched=fetched, refresh=refresh
     )
+    fetched_at = result.fetched_at if result.fetched_at is not None else store.now()
+    frame.attrs.update(Provenance.of(rids, window, where_dict, fetched_at, client or own, got, usage).to_attrs())
     log.debug("loaded %d executions (%d stretches fetched)", len(frame), len(fetched))
     return frame
-
-
-_FETCH_STATS = ("requests", "pages", "duplicates_dropped", "token_restarts", "slice_splits")
-
-
-def _keep_intervals(table: pa.Table | None, todo: list[tuple[str, int, int, float | None]]) -> pa.Table | None:
-    """Rows inside the stretches asked for; others (a server straying) are dropped with a warning."""
-    if table is None or table.num_rows == 0:
-        return table
-    start = table.column("start_time").cast(pa.int64()).to_numpy()
-    rid = np.asarray(table.column("resource_rid").cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
-    keep = np.zeros(len(start), dtype=bool)
-    for r, a, b, _ in todo:
-        keep |= (rid == r) & (start >= a) & (start < b)
-    n = int((~keep).sum())
-    if n:
-        warnings.warn(
-            f"the server returned {n} execution(s) outside the requested resources or windows; they were left out",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        table = table.filter(pa.array(keep))
-    return table
 
 
 def _keep_window(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, rids: set[str]) -> pd.DataFrame:

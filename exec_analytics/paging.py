@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from . import schema
+from . import decode, schema
 from .client import FoundryClient, Page
 from .errors import InvalidPageTokenError, PagingError, PagingOrderError
 from .timeutil import epoch_ms, format_api_time, from_epoch_ms
@@ -495,7 +495,7 @@ def fetch(
                     if page.n_executions:
                         bodies.append(page.body)
                     if len(bodies) >= _DECODE_BATCH:
-                        tables.append(schema.decode_pages(bodies))
+                        tables.append(decode.decode_pages(bodies))
                         bodies = []
             except BaseException as exc:  # Ctrl-C or a decoding error: stop the workers before leaving
                 sched.abort(exc)
@@ -503,7 +503,7 @@ def fetch(
         if sched.error is not None:
             raise sched.error
         if bodies:
-            tables.append(schema.decode_pages(bodies))
+            tables.append(decode.decode_pages(bodies))
         bar.update(total_ms - covered_ms)  # every slice is read: the bar ends at exactly 100%
     finally:
         bar.close()

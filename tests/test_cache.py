@@ -16,6 +16,7 @@ from test_loader import assert_same_rows
 
 from exec_analytics import CacheError, ExecutionCache, load_executions
 from exec_analytics import filters as F
+from exec_analytics.cache import FORMAT_VERSION
 from exec_analytics.cache.intervals import intersect, normalise, subtract
 from exec_analytics.cache.manifest import Manifest
 from exec_analytics.cache.tables import filter_mask
@@ -307,10 +308,9 @@ def _synthetic_history(
     """Fill the cache straight from the ground truth (no HTTP): a long history in a fraction of a second."""
     truth = wl.ground_truth(rid, start, end)
     table = pa.Table.from_pandas(truth[list(COLUMNS)], preserve_index=False)
-    s, e = int(start.value // 10**6), int(end.value // 10**6)
-    with cache._lock([rid]):
-        plan = cache._plan([rid], s, e, None)
-        cache._commit(plan, table, end + D, "127.0.0.1")
+    ExecutionCache(cache.path, clock=lambda: end + D).load(
+        rid, start, end, source="127.0.0.1:1", fetch=lambda stretches: table
+    )
     return truth
 
 
@@ -421,14 +421,15 @@ def test_prune_trims_coverage_before_deleting_files(
 def test_manifest_merges_coverage_and_keeps_it_compact() -> None:
     m = Manifest("ri.x.main.function.1", None)
     lag = 10
+    now = 10_000  # after every fetch: nothing is in the future
     m.record([(0, 100)], fetched_at=100, lag_ms=lag)
-    assert m.settled(lag) == [(0, 90)]
+    assert m.settled(lag, now) == [(0, 90)]
     m.record([(90, 200)], fetched_at=200, lag_ms=lag)
-    assert m.settled(lag) == [(0, 190)]
+    assert m.settled(lag, now) == [(0, 190)]
     m.record([(190, 300)], fetched_at=400, lag_ms=lag)  # all settled: joined into one stretch
-    assert [(e.start, e.end) for e in m.entries] == [(0, 300)] and m.settled(lag) == [(0, 300)]
+    assert [(e.start, e.end) for e in m.entries] == [(0, 300)] and m.settled(lag, now) == [(0, 300)]
     m.record([(500, 600)], fetched_at=605, lag_ms=lag)
-    assert m.covered() == [(0, 300), (500, 600)] and m.settled(lag) == [(0, 300), (500, 595)]
+    assert m.covered() == [(0, 300), (500, 600)] and m.settled(lag, now) == [(0, 300), (500, 595)]
     m.trim_before(250)
     assert m.covered() == [(250, 300), (500, 600)]
     assert Manifest.from_json(m.to_json(), Path("x")).entries == m.entries
@@ -455,7 +456,7 @@ def test_another_format_version_is_reported_not_mixed(
             cache.read(rid)
         with pytest.raises(CacheError, match=str(part)):
             load_executions(rid, start, end, client=client, cache=cache, progress=False)
-        (cache.path / "_cache.json").write_bytes(orjson.dumps({"format_version": 2}))
+        (cache.path / "_cache.json").write_bytes(orjson.dumps({"format_version": FORMAT_VERSION + 1}))
         with pytest.raises(CacheError, match="newer exec_analytics"):
             load_executions(rid, start, end, client=client, cache=ExecutionCache(cache.path), progress=False)
 
@@ -482,8 +483,19 @@ def test_a_second_writer_waits_then_fails_clearly(
     srv, cache = clocked
     rid = workload.resource_rids[2]
     impatient = ExecutionCache(cache.path, lock_timeout=0.3, clock=srv.clock.now)
-    with cache._lock([rid]), _client(srv) as client, pytest.raises(CacheError, match=r"locked .* by another.*pid"):
-        load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=impatient, progress=False)
+
+    class Abort(Exception):
+        pass
+
+    def meanwhile(stretches: Any) -> None:
+        # Runs while `cache` holds the resource's lock: a second writer must wait, then fail clearly.
+        with _client(srv) as client, pytest.raises(CacheError, match=r"locked .* by another.*pid"):
+            load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=impatient, progress=False)
+        raise Abort  # and this load fails too, so it records nothing
+
+    with pytest.raises(Abort):
+        cache.load(rid, sim_now - 2 * D, sim_now - D, fetch=meanwhile)
+    assert cache.coverage(rid).empty
     # Released: the same load now goes through.
     with _client(srv) as client:
         df = load_executions(rid, sim_now - 2 * D, sim_now - D, client=client, cache=impatient, progress=False)
@@ -636,7 +648,7 @@ def test_a_plain_path_works_as_the_cache(
 
 
 def test_fields_the_api_added_survive_the_round_trip(tmp_path: Path) -> None:
-    from exec_analytics.schema import decode_pages
+    from exec_analytics.decode import decode_pages
 
     rid = "ri.function-registry.main.function.abc"
     body = orjson.dumps(
@@ -668,10 +680,7 @@ def test_fields_the_api_added_survive_the_round_trip(tmp_path: Path) -> None:
         table = decode_pages([body])
     cache = ExecutionCache(tmp_path / "h")
     start, end = pd.Timestamp("2026-11-18T00:00Z"), pd.Timestamp("2026-11-19T00:00Z")
-    with cache._lock([rid]):
-        cache._commit(
-            cache._plan([rid], int(start.value // 10**6), int(end.value // 10**6), None), table, end + D, None
-        )
+    ExecutionCache(cache.path, clock=lambda: end + D).load(rid, start, end, source=None, fetch=lambda s: table)
     df = cache.read(rid)
     assert list(df["extra"]) == ['{"retries":2}', pd.NA]
     assert "extra" not in cache.read(rid, start + 13 * H, end).columns  # no row there has any

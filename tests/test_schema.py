@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 
 from exec_analytics import schema
+from exec_analytics.decode import SchemaWarning, decode, decode_pages
 from exec_analytics.errors import SchemaError
-from exec_analytics.schema import SchemaWarning
 
 # Written out independently of schema.UNIT_SECONDS, as exact fractions.
 REF_UNITS = {
@@ -204,7 +204,7 @@ def random_pages(seed: int, n_pages: int = 40, units=tuple(REF_UNITS), extras: b
 def decode_quietly(bodies, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SchemaWarning)
-        return schema.decode(bodies, **kwargs)
+        return decode(bodies, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_random_pages_match_reference(seed, batch_pages):
 def test_random_pages_with_unknown_fields_match_reference():
     bodies = random_pages(5, extras=True)
     with pytest.warns(SchemaWarning, match="futureField"):
-        actual = schema.decode(bodies, batch_pages=5)
+        actual = decode(bodies, batch_pages=5)
     expected = ref_frame(bodies)
     assert "extra" in expected.columns
     assert_same(actual, expected)
@@ -231,13 +231,13 @@ def test_random_pages_with_unknown_fields_match_reference():
 
 def test_one_worker_and_many_give_the_same_table():
     bodies = random_pages(3, n_pages=60)
-    one = schema.decode_pages(bodies, workers=1, batch_pages=4)
-    many = schema.decode_pages(bodies, workers=4, batch_pages=4)
+    one = decode_pages(bodies, workers=1, batch_pages=4)
+    many = decode_pages(bodies, workers=4, batch_pages=4)
     assert one.equals(many)
 
 
 def test_the_published_example():
-    df = schema.decode([page(EXAMPLE)])
+    df = decode([page(EXAMPLE)])
     assert df.shape == (1, len(schema.COLUMNS))
     row = df.iloc[0]
     assert row.start_time == pd.Timestamp("2024-09-25T17:29:35.974Z")
@@ -251,7 +251,7 @@ def test_the_published_example():
 @pytest.mark.parametrize("unit", list(REF_UNITS))
 @pytest.mark.parametrize("value", [0, 1, 7, 999, 123_456_789])
 def test_every_unit_is_converted_exactly(unit, value):
-    df = schema.decode([page(execution(duration={"unit": unit, "value": value}))])
+    df = decode([page(execution(duration={"unit": unit, "value": value}))])
     assert df.duration_s.iloc[0] == float(Fraction(value) * REF_UNITS[unit])
 
 
@@ -276,7 +276,7 @@ def test_unknown_unit_gives_nan_and_one_warning_with_counts():
     ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = schema.decode([page(*items[:2]), page(*items[2:])], batch_pages=1)
+        df = decode([page(*items[:2]), page(*items[2:])], batch_pages=1)
     unit_warnings = [w for w in caught if issubclass(w.category, SchemaWarning)]
     assert len(unit_warnings) == 1
     message = str(unit_warnings[0].message)
@@ -286,7 +286,7 @@ def test_unknown_unit_gives_nan_and_one_warning_with_counts():
 
 
 def test_unknown_status_is_kept():
-    df = schema.decode([page(execution(status="CANCELLED"), execution(status="FAILED"))])
+    df = decode([page(execution(status="CANCELLED"), execution(status="FAILED"))])
     assert list(df.status) == ["CANCELLED", "FAILED"]
     assert list(schema.failed(df)) == [True, True]
 
@@ -299,7 +299,7 @@ def test_unknown_fields_go_to_extra_as_json():
         execution(maybe=None),  # a null unknown field carries nothing
     ]
     with pytest.warns(SchemaWarning, match="kept as JSON in the 'extra' column") as record:
-        df = schema.decode([page(*items)])
+        df = decode([page(*items)])
     assert df.extra.dtype == pd.StringDtype()
     assert df.extra.isna().tolist() == [True, False, False, True]
     assert json.loads(df.extra[1]) == {"userId": "u-1", "newThing": {"a": [1, 2]}}
@@ -311,7 +311,7 @@ def test_unknown_fields_go_to_extra_as_json():
 def test_unknown_field_whose_type_changes_between_pages_is_kept_exactly():
     bodies = [page(execution(zz=1)), page(execution(zz="one")), page(execution())]
     with pytest.warns(SchemaWarning, match="'zz' x2"):
-        df = schema.decode(bodies)
+        df = decode(bodies)
     assert df.extra.tolist()[:2] == ['{"zz":1}', '{"zz":"one"}']
     assert pd.isna(df.extra[2])
 
@@ -323,14 +323,14 @@ def test_unknown_fields_round_trip_exactly():
         execution(f=0.1, flag=False),
     ]
     with pytest.warns(SchemaWarning):
-        df = schema.decode([page(*items)])
+        df = decode([page(*items)])
     assert df.extra.tolist() == ['{"big":12345678901234567890,"o":{"x":1}}', '{"o":{}}', '{"f":0.1,"flag":false}']
 
 
 def test_flat_unknown_fields_on_every_row():
     items = [execution(userId=f"u{i}", attempt=i, retried=i % 2 == 0) for i in range(5)]
     with pytest.warns(SchemaWarning, match="'userId' x5"):
-        df = schema.decode([page(*items[:2]), page(*items[2:])], batch_pages=1)
+        df = decode([page(*items[:2]), page(*items[2:])], batch_pages=1)
     assert [json.loads(x) for x in df.extra] == [
         {"userId": f"u{i}", "attempt": i, "retried": i % 2 == 0} for i in range(5)
     ]
@@ -339,12 +339,12 @@ def test_flat_unknown_fields_on_every_row():
 def test_no_extra_column_without_unknown_fields():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        df = schema.decode([page(execution()), page(execution(), foo="top-level fields are response metadata")])
+        df = decode([page(execution()), page(execution(), foo="top-level fields are response metadata")])
     assert list(df.columns) == list(schema.COLUMNS)
 
 
 def test_missing_optional_fields_are_na():
-    df = schema.decode([page(execution(failureReason=..., callerRid=...), execution(callerRid=None))])
+    df = decode([page(execution(failureReason=..., callerRid=...), execution(callerRid=None))])
     assert df.failure_reason.isna().tolist() == [True, False]
     assert df.caller_rid.isna().all()
     assert df.caller_rid.dtype == "category"
@@ -352,7 +352,7 @@ def test_missing_optional_fields_are_na():
 
 def test_missing_identity_field_is_na_with_a_warning():
     with pytest.warns(SchemaWarning, match="'resourceVersion' x1"):
-        df = schema.decode([page(execution(resourceVersion=...), execution())])
+        df = decode([page(execution(resourceVersion=...), execution())])
     assert df.resource_version.isna().tolist() == [True, False]
 
 
@@ -366,15 +366,15 @@ def test_missing_identity_field_is_na_with_a_warning():
     ],
 )
 def test_no_rows(bodies):
-    df = schema.decode(bodies)
+    df = decode(bodies)
     assert len(df) == 0
     assert dict(df.dtypes) == dict(schema.empty_frame().dtypes)
-    assert schema.decode_pages(bodies).schema == schema.ARROW_SCHEMA
+    assert decode_pages(bodies).schema == schema.ARROW_SCHEMA
 
 
 def test_empty_pages_between_full_ones():
     bodies = [page(execution(foundryTraceId="a")), b'{"data": []}', b"{}", page(execution(foundryTraceId="b"))]
-    assert schema.decode(bodies, batch_pages=2).foundry_trace_id.tolist() == ["a", "b"]
+    assert decode(bodies, batch_pages=2).foundry_trace_id.tolist() == ["a", "b"]
 
 
 def test_pretty_printed_crlf_and_trailing_newline_bodies():
@@ -386,7 +386,7 @@ def test_pretty_printed_crlf_and_trailing_newline_bodies():
         b"\n  " + json.dumps(body).encode(),
         page(execution(foundryTraceId="q")),
     ]
-    df = schema.decode(bodies, batch_pages=10)
+    df = decode(bodies, batch_pages=10)
     assert df.foundry_trace_id.tolist() == ["p", "p", "p", "p", "q"]
     assert (df.duration_s == 30).all()
 
@@ -394,9 +394,9 @@ def test_pretty_printed_crlf_and_trailing_newline_bodies():
 def test_accepts_str_bytearray_and_page_objects():
     raw = page(execution())
     bodies = [raw, raw.decode(), bytearray(raw), SimpleNamespace(body=raw)]
-    assert len(schema.decode(bodies)) == 4
+    assert len(decode(bodies)) == 4
     with pytest.raises(TypeError, match="bodies"):
-        schema.decode_pages([42])
+        decode_pages([42])
 
 
 @pytest.mark.parametrize(
@@ -414,7 +414,7 @@ def test_accepts_str_bytearray_and_page_objects():
 )
 def test_timestamp_forms(text, expected):
     bodies = [page(execution(startTime=text)), page(execution())]
-    df = schema.decode(bodies)
+    df = decode(bodies)
     assert df.start_time.iloc[0] == pd.Timestamp(expected)
     assert df.start_time.dtype == schema.DTYPES["start_time"]
 
@@ -456,7 +456,7 @@ def test_timestamp_forms(text, expected):
 def test_malformed_bodies_raise_schema_error(bad, match):
     bodies = [page(execution()), bad, page(execution())]
     with pytest.raises(SchemaError, match=match) as info:
-        schema.decode(bodies, batch_pages=2)
+        decode(bodies, batch_pages=2)
     assert isinstance(info.value, ValueError)  # SchemaError is also a ValueError
     assert "pyarrow" not in str(info.value)
 
@@ -464,12 +464,12 @@ def test_malformed_bodies_raise_schema_error(bad, match):
 def test_error_names_the_page_in_a_later_batch():
     bodies = [page(execution())] * 250 + [b"nope"]
     with pytest.raises(SchemaError, match="page 250: body is not valid JSON"):
-        schema.decode_pages(bodies, batch_pages=100)
+        decode_pages(bodies, batch_pages=100)
 
 
 def test_batch_pages_must_be_positive():
     with pytest.raises(ValueError, match="batch_pages"):
-        schema.decode_pages([], batch_pages=0)
+        decode_pages([], batch_pages=0)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -508,7 +508,7 @@ def test_order_versions():
 
 def test_resource_version_is_ordered_by_version():
     bodies = [page(*(execution(resourceVersion=v) for v in ["1.10.0", "zeta", "1.9.0", "alpha", "1.9.0-rc.1"]))]
-    df = schema.decode(bodies)
+    df = decode(bodies)
     assert df.resource_version.cat.ordered
     assert list(df.resource_version.cat.categories) == ["1.9.0-rc.1", "1.9.0", "1.10.0", "zeta", "alpha"]
     assert df.resource_version.max() == "alpha"
@@ -552,11 +552,11 @@ def test_arrow_table_types():
 def decode_quietly_pages(bodies):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SchemaWarning)
-        return schema.decode_pages(bodies)
+        return decode_pages(bodies)
 
 
 def test_to_frame_drops_unused_categories_and_rejects_foreign_tables():
-    table = schema.decode_pages([page(execution(status="FAILED"), execution(status="SUCCEEDED"))])
+    table = decode_pages([page(execution(status="FAILED"), execution(status="SUCCEEDED"))])
     df = schema.to_frame(table.slice(1))
     assert list(df.status.cat.categories) == ["SUCCEEDED"]
     with pytest.raises(ValueError, match="missing column"):
@@ -568,34 +568,63 @@ def test_to_frame_drops_unused_categories_and_rejects_foreign_tables():
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_dedupe_drops_repeats_across_pages_and_keeps_first_order():
+def test_dedupe_keeps_the_last_copy_of_each_execution():
     a, b, c = (execution(foundryTraceId=t) for t in "abc")
-    b_failed = execution(foundryTraceId="b", status="FAILED")  # same trace, different status: not a repeat
+    b_failed = execution(foundryTraceId="b", status="FAILED")  # the same execution, reported again: it wins
     nan_dur = execution(foundryTraceId="n", duration={"unit": "WHATEVER", "value": 1})
     bodies = [page(a, b, nan_dur), page(b, c, b_failed), page(a, nan_dur)]
     with pytest.warns(SchemaWarning):
-        table = schema.decode_pages(bodies, batch_pages=1)
+        table = decode_pages(bodies, batch_pages=1)
     deduped, dropped = schema.dedupe(table)
-    assert dropped == 3
+    assert dropped == 4
     df = schema.to_frame(deduped)
-    assert df.foundry_trace_id.tolist() == ["a", "b", "n", "c", "b"]
-    assert df.status.tolist()[-1] == "FAILED"
+    # Each kept at its last position: c (row 4), b as FAILED (row 5), a (row 6), n (row 7).
+    assert df.foundry_trace_id.tolist() == ["c", "b", "a", "n"]
+    assert df.status.tolist() == ["SUCCEEDED", "FAILED", "SUCCEEDED", "SUCCEEDED"]
     again, none = schema.dedupe(deduped)
     assert none == 0 and again.num_rows == deduped.num_rows
+
+
+def test_one_identity_a_millisecond_of_duration_does_not_make_two_executions():
+    first = execution(duration={"unit": "MILLISECONDS", "value": 1500})
+    later = execution(duration={"unit": "MILLISECONDS", "value": 1501})
+    other_resource = execution(resourceRid="ri.function-registry.main.function.other")
+    other_start = execution(startTime="2024-09-25T17:29:35.975Z")
+    deduped, dropped = schema.dedupe(decode_pages([page(first, other_resource), page(later, other_start)]))
+    assert dropped == 1
+    df = schema.to_frame(deduped)
+    assert sorted(df.duration_s.tolist()) == [1.501, 30.0, 30.0]
+
+
+def test_rows_without_a_trace_id_are_the_same_execution_only_when_every_column_is():
+    no_trace = execution(foundryTraceId=None)
+    slower = execution(foundryTraceId=None, duration={"unit": "SECONDS", "value": 31})
+    with pytest.warns(SchemaWarning):  # a required identity field is absent
+        table = decode_pages([page(no_trace, slower, no_trace, execution())])
+    deduped, dropped = schema.dedupe(table)
+    assert dropped == 1
+    df = schema.to_frame(deduped)
+    assert df.duration_s.tolist() == [31.0, 30.0, 30.0]
+    assert df.foundry_trace_id.isna().tolist() == [True, True, False]
 
 
 def test_dedupe_matches_pandas_duplicated():
     bodies = random_pages(7, n_pages=30)
     rnd = random.Random(1)
-    bodies = bodies + [rnd.choice(bodies) for _ in range(10)]  # whole pages seen twice
+    # Whole pages seen twice, and executions reported again with another duration and status.
+    again = []
+    for body in rnd.sample([b for b in bodies if b.count(b"startTime") > 3], 5):
+        items = json.loads(body)["data"][:3]
+        again.append(page(*[{**i, "duration": {"unit": "SECONDS", "value": 1}, "status": "FAILED"} for i in items]))
+    bodies = bodies + [rnd.choice(bodies) for _ in range(10)] + again
     table = decode_quietly_pages(bodies)
     deduped, dropped = schema.dedupe(table)
     df = schema.to_frame(table)
-    keys = ["resource_rid", "foundry_trace_id", "start_time", "duration_s", "status"]
-    keep = ~df[keys].astype(object).fillna("NaN").duplicated()
+    keep = ~df[list(schema.IDENTITY_COLUMNS)].astype(object).duplicated(keep="last")
     expected = df[keep].reset_index(drop=True)
-    assert dropped == int((~keep).sum()) > 0
+    assert dropped == int((~keep).sum()) > 10 * 7
     assert_same(schema.to_frame(deduped), expected)
+    assert (expected.status == "FAILED").sum() >= 15
 
 
 def test_dedupe_small_tables():
@@ -609,11 +638,11 @@ def test_dedupe_small_tables():
 
 
 def test_concat_frames_unions_categories_and_reorders_versions():
-    one = schema.decode([page(execution(resourceVersion="1.10.0", status="FAILED", callerRid=...))])
-    two = schema.decode([page(execution(resourceVersion="1.9.0", callerRid="ri.c"))])
-    three = schema.decode([page(execution())])
+    one = decode([page(execution(resourceVersion="1.10.0", status="FAILED", callerRid=...))])
+    two = decode([page(execution(resourceVersion="1.9.0", callerRid="ri.c"))])
+    three = decode([page(execution())])
     with pytest.warns(SchemaWarning):
-        with_extra = schema.decode([page(execution(resourceVersion="2.0.0", futureField="x"))])
+        with_extra = decode([page(execution(resourceVersion="2.0.0", futureField="x"))])
     out = schema.concat_frames([one, two, three, with_extra, schema.empty_frame()])
     assert len(out) == 4
     for col in ("status", "failure_reason", "resource_rid", "caller_rid", "trace_owning_rid", "resource_version"):
@@ -637,7 +666,7 @@ def test_concat_frames_equals_decoding_everything_at_once():
 
 def test_concat_frames_edge_cases():
     assert list(schema.concat_frames([]).columns) == list(schema.COLUMNS)
-    frame = schema.decode([page(execution())])
+    frame = decode([page(execution())])
     frame.attrs["resource"] = "ri.x"
     out = schema.concat_frames([frame, frame.copy()])
     assert out.attrs == {"resource": "ri.x"}
@@ -651,7 +680,7 @@ def test_concat_frames_edge_cases():
 
 
 def test_failed_uses_status_only():
-    df = schema.decode([page(execution(status="SUCCEEDED"), execution(status="FAILED"), execution(status="SKIPPED"))])
+    df = decode([page(execution(status="SUCCEEDED"), execution(status="FAILED"), execution(status="SKIPPED"))])
     assert schema.failed(df).tolist() == [False, True, True]
     assert schema.failed(df, success_statuses=("SUCCEEDED", "SKIPPED")).tolist() == [False, True, False]
     assert schema.failed(df, success_statuses="FAILED").tolist() == [True, False, True]
@@ -666,7 +695,7 @@ def test_end_time():
         execution(duration={"unit": "MARS_DAYS", "value": 1}),
     ]
     with pytest.warns(SchemaWarning):
-        df = schema.decode([page(*items)])
+        df = decode([page(*items)])
     end = schema.end_time(df)
     start = pd.Timestamp(EXAMPLE["startTime"])
     assert end.tolist()[:2] == [start + pd.Timedelta("1.5s"), start + pd.Timedelta("2h")]

@@ -7,10 +7,11 @@ what is missing.
 Layout (hive-style partitions, readable as-is by DuckDB, Polars, Spark and pyarrow)::
 
     <root>/
-      _cache.json                                  the on-disk format version
+      _cache.json                                  the on-disk format version (2)
       executions/                                  the history: every execution, unfiltered
         resource=<rid>/
-          _coverage.json                           the manifest: what was fetched, and when
+          _coverage.json                           the manifest: what was fetched, when, from where, and
+                                                   what each day file holds (rows, bytes, BLAKE2b)
           date=2026-11-01/part-0.parquet           executions of <rid> that started that UTC day
       filtered/<key>/                              loads whose server-side filter cannot be applied to
         _filter.json                                 the history (``duration``, ``userId``): kept apart,
@@ -25,30 +26,42 @@ Why it is built this way:
   ``settle_lag`` before that time counts as *provisional*: the next load fetches it again. Only
   executions that run longer than ``settle_lag`` (or become visible later than that) can be missed, so
   the default, :data:`DEFAULT_SETTLE_LAG`, is generous: two hours, against function timeouts of minutes.
-* **Merge, never delete.** Rows fetched again replace the stored copies of the same executions
-  (``foundry_trace_id`` and ``start_time``); stored rows that a new fetch lacks are kept, because a
-  completed execution only disappears from the API when it falls out of retention, and the history must
-  outlive retention.
+* **Merge, never delete.** Stored rows that a new fetch lacks are kept, because a completed execution only
+  disappears from the API when it falls out of retention, and the history must outlive retention.
 * **Crash safety.** Each partition file is written to a hidden temporary name, flushed, fsynced and
-  renamed over the old one; the manifest is written the same way, and only after the data. A crash at any
-  point leaves complete files; data written without its coverage is simply fetched again and merged, and
-  the merge drops the repeats.
+  renamed over the old one (:func:`exec_analytics.files.write_atomic`); the manifest is written the same way,
+  and its coverage only after the data. A crash at any point leaves complete files; data written without its
+  coverage is simply fetched again and merged, and the merge drops the repeats.
+* **Self-checking.** The manifest records each day file's row count, size and BLAKE2b digest. Every read
+  hashes the files it opens (they are small, one resource-day each, and read whole anyway: hashing costs
+  about a millisecond per megabyte, less than decoding) and compares: a size or footer check would miss a
+  flipped byte in a data page, which Parquet does not checksum by default. A file that is missing, unreadable
+  or not the recorded one is *damaged*: a load fetches that day again, ``refresh=True`` too, and a read
+  without a server raises :class:`~exec_analytics.errors.CacheError` naming the file. Never fewer rows,
+  never repeats.
+* **Merge, one identity.** Rows fetched again replace the stored copies of the same executions, by the one
+  identity of :func:`exec_analytics.schema.dedupe` (resource, trace id, start time; the newer copy wins).
 * **Filters.** A filter on ``status``, ``failureReason``, ``resourceVersion``, ``callerRid``,
   ``traceOwningRid`` or ``foundryTraceId`` is applied here, exactly, to the settled history; what the
   history does not cover is fetched with the filter and kept under ``filtered/``. ``duration`` filters are
   never applied locally (whether the server compares the reported, rounded duration or the true one is
   not documented) and ``userId`` is not a column, so such loads live entirely under ``filtered/``.
-* **Sources.** Each manifest records the host its data came from; a load from another host raises
-  :class:`~exec_analytics.errors.CacheError` instead of mixing two Foundry stacks.
+* **Sources.** Each manifest records the ``host:port`` its data came from (:func:`origin`); every load with
+  a server, even one answered entirely from disk, raises :class:`~exec_analytics.errors.CacheError` when the
+  history came from another Foundry, instead of mixing two stacks.
+* **Clock skew.** A stretch recorded as fetched after the cache's "now" is provisional (fetched again), with a
+  warning.
 
-Modules: ``store`` (:class:`ExecutionCache`: reads, coverage, info, prune), ``load`` (plan, commit and read
-back a cached load), ``layout`` (paths, manifests, locks), ``tables`` (file schema, merge, pushdown reads,
-local filters), ``manifest``, ``files`` (atomic writes, locks) and ``intervals``.
+Modules: ``store`` (:class:`ExecutionCache`: the cached load, reads, coverage, info, prune), ``load`` (the
+write protocol of a cached load, in one function), ``partitions`` (verified reads of day files), ``layout``
+(paths), ``manifest`` (coverage and file records), ``migrate`` (the directory's format), ``tables`` (file
+schema, merge, pushdown reads, local filters), ``locks`` and ``intervals``.
 """
 
 from .intervals import Interval
-from .manifest import FORMAT_VERSION
-from .store import DEFAULT_LOCK_TIMEOUT, DEFAULT_SETTLE_LAG, ExecutionCache
+from .load import FetchFn, LoadResult, Stretch
+from .manifest import FORMAT_VERSION, origin
+from .store import DEFAULT_LOCK_TIMEOUT, DEFAULT_SETTLE_LAG, ExecutionCache, format_duration
 from .tables import CACHE_SCHEMA, LOCAL_FILTER_FIELDS
 
 __all__ = [
@@ -58,5 +71,10 @@ __all__ = [
     "FORMAT_VERSION",
     "LOCAL_FILTER_FIELDS",
     "ExecutionCache",
+    "FetchFn",
     "Interval",
+    "LoadResult",
+    "Stretch",
+    "format_duration",
+    "origin",
 ]

@@ -53,7 +53,8 @@ def intersect(ivs: Iterable[Interval], other: Iterable[Interval]) -> list[Interv
 
 
 def iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+    text: str = pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+    return text.replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> int:
@@ -66,4 +67,9 @@ def days_of(a: int, b: int) -> range:
 
 
 def day_name(day: int) -> str:
-    return (np.datetime64(day, "D")).astype(str)
+    return str(np.datetime64(day, "D"))
+
+
+def parse_day(name: str) -> int:
+    """Epoch day of ``YYYY-MM-DD``."""
+    return int(np.datetime64(name, "D").astype(np.int64))

@@ -1,222 +1,362 @@
-"""The steps of a cached load, used by :func:`~exec_analytics.load_executions` while it holds the locks.
+"""A cached load, start to finish: :func:`run` is the whole write protocol of the cache, in one place.
 
-1. :meth:`LoadSteps._plan`: per resource, what the history answers (settled coverage), what to fetch (the
-   gaps and the provisional stretches), and for a column filter what the unfiltered history answers.
-2. :meth:`LoadSteps._commit`: merge the fetched rows into their day partitions, then record the coverage.
-3. :meth:`LoadSteps._read_plan`: read the whole window back from disk, so what a load returns is exactly
-   what the history holds.
+1. Take the write lock of every resource (held until the rows are read back, so a second process loading the
+   same resources waits, then finds what this one fetched already settled).
+2. Plan, per resource: what the history answers (settled coverage), what to fetch (gaps, provisional
+   stretches, days whose file is damaged), and for a column filter what the unfiltered history answers.
+3. Check the source against every manifest the load reads, before the first request.
+4. Call the fetch callback for exactly the planned stretches; keep only rows inside them.
+5. Commit per resource: record the files' new states, write the files, then record the coverage.
+6. Read the whole window back from disk, so what a load returns is exactly what the history holds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..errors import CacheError
+from ..files import fsync_dir, remove_stale_tmp, write_atomic
 from ..timeutil import epoch_ms
-from .files import fsync_dir, remove_stale_tmp, write_atomic
-from .intervals import DAY_MS, Interval, days_of, intersect, iso, normalise, subtract
-from .layout import FILTER_FILE, Layout
-from .manifest import FORMAT_VERSION
+from .intervals import DAY_MS, Interval, days_of, intersect, iso, subtract
+from .layout import ALL, Layout
+from .locks import hold
+from .manifest import FORMAT_VERSION, FileRecord, Manifest, load_manifest, same_source, save_manifest
+from .partitions import Scan, damage_error, read_intervals, scan
 from .tables import (
-    ALL,
     CACHE_SCHEMA,
     conform,
+    encode_partition,
     filter_key,
     filter_mask,
     locally_evaluable,
     merge_rows,
-    read_files,
+    read_partition,
     to_frame,
-    write_partition,
 )
 
 log = logging.getLogger("exec_analytics.cache")
 
 
-@dataclass
-class ResourcePlan:
-    """What one resource's load answers from disk and what it fetches (epoch-millisecond intervals)."""
+class Stretch(NamedTuple):
+    """One stretch a cached load fetches: ``[start_ms, end_ms)`` of resource ``rid``.
+
+    ``rows_per_ms`` is the recent density of the resource's history (None when unknown), to size the first
+    fetch slices: a refresh is mostly short stretches, and every slice costs a request.
+    """
 
     rid: str
-    local: list[Interval]  # answered from the history with the filter applied here (filtered loads only)
-    stored: list[Interval]  # answered from the plan's store
-    fetch: list[Interval]  # the part of `stored` to fetch from the server now
-    rows_per_ms: float | None  # recent density of the history, to size the first fetch slices
+    start_ms: int
+    end_ms: int
+    rows_per_ms: float | None
+
+
+#: The fetch callback: pages the stretches and returns their rows (any order, repeats allowed), or None.
+FetchFn = Callable[[list[Stretch]], "pa.Table | None"]
 
 
 @dataclass
-class LoadPlan:
-    """The plan of one cached load: the store it reads and extends, and each resource's part."""
+class LoadResult:
+    """What :meth:`ExecutionCache.load <exec_analytics.cache.ExecutionCache.load>` returns."""
 
+    #: The executions of the window, read back from disk (the executions table, unsorted).
+    frame: pd.DataFrame
+    #: The stretches fetched from the server (empty when the cache answered everything).
+    fetched: list[Stretch]
+    #: The cache's clock just before the first request; None when nothing was fetched.
+    fetched_at: pd.Timestamp | None
+
+
+@dataclass
+class _ResourcePlan:
+    rid: str
+    manifest: Manifest  # of the plan's store, with damaged days already forgotten
+    local: list[Interval]  # answered from the history with the filter applied here (filtered loads only)
+    stored: list[Interval]  # answered from the plan's store
+    fetch: list[Interval]  # the part of `stored` to fetch now
+    rewrite: set[int] = field(default_factory=set)  # damaged days: their files are replaced, not merged into
+
+
+@dataclass
+class _Plan:
     where: dict[str, Any] | None
     key: str
-    resources: list[ResourcePlan]
+    resources: list[_ResourcePlan]
 
 
-class LoadSteps(Layout):
-    """Planning, committing and reading back a cached load (see the module docstring)."""
+def run(
+    layout: Layout,
+    rids: Sequence[str],
+    window: Interval,
+    *,
+    where: dict[str, Any] | None,
+    refresh: bool,
+    source: str | None,
+    fetch: FetchFn | None,
+    lag_ms: int,
+    now: Callable[[], pd.Timestamp],
+    lock_timeout: float,
+) -> LoadResult:
+    """The cached load of ``rids`` over ``window`` (see the module docstring); arguments already checked."""
+    with hold([(layout.lock(rid), f"resource {rid}") for rid in rids], lock_timeout):
+        now_ms = epoch_ms(now())
+        plan = _plan(layout, rids, window, where, refresh, lag_ms, now_ms, can_fetch=fetch is not None)
+        _check_source(layout, plan, source)
+        todo = [Stretch(p.rid, a, b, _density(p.manifest, lag_ms, now_ms)) for p in plan.resources for a, b in p.fetch]
+        fetched_at = None
+        if todo:
+            if fetch is None:
+                shown = ", ".join(f"{s.rid} {iso(s.start_ms)}/{iso(s.end_ms)}" for s in todo[:3])
+                raise CacheError(
+                    f"the cache at {layout.root} does not hold {shown}{' ...' if len(todo) > 3 else ''} settled, "
+                    "and there is no client to fetch it: pass client= or set FOUNDRY_HOSTNAME"
+                )
+            # Taken before the first request: everything that completed by then is in what is fetched.
+            fetched_at = now()
+            table = _keep_stretches(fetch(todo), todo)
+            _commit(layout, plan, table, epoch_ms(fetched_at), source, lag_ms)
+        frame = _read_back(layout, plan)
+    return LoadResult(frame, todo, fetched_at)
 
-    def _plan(
-        self, rids: Sequence[str], start_ms: int, end_ms: int, where: dict[str, Any] | None, *, refresh: bool = False
-    ) -> LoadPlan:
-        """What to answer from disk and what to fetch, per resource. Call while holding :meth:`_lock`."""
-        self._check_root(create=False)
-        key = filter_key(where)
-        lag = self._lag_ms
-        local_ok = where is not None and locally_evaluable(where) and not refresh
-        window = [(start_ms, end_ms)]
-        plans = []
-        for rid in rids:
-            local: list[Interval] = []
-            if local_ok:
-                local = intersect(window, self._manifest(ALL, rid, None).settled(lag))
-            stored = subtract(window, local)
-            # A refresh fetches everything again; otherwise only what is not settled yet.
-            fetch = stored if refresh else subtract(stored, self._manifest(key, rid, where).settled(lag))
-            plans.append(ResourcePlan(rid, local, stored, fetch, self._density(key, rid) if fetch else None))
-        return LoadPlan(where, key, plans)
 
-    def _density(self, key: str, rid: str) -> float | None:
-        """Executions per millisecond over the last settled week of a resource's history, if known."""
-        manifest = self._manifest(key, rid, None)
-        settled = manifest.settled(self._lag_ms)
-        if not settled:
-            return None
-        end = settled[-1][1]
-        recent = intersect(settled, [(end - 7 * DAY_MS, end)])
-        rows = 0
-        span = 0
-        for a, b in recent:
-            for day in days_of(a, b):
-                path = self._partition(key, rid, day)
-                lo, hi = max(a, day * DAY_MS), min(b, (day + 1) * DAY_MS)
-                try:
-                    n = pq.read_metadata(path).num_rows
-                except (OSError, pa.ArrowInvalid):
-                    n = 0
-                # Whole-day files: count the part of the day that the interval covers.
-                rows += n * (hi - lo) / DAY_MS
-                span += hi - lo
-        return rows / span if span else None
+def _plan(
+    layout: Layout,
+    rids: Sequence[str],
+    window: Interval,
+    where: dict[str, Any] | None,
+    refresh: bool,
+    lag_ms: int,
+    now_ms: int,
+    *,
+    can_fetch: bool,
+) -> _Plan:
+    key = filter_key(where)
+    local_ok = where is not None and locally_evaluable(where) and not refresh
+    plans = []
+    for rid in rids:
+        local: list[Interval] = []
+        if local_ok:
+            history = load_manifest(layout, ALL, rid, None)
+            _warn_future(history, now_ms)
+            local = intersect([window], history.settled(lag_ms, now_ms))
+            damaged = _checked(layout, ALL, rid, local, None, can_fetch).damaged
+            # A damaged day of the history is fetched with the filter instead (a load without the filter
+            # repairs the history itself).
+            local = subtract(local, [(d * DAY_MS, (d + 1) * DAY_MS) for d in damaged])
+        stored = subtract([window], local)
+        found = _checked(layout, key, rid, stored, where, can_fetch)
+        manifest = found.manifest
+        _warn_future(manifest, now_ms)
+        for day, why in found.damaged.items():
+            log.warning("partition %s is damaged (%s): fetching the day again", layout.partition(key, rid, day), why)
+            manifest.forget_day(day)
+        # A refresh fetches everything again; otherwise only what is not settled yet.
+        fetch = stored if refresh else subtract(stored, manifest.settled(lag_ms, now_ms))
+        if _settle_states(manifest, found) and not fetch:
+            save_manifest(layout, key, manifest)  # with a fetch, the commit saves it
+        plans.append(_ResourcePlan(rid, manifest, local, stored, fetch, set(found.damaged)))
+    return _Plan(where, key, plans)
 
-    def _check_source(self, plan: LoadPlan, source: str | None) -> None:
-        """Refuse to mix data from two Foundry hosts in one resource's history."""
-        if source is None:
-            return
-        for p in plan.resources:
-            keys = [plan.key] + ([ALL] if p.local else [])
-            for key in keys:
-                recorded = self._manifest(key, p.rid, None).source
-                if recorded is not None and recorded != source:
-                    raise CacheError(
-                        f"the cache at {self.path} holds resource {p.rid} fetched from {recorded}, and this load "
-                        f"is from {source}; use another cache directory (cache=... or --cache-dir) for it"
-                    )
 
-    def _commit(self, plan: LoadPlan, table: pa.Table | None, fetched_at: pd.Timestamp, source: str | None) -> None:
-        """Merge fetched rows into the partitions, then record the coverage. Call while holding :meth:`_lock`.
+def _checked(
+    layout: Layout, key: str, rid: str, ivs: list[Interval], where: dict[str, Any] | None, can_fetch: bool
+) -> Scan:
+    """The files of the days ``ivs`` touch, checked; damage with nothing to fetch it again is a CacheError."""
+    found = scan(layout, key, rid, {d for a, b in ivs for d in days_of(a, b)}, where)
+    if found.damaged and not can_fetch:
+        raise damage_error(layout, key, rid, found)
+    return found
 
-        ``table`` holds the rows fetched for ``plan``'s fetch intervals (any resources); ``fetched_at`` must
-        be a time at or before the first request of the fetch.
-        """
-        self._check_root(create=True)
-        at = epoch_ms(fetched_at)
-        by_partition: dict[tuple[str, int], pa.Table] = {}
-        if table is not None and table.num_rows:
-            table = conform(table)
-            rid_codes = pc.cast(table.column("resource_rid"), pa.string())
-            days = pc.divide(pc.cast(table.column("start_time"), pa.int64()), DAY_MS).to_numpy()
-            rid_arr = np.asarray(rid_codes.to_numpy(zero_copy_only=False), dtype=object)
-            # One sort, then contiguous runs of (resource, day): no per-row Python loop.
-            order = np.lexsort((days, rid_arr.astype(str)))
-            rids_sorted, days_sorted = rid_arr[order].astype(str), days[order]
-            change = np.flatnonzero((rids_sorted[1:] != rids_sorted[:-1]) | (days_sorted[1:] != days_sorted[:-1]))
-            bounds = [0, *(change + 1).tolist(), len(order)]
-            taken = table.take(pa.array(order))
-            for lo, hi in pairwise(bounds):
-                by_partition[(str(rids_sorted[lo]), int(days_sorted[lo]))] = taken.slice(lo, hi - lo)
-        if plan.key != ALL:
-            # Before any data: a filtered store must never be found without the filter that defines it.
-            self._write_filter_file(plan.key, plan.where)
-        log.debug(
-            "merging %d fetched rows into %d partitions",
-            sum(t.num_rows for t in by_partition.values()),
-            len(by_partition),
+
+def _settle_states(manifest: Manifest, found: Scan) -> bool:
+    """Keep only the verified state of days a killed writer left with two; True when something changed.
+
+    Two states accept either of two files; once one is known to be on disk, the other must not be accepted
+    any more (a later copy of the older file over it would pass unnoticed).
+    """
+    assert manifest.files is not None
+    changed = False
+    for day, states in list(manifest.files.items()):
+        if len(states) < 2:
+            continue
+        if day in found.records:
+            manifest.files[day] = (found.records[day],)
+            changed = True
+        elif day in found.absent:
+            del manifest.files[day]
+            changed = True
+    return changed
+
+
+def _warn_future(manifest: Manifest, now_ms: int) -> None:
+    for e in manifest.future(now_ms):
+        warnings.warn(
+            f"the cache's coverage of {manifest.resource_rid} [{iso(e.start)}, {iso(e.end)}) was fetched at "
+            f"{iso(e.fetched_at)}, after the cache's clock says it is now ({iso(now_ms)}): a clock ran ahead. "
+            "The stretch is treated as provisional and fetched again",
+            RuntimeWarning,
+            stacklevel=5,
         )
-        touched_dirs: set[Path] = set()
-        for (rid, day), rows in sorted(by_partition.items()):
-            path = self._partition(plan.key, rid, day)
-            remove_stale_tmp(path.parent)
-            new_dir = not path.parent.exists()
-            old = read_files([path], None, None) if path.exists() else None
-            write_partition(path, merge_rows(rows, old))
-            touched_dirs.add(path.parent)
-            if new_dir:
-                touched_dirs.update([path.parent.parent, path.parent.parent.parent])
-        for d in sorted(touched_dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(d)
-        # Only now, with every row on disk, may the manifest claim the intervals.
-        for p in plan.resources:
-            if not p.fetch:
-                continue
-            manifest = self._manifest(plan.key, p.rid, plan.where)
-            manifest.filter = plan.where
-            if source is not None:
-                manifest.source = source
-            manifest.record(p.fetch, at, self._lag_ms)
-            self._save_manifest(plan.key, manifest)
-            log.debug("recorded coverage of %s: %d stretch(es) fetched at %s", p.rid, len(p.fetch), iso(at))
 
-    def _write_filter_file(self, key: str, where: dict[str, Any] | None) -> None:
-        path = self._store_dir(key) / FILTER_FILE
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = orjson.dumps({"format_version": FORMAT_VERSION, "where": where}, option=orjson.OPT_INDENT_2)
-        write_atomic(path, lambda f: f.write(data))
 
-    def _read_plan(self, plan: LoadPlan) -> pd.DataFrame:
-        """Every row the plan answers, from disk, as the executions DataFrame (unsorted)."""
-        parts = []
-        for p in plan.resources:
-            if p.local:
-                t = self._read_intervals(ALL, p.rid, p.local, None)
-                if t is not None and plan.where is not None:
-                    t = t.filter(filter_mask(t, plan.where))
-                parts.append(t)
-            if p.stored:
-                parts.append(self._read_intervals(plan.key, p.rid, p.stored, None))
-        parts = [t for t in parts if t is not None and t.num_rows]
-        return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())
+def _density(manifest: Manifest, lag_ms: int, now_ms: int) -> float | None:
+    """Executions per millisecond over the last settled week of a resource's history, if known."""
+    settled = manifest.settled(lag_ms, now_ms)
+    if not settled:
+        return None
+    end = settled[-1][1]
+    rows = 0.0
+    span = 0
+    for a, b in intersect(settled, [(end - 7 * DAY_MS, end)]):
+        for day in days_of(a, b):
+            states = manifest.file_states(day)
+            n = states[-1].rows if states and states[-1] is not None else 0
+            lo, hi = max(a, day * DAY_MS), min(b, (day + 1) * DAY_MS)
+            # Whole-day files: count the part of the day that the interval covers.
+            rows += n * (hi - lo) / DAY_MS
+            span += hi - lo
+    return rows / span if span else None
 
-    def _read_intervals(
-        self, key: str, rid: str, ivs: Sequence[Interval], columns: Sequence[str] | None
-    ) -> pa.Table | None:
-        ivs = normalise(ivs)
-        if not ivs:
-            return None
-        for attempt in range(3):
-            # Only the partitions of the asked-for days are opened: the rest of the history is never touched.
-            days = sorted({d for a, b in ivs for d in days_of(a, b)})
-            paths = [p for d in days if (p := self._partition(key, rid, d)).exists()]
-            if not paths:
-                return None
-            try:
-                return read_files(paths, ivs, columns)
-            except FileNotFoundError:
-                # A concurrent prune removed a file between listing and reading: list again.
-                if attempt == 2:
-                    raise
-        return None  # pragma: no cover
+
+def _check_source(layout: Layout, plan: _Plan, source: str | None) -> None:
+    """Refuse to mix data from two Foundry stacks in one resource's history, on every load."""
+    if source is None:
+        return
+    for p in plan.resources:
+        recorded = [p.manifest.source] + ([load_manifest(layout, ALL, p.rid, None).source] if p.local else [])
+        for r in recorded:
+            if r is not None and not same_source(r, source):
+                raise CacheError(
+                    f"the cache at {layout.root} holds resource {p.rid} fetched from {r}, and this load is from "
+                    f"{source}; use another cache directory (cache=... or --cache-dir) for it"
+                )
+
+
+def _keep_stretches(table: pa.Table | None, todo: list[Stretch]) -> pa.Table | None:
+    """Rows inside the stretches asked for; others (a server straying) are dropped with a warning.
+
+    Coverage is recorded for exactly the stretches fetched, so a row outside them has no claim to be there.
+    """
+    if table is None or table.num_rows == 0:
+        return table
+    start = table.column("start_time").cast(pa.int64()).to_numpy()
+    rid = np.asarray(table.column("resource_rid").cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    keep = np.zeros(len(start), dtype=bool)
+    for s in todo:
+        keep |= (rid == s.rid) & (start >= s.start_ms) & (start < s.end_ms)
+    n = int((~keep).sum())
+    if n:
+        warnings.warn(
+            f"the server returned {n} execution(s) outside the requested resources or windows; they were left out",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        table = table.filter(pa.array(keep))
+    return table
+
+
+def _by_partition(table: pa.Table | None) -> dict[tuple[str, int], pa.Table]:
+    """The rows of ``table`` by (resource, UTC day), conformed to the file schema."""
+    out: dict[tuple[str, int], pa.Table] = {}
+    if table is None or not table.num_rows:
+        return out
+    table = conform(table)
+    days = pc.divide(pc.cast(table.column("start_time"), pa.int64()), DAY_MS).to_numpy()
+    rids = np.asarray(pc.cast(table.column("resource_rid"), pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    # One sort, then contiguous runs of (resource, day): no per-row Python loop.
+    order = np.lexsort((days, rids.astype(str)))
+    rids_sorted, days_sorted = rids[order].astype(str), days[order]
+    change = np.flatnonzero((rids_sorted[1:] != rids_sorted[:-1]) | (days_sorted[1:] != days_sorted[:-1]))
+    bounds = [0, *(change + 1).tolist(), len(order)]
+    taken = table.take(pa.array(order))
+    for lo, hi in pairwise(bounds):
+        out[(str(rids_sorted[lo]), int(days_sorted[lo]))] = taken.slice(lo, hi - lo)
+    return out
+
+
+def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source: str | None, lag_ms: int) -> None:
+    """Merge fetched rows into their partitions, then record the coverage, one resource at a time."""
+    parts = _by_partition(table)
+    log.debug("merging %d fetched rows into %d partitions", sum(t.num_rows for t in parts.values()), len(parts))
+    if plan.key != ALL:
+        # Before any data: a filtered store must never be found without the filter that defines it.
+        _write_filter_file(layout, plan.key, plan.where)
+    for p in plan.resources:
+        if not p.fetch:
+            continue
+        manifest = p.manifest
+        days = sorted(d for r, d in parts if r == p.rid)
+        current = scan(layout, plan.key, p.rid, [d for d in days if d not in p.rewrite], plan.where)
+        if current.damaged:  # checked in the plan, under the same lock: something else wrote here
+            raise damage_error(layout, plan.key, p.rid, current)
+        new: dict[int, tuple[bytes, FileRecord]] = {}
+        for day in days:
+            path = layout.partition(plan.key, p.rid, day)
+            old = read_partition(current.blobs[day], path, None, None) if day in current.blobs else None
+            merged = merge_rows(parts[(p.rid, day)], old)
+            data = encode_partition(merged)
+            new[day] = (data, FileRecord.of(data, merged.num_rows))
+        assert manifest.files is not None
+        if new:
+            # First the manifest accepts both the file on disk and the one about to replace it, so neither a
+            # reader nor a crash between the renames ever sees a legitimate file as damaged. A damaged day has
+            # no record until its new file is in place: a leftover, ignored, and its coverage is forgotten.
+            for day, (_, record) in new.items():
+                if day not in p.rewrite:
+                    manifest.files[day] = (current.records.get(day), record)
+            save_manifest(layout, plan.key, manifest)
+            for day, (data, _) in new.items():
+                path = layout.partition(plan.key, p.rid, day)
+                remove_stale_tmp(path.parent)
+                fresh = not path.parent.exists()
+                write_atomic(path, partial(Path.write_bytes, data=data))
+                if fresh:  # the new date= (and resource=) directories must be durable too
+                    fsync_dir(path.parent.parent)
+                    fsync_dir(path.parent.parent.parent)
+            for day, (_, record) in new.items():
+                manifest.files[day] = (record,)
+        # Only now, with every row on disk, may the manifest claim the stretches.
+        manifest.filter = plan.where
+        if source is not None:
+            manifest.source = source
+        manifest.record(p.fetch, at, lag_ms)
+        save_manifest(layout, plan.key, manifest)
+        for day in p.rewrite - set(new):
+            # A damaged day that turned out empty: no manifest records its file now; remove it for other readers.
+            layout.partition(plan.key, p.rid, day).unlink(missing_ok=True)
+        log.debug("recorded coverage of %s: %d stretch(es) fetched at %s", p.rid, len(p.fetch), iso(at))
+
+
+def _write_filter_file(layout: Layout, key: str, where: dict[str, Any] | None) -> None:
+    path = layout.filter_file(key)
+    if path.exists():
+        return
+    data = orjson.dumps({"format_version": FORMAT_VERSION, "where": where}, option=orjson.OPT_INDENT_2)
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _read_back(layout: Layout, plan: _Plan) -> pd.DataFrame:
+    """Every row the plan answers, from disk, as the executions DataFrame (unsorted)."""
+    parts = []
+    for p in plan.resources:
+        if p.local:
+            t = read_intervals(layout, ALL, p.rid, p.local, None, None)
+            if plan.where is not None:
+                t = t.filter(filter_mask(t, plan.where))
+            parts.append(t)
+        if p.stored:
+            parts.append(read_intervals(layout, plan.key, p.rid, p.stored, None, plan.where))
+    parts = [t for t in parts if t.num_rows]
+    return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())

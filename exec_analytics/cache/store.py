@@ -1,7 +1,8 @@
-"""``ExecutionCache``: the public face of the history: reading, coverage, info and pruning."""
+"""``ExecutionCache``: the public face of the history: the cached load, reading, coverage, info and pruning."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -9,28 +10,23 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
-import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..errors import CacheError
+from ..files import fsync_dir
 from ..filters import as_where
 from ..rids import validate_rid, validate_rids
-from ..timeutil import TimeLike, epoch_ms, to_utc
-from .files import fsync_dir
-from .intervals import DAY_MS, day_name, days_of, iso
-from .load import LoadSteps
-from .tables import (
-    ALL,
-    CACHE_SCHEMA,
-    filter_key,
-    read_files,
-    to_frame,
-)
+from ..timeutil import TimeLike, epoch_ms, to_utc, validate_window
+from .intervals import DAY_MS, day_name, iso, parse_day
+from .layout import ALL, Layout
+from .load import FetchFn, LoadResult, run
+from .locks import hold
+from .manifest import load_manifest, save_manifest
+from .migrate import ensure_format
+from .partitions import read_intervals
+from .tables import CACHE_SCHEMA, filter_key, to_frame
 
 #: Default provisional stretch: how long after its start an execution may still complete and become visible.
 #: Function executions time out within minutes; two hours leaves room for long automations and for a
@@ -41,7 +37,7 @@ DEFAULT_SETTLE_LAG = pd.Timedelta(hours=2)
 DEFAULT_LOCK_TIMEOUT = 900.0
 
 
-class ExecutionCache(LoadSteps):
+class ExecutionCache:
     """A Parquet history of executions partitioned by resource and UTC day, with a coverage manifest.
 
     Parameters
@@ -61,9 +57,10 @@ class ExecutionCache(LoadSteps):
 
     Notes
     -----
-    Reads need no lock: files are only ever replaced whole, by rename. Writes lock each resource (``fcntl``
-    on POSIX, ``msvcrt`` on Windows); a crashed writer's lock is released by the operating system.
-    The token is never written: manifests hold times, the filter and the source host only.
+    :meth:`load` is the one operation that writes executions. Reads need no lock: files are only ever
+    replaced whole, by rename, and checked against their manifest records. Writes lock each resource
+    (``fcntl`` on POSIX, ``msvcrt`` on Windows); a crashed writer's lock is released by the operating system.
+    The token is never written: manifests hold times, the filter, the source ``host:port`` and file records.
     """
 
     def __init__(
@@ -94,13 +91,12 @@ class ExecutionCache(LoadSteps):
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a callable returning the current time")
         self._clock = clock
-        self._checked_root = False
-        self._root_lock = threading.Lock()
+        self.layout = Layout(self.path)
+        self._format_checked = False
+        self._format_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ExecutionCache({str(self.path)!r}, settle_lag={format_duration(self.settle_lag)!r})"
-
-    # --- basics -----------------------------------------------------------------------------------
 
     def now(self) -> pd.Timestamp:
         """The current time by this cache's clock, UTC, to the millisecond.
@@ -112,9 +108,88 @@ class ExecutionCache(LoadSteps):
         now = pd.Timestamp.now(tz="UTC") if self._clock is None else self._clock()
         return to_utc(now, "clock()")
 
-    # --- planning, committing and reading a load ------------------------------------------------
+    def _lag_ms(self) -> int:
+        return int(self.settle_lag // pd.Timedelta(milliseconds=1))
 
-    # --- public reading ---------------------------------------------------------------------------
+    def _ready(self, *, create: bool) -> bool:
+        """Whether the directory is a cache of this format (checked once per instance; see ``migrate``)."""
+        if self._format_checked:
+            return True
+        with self._format_lock:
+            if not self._format_checked:
+                self._format_checked = ensure_format(self.layout, create=create, lock_timeout=self.lock_timeout)
+        return self._format_checked
+
+    # --- the cached load ----------------------------------------------------------------------------
+
+    def load(
+        self,
+        resource_rid: str | Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        where: Any = None,
+        refresh: bool = False,
+        source: str | None = None,
+        fetch: FetchFn | None = None,
+    ) -> LoadResult:
+        """Answer ``[start, end)`` from the history, fetching through ``fetch`` only what it lacks.
+
+        The one operation that writes executions into the cache. With every resource's lock held throughout,
+        it plans what the history answers and what it must fetch (gaps, provisional stretches, days whose
+        file is damaged; everything with ``refresh``), checks ``source`` against what the history holds,
+        calls ``fetch`` once for exactly those stretches, writes the rows into their day files, only then
+        records the coverage, and reads the whole window back from disk.
+
+        Parameters
+        ----------
+        resource_rid : str or sequence of str
+            One or more resource RIDs.
+        start, end : str, datetime or pandas.Timestamp
+            Timezone-aware bounds of ``[start, end)`` on start time.
+        where : Filter or dict, optional
+            The server-side filter of the load (see the package docstring for where it is answered).
+        refresh : bool
+            Fetch the whole window again even where it is settled, and merge (repairs damaged days too).
+        source : str, optional
+            Where ``fetch`` reads from, as :func:`~exec_analytics.cache.origin` gives it (``host:port``).
+            Checked against every manifest the load reads, whether or not anything is fetched: a history
+            fetched from another Foundry raises ``CacheError``. None skips the check (no server is involved).
+        fetch : callable, optional
+            ``fetch(stretches) -> pyarrow.Table | None``: pages the :class:`~exec_analytics.cache.load.Stretch`
+            list (``rid``, ``start_ms``, ``end_ms``, ``rows_per_ms``) and returns the decoded rows. None when
+            no server can be reached: then anything that must be fetched raises ``CacheError``.
+
+        Returns
+        -------
+        LoadResult
+            ``frame``: the executions table of the window as stored (unsorted; columns as :meth:`read`);
+            ``fetched``: the stretches fetched; ``fetched_at``: the cache's clock before the first request
+            (None when nothing was fetched).
+
+        Raises
+        ------
+        CacheError
+            Locked past ``lock_timeout``, another format, another source, or a damaged file with no ``fetch``.
+        """
+        rids = validate_rids(resource_rid)
+        lo, hi = validate_window(start, end)
+        where_dict = as_where(where)
+        self._ready(create=True)
+        return run(
+            self.layout,
+            rids,
+            (epoch_ms(lo), epoch_ms(hi)),
+            where=where_dict,
+            refresh=bool(refresh),
+            source=source,
+            fetch=fetch,
+            lag_ms=self._lag_ms(),
+            now=self.now,
+            lock_timeout=self.lock_timeout,
+        )
+
+    # --- reading ------------------------------------------------------------------------------------
 
     def read(
         self,
@@ -128,7 +203,8 @@ class ExecutionCache(LoadSteps):
         """Read stored executions, opening only the partitions of the days in ``[start, end)``.
 
         Makes no request. What is returned is what is on disk: see :meth:`coverage` for which stretches are
-        complete, or use :func:`~exec_analytics.load_executions`, which fills the gaps first.
+        complete, or use :func:`~exec_analytics.load_executions`, which fills the gaps first. Every file read
+        is checked against its manifest record.
 
         Parameters
         ----------
@@ -152,7 +228,8 @@ class ExecutionCache(LoadSteps):
         Raises
         ------
         CacheError
-            If a file is of another cache format or unreadable.
+            If a file is of another cache format, or damaged (missing, unreadable, or not the file its
+            manifest records): the message names the file.
         """
         rids = validate_rids(resource_rid)
         if columns is not None:
@@ -165,46 +242,38 @@ class ExecutionCache(LoadSteps):
                 )
         where_dict = as_where(where)
         key = filter_key(where_dict)
-        self._check_root(create=False)
-        lo = epoch_ms(to_utc(start, "start")) if start is not None else None
-        hi = epoch_ms(to_utc(end, "end")) if end is not None else None
-        if lo is not None and hi is not None and hi <= lo:
-            raise ValueError("end must be after start; windows are [start, end)")
+        lo: int | None
+        hi: int | None
+        if start is not None and end is not None:
+            lo_ts, hi_ts = validate_window(start, end)
+            lo, hi = epoch_ms(lo_ts), epoch_ms(hi_ts)
+        else:
+            lo = epoch_ms(to_utc(start, "start")) if start is not None else None
+            hi = epoch_ms(to_utc(end, "end")) if end is not None else None
         read_cols = None if columns is None else sorted({*columns, "start_time"}, key=CACHE_SCHEMA.names.index)
-        table = self._read_window(key, rids, lo, hi, read_cols)
-        if table.num_rows:
-            table = table.sort_by([("start_time", "ascending")])
-        return to_frame(table) if read_cols is None else to_frame(table, columns)
-
-    def _read_window(
-        self, key: str, rids: Sequence[str], lo: int | None, hi: int | None, columns: Sequence[str] | None
-    ) -> pa.Table:
-        """Rows of ``rids`` with start in ``[lo, hi)`` (open where None), in one scan of just those days' files."""
-        for attempt in range(3):
-            paths = []
+        tables = []
+        if self._ready(create=False):
             for rid in rids:
                 if lo is not None and hi is not None:
                     # Both bounds: the days are known without listing the resource's other partitions.
-                    days: Sequence[int] = days_of(lo, hi)
+                    ivs = [(lo, hi)]
                 else:
-                    days = [
-                        d
-                        for d in self._day_dirs(key, rid)
-                        if (lo is None or d >= lo // DAY_MS) and (hi is None or d * DAY_MS < hi)
-                    ]
-                paths += [p for d in days if (p := self._partition(key, rid, d)).exists()]
-            if not paths:
-                break
-            bounds = [(lo if lo is not None else -(2**62), hi if hi is not None else 2**62)]
-            # A partition holds exactly one UTC day, so bounds on midnights (or none) need no row filter.
-            whole_days = (lo is None or lo % DAY_MS == 0) and (hi is None or hi % DAY_MS == 0)
-            try:
-                return read_files(paths, None if whole_days else bounds, columns)
-            except FileNotFoundError:
-                if attempt == 2:  # pruned between listing and reading, three times over
-                    raise
-        empty = CACHE_SCHEMA.empty_table()
-        return empty if columns is None else empty.select(list(columns))
+                    # An open bound: the stored days (on disk or recorded, so a deleted file is noticed) give it.
+                    days = self._recorded_days(key, rid, where_dict)
+                    if not days:
+                        continue
+                    ivs = [(days[0] * DAY_MS if lo is None else lo, (days[-1] + 1) * DAY_MS if hi is None else hi)]
+                tables.append(read_intervals(self.layout, key, rid, ivs, read_cols, where_dict))
+        tables = [t for t in tables if t.num_rows]
+        if tables:
+            table = pa.concat_tables(tables).sort_by([("start_time", "ascending")])
+        else:
+            empty = CACHE_SCHEMA.empty_table()
+            table = empty if read_cols is None else empty.select(read_cols)
+        return to_frame(table) if read_cols is None else to_frame(table, columns)
+
+    def _recorded_days(self, key: str, rid: str, where: dict[str, Any] | None) -> list[int]:
+        return sorted(set(self.layout.days(key, rid)) | set(load_manifest(self.layout, key, rid, where).files or {}))
 
     def resources(self) -> list[str]:
         """RIDs of the resources in the history (unfiltered), sorted.
@@ -213,10 +282,7 @@ class ExecutionCache(LoadSteps):
         -------
         list of str
         """
-        base = self._store_dir(ALL)
-        if not base.is_dir():
-            return []
-        return sorted(unquote(d.name[9:]) for d in base.iterdir() if d.name.startswith("resource="))
+        return self.layout.resources(ALL)
 
     def coverage(self, resource_rid: str, *, where: Any = None) -> pd.DataFrame:
         """The stretches fetched for one resource (and filter), and when.
@@ -233,22 +299,16 @@ class ExecutionCache(LoadSteps):
         pandas.DataFrame
             One row per stretch, by start: ``start`` and ``end`` (datetime64[ms, UTC], half-open),
             ``fetched_at`` (datetime64[ms, UTC]) and ``settled_until`` (datetime64[ms, UTC]: the stretch is
-            final before it and provisional after it; NaT when all of it is provisional).
+            final before it and provisional after it; NaT when all of it is provisional, including a stretch
+            fetched after the cache's "now", by a clock that ran ahead).
         """
         validate_rid(resource_rid)
         where_dict = as_where(where)
-        self._check_root(create=False)
-        manifest = self._manifest(filter_key(where_dict), resource_rid, where_dict)
-        lag = self._lag_ms
-        rows = [(e.start, e.end, e.fetched_at, s[1] if (s := e.settled(lag)) else None) for e in manifest.entries]
-        cols = ["start", "end", "fetched_at", "settled_until"]
-        data = {
-            c: pd.to_datetime(pd.array([r[i] for r in rows], dtype="Int64"), unit="ms", utc=True).astype(
-                "datetime64[ms, UTC]"
-            )
-            for i, c in enumerate(cols)
-        }
-        return pd.DataFrame(data, columns=cols)
+        self._ready(create=False)
+        manifest = load_manifest(self.layout, filter_key(where_dict), resource_rid, where_dict)
+        lag, now = self._lag_ms(), epoch_ms(self.now())
+        rows = [(e.start, e.end, e.fetched_at, s[1] if (s := e.settled(lag, now)) else None) for e in manifest.entries]
+        return _time_frame(rows, ["start", "end", "fetched_at", "settled_until"])
 
     # --- housekeeping ---------------------------------------------------------------------------
 
@@ -262,65 +322,45 @@ class ExecutionCache(LoadSteps):
             half-open stretches fetched, as ``start/end`` ISO text joined by ``, ``), ``first`` and ``last``
             (datetime64[ms, UTC]: the outer bounds of what is covered), ``settled_until``
             (datetime64[ms, UTC]: the end of the last settled stretch), ``last_fetched_at``
-            (datetime64[ms, UTC]), ``rows`` (int64, from the file footers), ``files`` (int64) and
-            ``bytes`` (int64, on disk).
+            (datetime64[ms, UTC]), ``rows`` (int64), ``files`` (int64) and ``bytes`` (int64): what the
+            manifest records of the files (a read checks the files against it).
         """
-        self._check_root(create=False)
         out = []
-        for key, where in self._stores():
-            for rid in self._store_resources(key):
-                manifest = self._manifest(key, rid, where)
-                covered = manifest.covered()
-                settled = manifest.settled(self._lag_ms)
-                rows = files = size = 0
-                for day in self._day_dirs(key, rid):
-                    path = self._partition(key, rid, day)
-                    try:
-                        rows += pq.read_metadata(path).num_rows
-                        size += path.stat().st_size
-                        files += 1
-                    except (OSError, pa.ArrowInvalid) as exc:
-                        raise CacheError(f"cannot read {path}: {exc}") from None
-                out.append(
-                    {
-                        "resource_rid": rid,
-                        "filter": _filter_text(where),
-                        "covered": ", ".join(f"{iso(a)}/{iso(b)}" for a, b in covered),
-                        "first": covered[0][0] if covered else None,
-                        "last": covered[-1][1] if covered else None,
-                        "settled_until": settled[-1][1] if settled else None,
-                        "last_fetched_at": max((e.fetched_at for e in manifest.entries), default=None),
-                        "rows": rows,
-                        "files": files,
-                        "bytes": size,
-                    }
-                )
-        cols = [
-            "resource_rid",
-            "filter",
-            "covered",
-            "first",
-            "last",
-            "settled_until",
-            "last_fetched_at",
-            "rows",
-            "files",
-            "bytes",
-        ]
-        df = pd.DataFrame(out, columns=cols)
+        if self._ready(create=False):
+            lag, now = self._lag_ms(), epoch_ms(self.now())
+            for key, where in self.layout.stores():
+                for rid in self.layout.resources(key):
+                    manifest = load_manifest(self.layout, key, rid, where)
+                    covered = manifest.covered()
+                    settled = manifest.settled(lag, now)
+                    records = [s[-1] for s in (manifest.files or {}).values() if s and s[-1] is not None]
+                    out.append(
+                        {
+                            "resource_rid": rid,
+                            "filter": _filter_text(where),
+                            "covered": ", ".join(f"{iso(a)}/{iso(b)}" for a, b in covered),
+                            "first": covered[0][0] if covered else None,
+                            "last": covered[-1][1] if covered else None,
+                            "settled_until": settled[-1][1] if settled else None,
+                            "last_fetched_at": max((e.fetched_at for e in manifest.entries), default=None),
+                            "rows": sum(r.rows for r in records),
+                            "files": len(records),
+                            "bytes": sum(r.size for r in records),
+                        }
+                    )
+        cols = ["resource_rid", "filter", "covered", "first", "last", "settled_until", "last_fetched_at"]
+        df = pd.DataFrame(out, columns=[*cols, "rows", "files", "bytes"])
         for c in ("first", "last", "settled_until", "last_fetched_at"):
-            df[c] = pd.to_datetime(pd.array(df[c].tolist(), dtype="Int64"), unit="ms", utc=True).astype(
-                "datetime64[ms, UTC]"
-            )
-        for c in ("rows", "files", "bytes"):
-            df[c] = df[c].astype("int64")
-        return df
+            df[c] = _times(df[c].tolist())
+        typed: pd.DataFrame = df.astype({"rows": "int64", "files": "int64", "bytes": "int64"})
+        return typed
 
     def prune(self, before: TimeLike | Any, *, resource_rid: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Delete every stored day before the UTC day of ``before``, and its coverage.
 
-        The coverage is trimmed first and the files deleted after, so a crash in between leaves files that
-        no manifest claims (fetched again if ever needed), never a claim without its files.
+        The coverage and file records are trimmed first and the files deleted after, so a crash in between
+        leaves files that no manifest claims (ignored by reads, fetched again if ever needed), never a claim
+        without its files.
 
         Parameters
         ----------
@@ -333,30 +373,30 @@ class ExecutionCache(LoadSteps):
         -------
         pandas.DataFrame
             One row per deleted partition file: ``resource_rid`` (str), ``filter`` (JSON text or None),
-            ``date`` (str, ``YYYY-MM-DD``), ``rows`` (int64) and ``bytes`` (int64).
+            ``date`` (str, ``YYYY-MM-DD``), ``rows`` (int64, as recorded; 0 for a file no manifest recorded)
+            and ``bytes`` (int64).
         """
         cut_day = _utc_day(before)
-        cut = cut_day * DAY_MS
         only = None if resource_rid is None else set(validate_rids(resource_rid))
-        self._check_root(create=False)
-        removed = []
-        for key, where in self._stores():
-            for rid in self._store_resources(key):
+        removed: list[dict[str, Any]] = []
+        if not self._ready(create=False):
+            return _removed_frame(removed)
+        for key, where in self.layout.stores():
+            for rid in self.layout.resources(key):
                 if only is not None and rid not in only:
                     continue
-                with self._lock([rid]):
-                    manifest = self._manifest(key, rid, where)
-                    if any(e.start < cut for e in manifest.entries):
-                        manifest.trim_before(cut)
-                        self._save_manifest(key, manifest)
-                    for day in self._day_dirs(key, rid):
+                with hold([(self.layout.lock(rid), f"resource {rid}")], self.lock_timeout):
+                    manifest = load_manifest(self.layout, key, rid, where)
+                    records = dict(manifest.files or {})
+                    manifest.trim_before(cut_day * DAY_MS)
+                    save_manifest(self.layout, key, manifest)
+                    for day in self.layout.days(key, rid):
                         if day >= cut_day:
                             continue
-                        path = self._partition(key, rid, day)
-                        try:
-                            rows, size = pq.read_metadata(path).num_rows, path.stat().st_size
-                        except (OSError, pa.ArrowInvalid):
-                            rows = size = 0
+                        path = self.layout.partition(key, rid, day)
+                        states = records.get(day, ())
+                        rows = states[-1].rows if states and states[-1] is not None else 0
+                        size = path.stat().st_size
                         shutil.rmtree(path.parent)
                         removed.append(
                             {
@@ -367,9 +407,8 @@ class ExecutionCache(LoadSteps):
                                 "bytes": size,
                             }
                         )
-                    fsync_dir(self._resource_dir(key, rid))
-        df = pd.DataFrame(removed, columns=["resource_rid", "filter", "date", "rows", "bytes"])
-        return df.astype({"rows": "int64", "bytes": "int64"})
+                    fsync_dir(self.layout.resource_dir(key, rid))
+        return _removed_frame(removed)
 
 
 def format_duration(delta: pd.Timedelta) -> str:
@@ -388,9 +427,22 @@ def _filter_text(where: dict[str, Any] | None) -> str | None:
 def _utc_day(value: Any) -> int:
     """Epoch day of a UTC date or timezone-aware time."""
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        return int(np.datetime64(value.strip(), "D").astype(np.int64))
-    import datetime as _dt
-
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        return int(np.datetime64(value.isoformat(), "D").astype(np.int64))
+        return parse_day(value.strip())
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return parse_day(value.isoformat())
     return epoch_ms(to_utc(value, "before")) // DAY_MS
+
+
+def _times(values: list[int | None]) -> Any:
+    return pd.to_datetime(pd.array(values, dtype="Int64"), unit="ms", utc=True).astype("datetime64[ms, UTC]")
+
+
+def _time_frame(rows: Sequence[Sequence[int | None]], cols: list[str]) -> pd.DataFrame:
+    out: pd.DataFrame = pd.DataFrame({c: _times([r[i] for r in rows]) for i, c in enumerate(cols)}, columns=cols)
+    return out
+
+
+def _removed_frame(removed: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(removed, columns=["resource_rid", "filter", "date", "rows", "bytes"])
+    typed: pd.DataFrame = df.astype({"rows": "int64", "bytes": "int64"})
+    return typed

@@ -16,19 +16,17 @@ import pyarrow.parquet as pq
 
 from .. import schema
 from ..errors import CacheError
-from .files import write_atomic
+from ..filters import FIELD_OPERATORS
 from .intervals import Interval
-from .manifest import FORMAT_VERSION, version_message
+from .layout import ALL
+from .manifest import version_message
 
 #: ExecutionFilter fields that are columns of the history and compare exactly, so a filter made only of
-#: them can be answered from the history without asking the server.
+#: them can be answered from the history without asking the server: every filterable field of
+#: :data:`~exec_analytics.schema.API_FIELDS` but ``duration`` (whether the server compares the reported,
+#: rounded duration or the true one is not documented). ``userId`` is not a column.
 LOCAL_FILTER_FIELDS: dict[str, str] = {
-    "status": "status",
-    "failureReason": "failure_reason",
-    "resourceVersion": "resource_version",
-    "callerRid": "caller_rid",
-    "traceOwningRid": "trace_owning_rid",
-    "foundryTraceId": "foundry_trace_id",
+    api: column for api, column in schema.API_FIELDS.items() if api in FIELD_OPERATORS and api != "duration"
 }
 
 #: Arrow schema of every partition file: the executions table plus ``extra`` (JSON text of fields the API
@@ -36,9 +34,9 @@ LOCAL_FILTER_FIELDS: dict[str, str] = {
 CACHE_SCHEMA = schema.ARROW_SCHEMA.append(pa.field(schema.EXTRA_COLUMN, pa.string()))
 
 META_KEY = b"exec_analytics.cache_format"
-#: The store key of the unfiltered history.
-ALL = "all"
-_TS = pa.timestamp("ms", tz="UTC")
+#: Version of the partition files' own layout, in each file's metadata: unchanged since format 1 (the cache's
+#: format 2 changed the manifests, not the files).
+PARTITION_FORMAT = 1
 #: Rows per Parquet row group: a busy resource's day is split, so a read of a few hours skips the rest by
 #: row-group statistics; a quiet one's day is one group.
 _ROW_GROUP_ROWS = 65_536
@@ -63,54 +61,60 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=CACHE_SCHEMA)
 
 
-def _identity(table: pa.Table) -> pa.Array:
-    """One string per row naming the execution: trace id and start (null when the trace id is)."""
-    start = pc.cast(pc.cast(table.column("start_time"), pa.int64()), pa.string())
-    trace = pc.cast(table.column("foundry_trace_id"), pa.string())
-    return pc.binary_join_element_wise(trace, start, "\x1f")
-
-
 def merge_rows(new: pa.Table, old: pa.Table | None) -> pa.Table:
-    """``new`` plus the rows of ``old`` it does not replace, without repeats, sorted by start."""
-    if old is not None and old.num_rows:
-        replaced = pc.fill_null(
-            pc.is_in(_identity(old), value_set=_identity(new).combine_chunks(), skip_nulls=True), False
-        )
-        merged = pa.concat_tables([new, old.filter(pc.invert(replaced))])
-        # Rows without a trace id cannot be matched above; the exact-row dedupe catches their repeats.
-        merged, _ = schema.dedupe(merged)
-    else:
-        merged = new
+    """``old`` merged with ``new`` (fetched later) by :func:`~exec_analytics.schema.dedupe`, sorted by start.
+
+    A stored execution fetched again is replaced by its new copy; stored rows the new fetch lacks are kept.
+    """
+    merged = new if old is None or not old.num_rows else schema.dedupe(pa.concat_tables([old, new]))[0]
     merged = merged.sort_by([("start_time", "ascending"), ("foundry_trace_id", "ascending")])
     return merged.unify_dictionaries().combine_chunks()
 
 
-def write_partition(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = table.replace_schema_metadata({META_KEY: str(FORMAT_VERSION).encode()})
-
-    def write(f: Any) -> None:
-        pq.write_table(
-            table,
-            f,
-            compression="zstd",
-            compression_level=_ZSTD_LEVEL,
-            use_dictionary=True,
-            write_statistics=True,
-            row_group_size=_ROW_GROUP_ROWS,
-        )
-
-    write_atomic(path, write)
+def encode_partition(table: pa.Table) -> bytes:
+    """The bytes of a partition file holding ``table`` (with the format marker in its metadata)."""
+    table = table.replace_schema_metadata({META_KEY: str(PARTITION_FORMAT).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=_ZSTD_LEVEL,
+        use_dictionary=True,
+        write_statistics=True,
+        row_group_size=_ROW_GROUP_ROWS,
+    )
+    return bytes(sink.getvalue())
 
 
-def _check_version(meta: Mapping[bytes, bytes] | None, path: Path) -> None:
+class Unreadable(Exception):
+    """Bytes that are not a partition file: truncated, corrupt, or not Parquet at all."""
+
+
+def _open(data: bytes, path: Path) -> pq.ParquetFile:
+    """Open a partition file's bytes, checking its format marker.
+
+    A file of another format version is a :class:`CacheError` (never overwritten: another version of the
+    package wrote it); bytes that do not parse are :class:`Unreadable`.
+    """
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        meta = pf.schema_arrow.metadata
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise Unreadable(f"not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     version = (meta or {}).get(META_KEY)
     try:
         number: object = int(version) if version is not None else None
     except ValueError:
         number = version
-    if number != FORMAT_VERSION:
-        raise CacheError(version_message(f"partition file {path}", number))
+    if number != PARTITION_FORMAT:
+        raise CacheError(version_message(f"partition file {path}", number, PARTITION_FORMAT))
+    return pf
+
+
+def partition_rows(data: bytes, path: Path) -> int:
+    """Rows in a partition file's bytes, from its footer (raises :class:`Unreadable`, :class:`CacheError`)."""
+    return int(_open(data, path).metadata.num_rows)
 
 
 def _in_windows(start: pa.ChunkedArray | pa.Array, ivs: Sequence[Interval]) -> pa.Array:
@@ -123,12 +127,14 @@ def _in_windows(start: pa.ChunkedArray | pa.Array, ivs: Sequence[Interval]) -> p
     return mask
 
 
-def _read_one(path: Path, ivs: Sequence[Interval] | None, columns: list[str] | None) -> pa.Table:
-    # One open file for footer and data: if a writer renames a new version over the path meanwhile, this
-    # still reads the old one whole, never the footer of one and the pages of the other.
-    pf = pq.ParquetFile(str(path))
+def read_partition(data: bytes, path: Path, ivs: Sequence[Interval] | None, columns: Sequence[str] | None) -> pa.Table:
+    """Rows of a partition file's bytes whose start is in ``ivs`` (all when None), with ``columns``.
+
+    Only the row groups whose ``start_time`` statistics meet a window are decoded. Returns the columns of
+    :data:`CACHE_SCHEMA` (or ``columns``) with exactly its types.
+    """
     try:
-        _check_version(pf.schema_arrow.metadata, path)
+        pf = _open(data, path)
         groups = list(range(pf.metadata.num_row_groups))
         if ivs is not None:
             # Row-group statistics on start_time: skip the groups no window touches.
@@ -145,33 +151,15 @@ def _read_one(path: Path, ivs: Sequence[Interval] | None, columns: list[str] | N
             groups = kept
         read_cols = None if columns is None else list(dict.fromkeys([*columns, "start_time"]))
         table = pf.read_row_groups(groups, columns=read_cols) if groups else CACHE_SCHEMA.empty_table()
-    finally:
-        pf.close()
+    except Unreadable as exc:
+        raise CacheError(f"cannot read partition file {path}: {exc}") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise CacheError(f"cannot read partition file {path} ({type(exc).__name__}: {exc})") from None
     if ivs is not None and table.num_rows:
         table = table.filter(_in_windows(table.column("start_time"), ivs))
-    if columns is not None:
-        table = table.select(list(columns))
-    return table
-
-
-def read_files(paths: Sequence[Path], ivs: Sequence[Interval] | None, columns: Sequence[str] | None) -> pa.Table:
-    """Read partition files, checking each one's format version, keeping rows whose start is in ``ivs``.
-
-    Only the given files are opened, and in each only the row groups whose ``start_time`` statistics meet a
-    window. ``FileNotFoundError`` passes through (a concurrent prune: the caller lists again); anything else
-    unreadable is a :class:`CacheError`.
-    """
-    cols = None if columns is None else list(columns)
-    try:
-        tables = [_read_one(p, ivs, cols) for p in paths]
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise CacheError(f"cannot read the cache's Parquet files ({type(exc).__name__}: {exc})") from None
-    schema_ = CACHE_SCHEMA if cols is None else pa.schema([CACHE_SCHEMA.field(c) for c in cols])
-    if not tables:
-        return schema_.empty_table()
-    return pa.concat_tables([t.select(schema_.names).cast(schema_) if t.schema != schema_ else t for t in tables])
+    schema_ = CACHE_SCHEMA if columns is None else pa.schema([CACHE_SCHEMA.field(c) for c in columns])
+    table = table.select(schema_.names)
+    return table if table.schema == schema_ else table.cast(schema_)
 
 
 def filter_mask(table: pa.Table, where: Mapping[str, Any]) -> pa.Array:
@@ -224,4 +212,5 @@ def to_frame(table: pa.Table, columns: Sequence[str] | None = None) -> pd.DataFr
         if f.name not in table.column_names and f.name != extra:
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     df = schema.to_frame(table)
-    return df[[c for c in columns if c in df.columns]]
+    out: pd.DataFrame = df[[c for c in columns if c in df.columns]]
+    return out

@@ -1,16 +1,13 @@
-"""Files that survive a crash at any moment: atomic replacement, and one writer per resource."""
+"""One writer per resource: exclusive file locks that the operating system releases when a process dies."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import secrets
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -28,46 +25,6 @@ except ImportError:
     msvcrt = None  # type: ignore[assignment]
 
 log = logging.getLogger("exec_analytics.cache")
-
-
-def fsync_dir(path: Path) -> None:
-    # A rename is durable only once its directory is; Windows cannot open a directory for fsync.
-    if sys.platform == "win32":  # pragma: no cover
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(path: Path) -> Path:
-    # A leading dot hides it from every reader (pyarrow, Spark and Polars skip dot files; DuckDB's
-    # *.parquet glob does not match the suffix).
-    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-
-
-def write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(fileobj)`` to a temporary file, fsync it, and rename it over ``path``."""
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def remove_stale_tmp(directory: Path) -> None:
-    """Temporary files left by a crashed writer; only called while holding the resource's lock."""
-    if directory.is_dir():
-        for p in directory.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                p.unlink()
 
 
 class FileLock:
@@ -143,3 +100,31 @@ class FileLock:
                 msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def hold(paths: Iterable[tuple[Path, str]], timeout: float) -> Iterator[None]:
+    """Hold the locks at ``paths`` (``(lock file, what it guards)``), taken in sorted order: no deadlock.
+
+    Parameters
+    ----------
+    paths : iterable of (pathlib.Path, str)
+        Lock files and a description of each for messages.
+    timeout : float
+        Seconds to wait for each lock before raising :class:`~exec_analytics.errors.CacheError`.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Holds every lock while the ``with`` block runs.
+    """
+    locks: list[FileLock] = []
+    try:
+        for path, what in sorted(set(paths)):
+            lock = FileLock(path, timeout, what)
+            lock.acquire()
+            locks.append(lock)
+        yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()
