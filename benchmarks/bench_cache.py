@@ -106,7 +106,9 @@ def _busy_history(path: Path, scale: float, window: tuple[pd.Timestamp, pd.Times
     for rid in wl.resource_rids:
         truth = wl.ground_truth(rid, *window)
         table = pa.Table.from_pandas(truth[list(COLUMNS)], preserve_index=False)
-        ExecutionCache(path, clock=lambda: window[1] + DAY).load(rid, *window, fetch=lambda _stretches: table)
+        ExecutionCache(path, clock=lambda: window[1] + DAY).load(
+            rid, *window, fetch=lambda _stretches, table=table: table
+        )
     return ExecutionCache(path)
 
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from exec_analytics import decode  # noqa: E402
+from exec_analytics import decode, schema  # noqa: E402
 
 from _common import memory_in_subprocess, peak_memory, print_table, write_json  # noqa: E402
 
