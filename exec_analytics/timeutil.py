@@ -47,7 +47,9 @@ def to_utc(value: object, name: str) -> pd.Timestamp:
             f"{name} {value!r} has no timezone; pass UTC explicitly (e.g. '2026-11-01T00:00Z' or "
             "datetime(..., tzinfo=timezone.utc))"
         )
-    return ts.tz_convert("UTC").floor("ms")
+    # pandas-stubs type tz_convert/floor as Any; the annotation states what pandas returns.
+    utc: pd.Timestamp = ts.tz_convert("UTC").floor("ms")
+    return utc
 
 
 def validate_window(start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -82,4 +84,5 @@ def epoch_ms(ts: pd.Timestamp) -> int:
 
 def from_epoch_ms(ms: int) -> pd.Timestamp:
     """The UTC timestamp ``ms`` milliseconds after the Unix epoch."""
-    return pd.Timestamp(ms, unit="ms", tz="UTC")
+    ts: pd.Timestamp = pd.Timestamp(ms, unit="ms", tz="UTC")
+    return ts

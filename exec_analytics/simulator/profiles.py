@@ -351,7 +351,8 @@ def hour_of_week(hour_index: int) -> int:
 
 
 def _ts(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
+    ts: pd.Timestamp = pd.Timestamp(text, tz="UTC")
+    return ts
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def _category_index(block: HourBlock) -> np.ndarray:
     n_tails = len(p.versions) * (len(p.callers) + 1) * len(UNITS)
     head = block.status.astype(np.int64) * (len(FAILURE_REASONS) + 1) + block.reason + 1
     tail = (block.version.astype(np.int64) * (len(p.callers) + 1) + block.caller) * len(UNITS) + block.unit
-    return head * n_tails + tail
+    index: np.ndarray = head * n_tails + tail
+    return index
 
 
 # Fixed-width part of every row: minutes, seconds and milliseconds of startTime (the block's hour is a

@@ -248,8 +248,10 @@ def _frame(wl: Workload, p: ResourceProfile, sels: list[Selection], *, extra: bo
         data["user_id"] = users[col("user")]
     out = {k: (pd.Series(v, dtype=object) if isinstance(v, np.ndarray) and v.dtype == object else v)
            for k, v in data.items()}  # fmt: skip
-    return pd.DataFrame(out)
+    frame: pd.DataFrame = pd.DataFrame(out)
+    return frame
 
 
 def _utc(ms: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(ms.astype("datetime64[ms]")).tz_localize("UTC")
+    index: pd.DatetimeIndex = pd.DatetimeIndex(ms.astype("datetime64[ms]")).tz_localize("UTC")
+    return index
