@@ -16,7 +16,7 @@ The aggregate set: executions, failures, failure rate and p50/p90/p99 of ``durat
 
 All four are checked to produce the same numbers before anything is timed.
 
-The frame has the DESIGN.md dtypes (built through ``schema.to_frame``): 28 days, 6 versions, 40 callers
+The frame has the dtypes of docs/design.md (built through ``schema.to_frame``): 28 days, 6 versions, 40 callers
 (2% of executions without one), ~5% failures, durations 60% whole milliseconds / 40% whole seconds, and a
 ``foundry_trace_id`` string column (it is part of the table's size; nobody reads it).
 

@@ -10,7 +10,7 @@ Times, in one run, interleaved and repeated (medians):
    categories, ordered versions, string trace ids); the garbage collector is left on, as in a notebook;
 3. bare ``orjson.loads`` of every body, result discarded: the floor for anything that parses JSON in Python.
 
-The bodies are synthetic but shaped like API.md: 100 executions per page, ~447 bytes per execution,
+The bodies are synthetic but shaped like docs/endpoint.md: 100 executions per page, ~447 bytes per execution,
 6 versions, 40 callers, ~5% failures, 60% MILLISECONDS / 40% SECONDS durations.
 
 Peak memory is measured in a fresh subprocess per approach (tracemalloc does not see Arrow's allocator and
@@ -58,7 +58,7 @@ REASONS = ["timeout", "invalid_parameter", "internal_error", "out_of_memory"]
 
 
 def make_bodies(n_rows: int, page_size: int = 100, seed: int = 0) -> list[bytes]:
-    """Page bodies shaped like API.md, built column-wise with numpy and serialised by orjson."""
+    """Page bodies shaped like docs/endpoint.md, built column-wise with numpy and serialised by orjson."""
     rng = np.random.default_rng(seed)
 
     def rid(kind: str) -> str:

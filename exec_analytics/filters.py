@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from .schema import API_FIELDS
+
 __all__ = [
     "DURATION_UNITS",
     "FIELD_OPERATORS",
@@ -39,7 +41,7 @@ __all__ = [
     "version_in",
 ]
 
-#: Which operators each filterable field allows (API.md, "Fields and the operators each allows").
+#: Which operators each filterable field allows (docs/endpoint.md, "Filters").
 FIELD_OPERATORS: dict[str, frozenset[str]] = {
     "status": frozenset({"eq", "in"}),
     "duration": frozenset({"gte", "lte"}),
@@ -152,18 +154,11 @@ def _validate(node: Any, path: str, depth: int) -> dict[str, Any]:
 # Readable builders
 # ---------------------------------------------------------------------------------------------------------
 
-# Our column names (schema.COLUMNS) as well as the API's field names are accepted wherever a field is named.
+# Our column names as well as the API's field names are accepted wherever a field is named. The column names
+# come from the one field map, schema.API_FIELDS; userId is a filter only, never a column.
 _FIELD_ALIASES: dict[str, str] = {
-    "status": "status",
-    "duration": "duration",
-    "duration_s": "duration",
-    "user_id": "userId",
-    "caller_rid": "callerRid",
-    "resource_version": "resourceVersion",
-    "failure_reason": "failureReason",
-    "foundry_trace_id": "foundryTraceId",
-    "trace_owning_rid": "traceOwningRid",
-}
+    column: api for api, column in API_FIELDS.items() if api in FIELD_OPERATORS
+} | {"user_id": "userId"}
 
 
 def _api_field(field: str) -> str:

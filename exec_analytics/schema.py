@@ -81,7 +81,7 @@ UNIT_SECONDS: dict[str, float] = {
 
 _CATEGORY_COLUMNS = ("status", "failure_reason", "resource_rid", "resource_version", "caller_rid", "trace_owning_rid")
 
-#: pandas dtypes of the executions table (DESIGN.md), as dtype names: ``df[c].dtype == DTYPES[c]`` holds for
+#: pandas dtypes of the executions table (docs/design.md), as dtype names: ``df[c].dtype == DTYPES[c]`` holds for
 #: every column and ``astype(DTYPES)`` works. Categories depend on the data; ``resource_version`` is
 #: additionally ``ordered`` by :func:`order_versions`.
 DTYPES: dict[str, str] = {
@@ -249,7 +249,7 @@ def _string_mapper(arrow_type: pa.DataType) -> Any:
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
-    """Convert a decoded Arrow table to the executions DataFrame with exactly the DESIGN.md dtypes.
+    """Convert a decoded Arrow table to the executions DataFrame with exactly the dtypes of docs/design.md.
 
     Parameters
     ----------

@@ -22,7 +22,7 @@ VERSIONS = ["1.9.0", "1.10.0", "2.0.0"]
 
 
 def make_frame(n: int = 3000, *, seed: int = 0, fail: float = 0.08, whole_ms: bool = True) -> pd.DataFrame:
-    """An executions table with the DESIGN.md dtypes: NA callers, NA reasons, reasons on successes, ties."""
+    """An executions table with the dtypes of docs/design.md: NA callers, NA reasons, reasons on successes, ties."""
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2026-11-01T00:00Z").value // 1_000_000 + rng.integers(0, 5 * 86_400_000, n)
     status = np.where(rng.random(n) < fail, "FAILED", "SUCCEEDED").astype(object)

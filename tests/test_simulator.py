@@ -1,4 +1,4 @@
-"""The Foundry simulator over real HTTP: faithfulness to API.md, determinism, faults and realism.
+"""The Foundry simulator over real HTTP: faithfulness to docs/endpoint.md, determinism, faults and realism.
 
 Talks to the server with ``requests`` directly (not through the client module), so these tests pin the
 simulator's behaviour on their own.

@@ -1,6 +1,6 @@
 """Reliability statistics over the executions table: pure functions, DataFrame in, tidy DataFrame out.
 
-Every function takes the executions table (DESIGN.md), does no I/O, and returns a DataFrame whose columns
+Every function takes the executions table (docs/design.md), does no I/O, and returns a DataFrame whose columns
 its docstring lists: counts beside every rate, intervals beside every estimate.
 
 - :func:`failure_rate`, :func:`failure_reasons`: how often it fails, and why (Clopper-Pearson intervals).

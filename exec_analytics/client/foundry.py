@@ -322,7 +322,7 @@ class FoundryClient:
         TypeError, ValueError
             On bad arguments, before any request is made.
         ApiError
-            Its subclasses per API.md (InvalidFilterError, AuthenticationError, PermissionDeniedError,
+            Its subclasses per docs/endpoint.md (InvalidFilterError, AuthenticationError, PermissionDeniedError,
             ResourceNotFoundError, EndpointUnavailableError, RateLimitedError, ServerError, …), also for an
             error body (``errorCode``/``errorName``) sent with a 200.
         TransportError

@@ -1,6 +1,6 @@
 """Rate and concurrency limits of the simulated Foundry: enforced per principal, and measured exactly.
 
-Documented (API.md; Foundry's "Limits" page): a user token may make 5,000 requests a minute and 30 at once;
+Documented (docs/endpoint.md; Foundry's "Limits" page): a user token may make 5,000 requests a minute and 30 at once;
 service users have no request limit and 800 at once; excess requests are throttled with 429 or 503. The
 limits are per user.
 

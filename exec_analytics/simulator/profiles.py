@@ -30,7 +30,7 @@ __all__ = [
 
 HOUR_MS = 3_600_000
 
-#: Failure classifications the simulator emits (the real set is unknown; see API.md).
+#: Failure classifications the simulator emits (the real set is unknown; see docs/endpoint.md).
 FAILURE_REASONS: tuple[str, ...] = (
     "timeout",
     "invalid_parameter",

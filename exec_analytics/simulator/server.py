@@ -1,12 +1,12 @@
 """A Foundry-compatible listExecutions server on loopback, backed by a :class:`Workload`.
 
 Implements ``POST /api/v2/observability/resources/{rid}/listExecutions?preview=true`` as described in
-API.md (bearer auth, permissions, the ExecutionFilter union, newest-first keyset paging with short-lived
+docs/endpoint.md (bearer auth, permissions, the ExecutionFilter union, newest-first keyset paging with short-lived
 signed page tokens, completion visibility against a controllable clock) and the OAuth2 client-credentials
 endpoint ``POST /multipass/api/oauth2/token``.
 
 What a request may say, and the errors it gets otherwise, is :mod:`.spec`'s (the documented rules and the
-simulator's choices where the documentation is silent). Other choices where API.md says "not known":
+simulator's choices where the documentation is silent). Other choices where docs/endpoint.md says "not known":
 
 - Executions with equal ``startTime`` are ordered by ``foundryTraceId`` descending.
 - Page tokens are HMAC-signed, expire after ``page_token_ttl_s`` seconds of real (monotonic) time and are

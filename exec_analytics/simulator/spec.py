@@ -1,7 +1,7 @@
 """What the listExecutions API accepts and how it refuses, as documented: the simulator's own copy.
 
 The simulator checks requests against these rules and nothing else. They are written down here from the
-published endpoint page and the project's endpoint notes (API.md), not imported from the client: a client
+published endpoint page and the project's endpoint notes (docs/endpoint.md), not imported from the client: a client
 that accepts something the API rejects must meet a simulator that rejects it too. Where the documentation
 says nothing, the rule is marked *simulator's choice*.
 
