@@ -156,9 +156,8 @@ def _validate(node: Any, path: str, depth: int) -> dict[str, Any]:
 
 # Our column names as well as the API's field names are accepted wherever a field is named. The column names
 # come from the one field map, schema.API_FIELDS; userId is a filter only, never a column.
-_FIELD_ALIASES: dict[str, str] = {
-    column: api for api, column in API_FIELDS.items() if api in FIELD_OPERATORS
-} | {"user_id": "userId"}
+_FIELD_ALIASES: dict[str, str] = {column: api for api, column in API_FIELDS.items() if api in FIELD_OPERATORS}
+_FIELD_ALIASES["user_id"] = "userId"
 
 
 def _api_field(field: str) -> str:
