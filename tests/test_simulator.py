@@ -768,7 +768,8 @@ def test_serve_prints_url_token_and_rids(wl: Workload) -> None:
 
 
 def test_paging_throughput_with_concurrent_clients(wl: Workload, new_srv) -> None:
-    server = new_srv(faults=FaultConfig(latency_s=0.02))
+    # limits={} measures without enforcing: the server counts how many requests it serves at once.
+    server = new_srv(faults=FaultConfig(latency_s=0.02), limits={})
     rid = wl.main.rid
     edges = pd.date_range("2026-11-23T00:00Z", "2026-11-25T00:00Z", periods=9)
 
@@ -776,14 +777,12 @@ def test_paging_throughput_with_concurrent_clients(wl: Workload, new_srv) -> Non
         rows, _ = fetch_all(server, rid, {**window(edges[i].isoformat(), edges[i + 1].isoformat()), "pageSize": 100})
         return [r["foundryTraceId"] for r in rows]
 
-    t0 = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         parts = list(pool.map(slice_rows, reversed(range(8))))  # newest slice first
     ids = [i for part in parts for i in part]
-    elapsed = time.perf_counter() - t0
     gt = wl.ground_truth(rid, edges[0], edges[-1], as_of=NOW)
     assert ids == gt["foundry_trace_id"].tolist()
-    pages = server.request_count
-    # 8 clients x 20 ms latency: ideal is pages * 20 ms / 8; allow generous slack for slow CI machines
-    assert elapsed < pages * 0.02 / 8 * 4 + 2.0, (pages, elapsed)
+    # Throughput comes from serving clients at once: with 20 ms per page, 8 clients paging ~50 pages each
+    # overlap unless the server serialises them (measured by the server, not by a wall-clock bound).
+    assert server.limit_stats(server.token).max_in_flight >= 4
     assert not server.internal_errors
