@@ -276,7 +276,10 @@ def test_a_duration_filter_is_kept_apart_from_the_history(
     assert_same_rows(cache.read(rid, start, end), history)
     filtered = list((cache.path / "filtered").iterdir())
     assert len(filtered) == 1
-    assert orjson.loads((filtered[0] / "_filter.json").read_bytes())["where"] == slow.to_dict()
+    # The filter lives beside the data tree, which holds Parquet files only.
+    meta = cache.path / "_meta" / "filtered" / filtered[0].name / "_filter.json"
+    assert orjson.loads(meta.read_bytes())["where"] == slow.to_dict()
+    assert {p.suffix for p in filtered[0].rglob("*") if p.is_file()} == {".parquet"}
     info = cache.info()
     assert sorted(info["filter"].fillna("")) == ["", orjson.dumps(slow.to_dict(), option=orjson.OPT_SORT_KEYS).decode()]
 
@@ -405,12 +408,12 @@ def test_prune_trims_coverage_before_deleting_files(
     cache = ExecutionCache(tmp_path / "h")
     rid = workload.resource_rids[2]
     _synthetic_history(cache, workload, rid, sim_now - 3 * D, sim_now)
-    import shutil
+    from exec_analytics.cache.storage import LocalStorage
 
-    def crash(path: Any, *a: Any, **k: Any) -> None:
+    def crash(self: Any, key: str) -> None:
         raise KeyboardInterrupt("simulated crash while deleting")
 
-    monkeypatch.setattr(shutil, "rmtree", crash)
+    monkeypatch.setattr(LocalStorage, "delete", crash)
     with pytest.raises(KeyboardInterrupt):
         cache.prune(sim_now - D)
     # The manifest no longer claims the days, though their files are still there: they would be fetched again.
@@ -452,7 +455,7 @@ def test_another_format_version_is_reported_not_mixed(
         part = next(cache.path.glob("executions/*/date=*/*.parquet"))
         table = pq.read_table(part)
         pq.write_table(table.replace_schema_metadata({b"exec_analytics.cache_format": b"0"}), part)
-        with pytest.raises(CacheError, match=r"cache format 0.*reads format 1"):
+        with pytest.raises(CacheError, match=r"cache format 0.*reads format 2"):
             cache.read(rid)
         with pytest.raises(CacheError, match=str(part)):
             load_executions(rid, start, end, client=client, cache=cache, progress=False)
@@ -519,7 +522,7 @@ def test_the_token_is_never_written_to_the_cache(
             progress=False,
         )
     files = [p for p in cache.path.rglob("*") if p.is_file()]
-    assert any(p.name == "_coverage.json" for p in files) and any(p.suffix == ".parquet" for p in files)
+    assert any(p.suffix == ".json" and "_meta" in p.parts for p in files) and any(p.suffix == ".parquet" for p in files)
     for p in files:
         assert srv.token.encode() not in p.read_bytes(), p
 
