@@ -147,7 +147,7 @@ class LocalStorage(Storage):
     def lock(self, key: str, timeout: float, what: str) -> Iterator[None]:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        holder = path.with_name(path.name + ".holder")
+        holder = path.with_name(path.name + ".json")
         lock = filelock.FileLock(path, thread_local=False)
         try:
             lock.acquire(timeout=0)
