@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
@@ -24,6 +24,12 @@ from exec_analytics.cli import main
 from exec_analytics.client import FoundryClient
 from exec_analytics.schema import COLUMNS
 from exec_analytics.simulator import SimulatorServer, Workload
+
+if TYPE_CHECKING:
+    from objstore import Location
+
+#: The ``location`` fixture: the exactness tests run on a local directory and on S3.
+pytest_plugins = ("objstore",)
 
 H = pd.Timedelta(hours=1)
 D = pd.Timedelta(days=1)
@@ -52,6 +58,13 @@ def _truth(wl: Workload, rids: list[str], start: pd.Timestamp, end: pd.Timestamp
 
 
 @pytest.fixture
+def anywhere(make_sim: Callable[..., SimulatorServer], location: Location) -> tuple[SimulatorServer, ExecutionCache]:
+    """As ``clocked``, with the history in a local directory and on S3 (the exactness tests run on both)."""
+    srv = make_sim()
+    return srv, ExecutionCache(location.url("history"), clock=srv.clock.now)
+
+
+@pytest.fixture
 def clocked(make_sim: Callable[..., SimulatorServer], tmp_path: Path) -> tuple[SimulatorServer, ExecutionCache]:
     """A server of the test's own and a cache that tells time by the server's (frozen, movable) clock."""
     srv = make_sim()
@@ -64,9 +77,9 @@ def clocked(make_sim: Callable[..., SimulatorServer], tmp_path: Path) -> tuple[S
 
 
 def test_a_settled_week_is_served_with_zero_requests(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rids = workload.resource_rids
     start, end = sim_now - 8 * D, sim_now - D  # ends a day before "now": settled from the first read
     with _client(srv) as client:
@@ -83,12 +96,12 @@ def test_a_settled_week_is_served_with_zero_requests(
 
 
 def test_a_settled_window_needs_no_client_at_all(
-    clocked: tuple[SimulatorServer, ExecutionCache],
+    anywhere: tuple[SimulatorServer, ExecutionCache],
     workload: Workload,
     sim_now: pd.Timestamp,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rid = workload.resource_rids[2]
     start, end = sim_now - 3 * D, sim_now - D
     with _client(srv) as client:
@@ -123,9 +136,9 @@ def test_extending_by_a_day_fetches_that_day_and_the_provisional_edge_only(
 
 
 def test_executions_completing_after_a_load_appear_after_the_next_refresh(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rids = workload.resource_rids
     # A moment when two slow executions are running (found from the workload's hidden end times).
     now = sim_now - pd.Timedelta(hours=11.5)
@@ -150,9 +163,9 @@ def test_executions_completing_after_a_load_appear_after_the_next_refresh(
 
 
 def test_refresh_fetches_the_whole_window_again(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rid = workload.resource_rids[2]
     start, end = sim_now - 2 * D, sim_now - D
     with _client(srv) as client:
@@ -621,9 +634,9 @@ def test_cli_reports_a_cache_error_with_its_own_exit_code(
 
 
 def test_only_the_gaps_between_stored_stretches_are_fetched(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rid = workload.resource_rids[1]
     day = [sim_now - k * D for k in range(7, 0, -1)]  # day[0] = now - 7 d ... day[6] = now - 1 d
     with _client(srv) as client:

@@ -32,8 +32,9 @@ Why it is built this way:
   disappears from the API when it falls out of retention, and the history must outlive retention.
 * **Crash safety.** Each partition file is replaced whole: locally written to a hidden temporary name,
   fsynced and renamed over the old one (:func:`exec_analytics.files.write_atomic`), on S3 by one PUT (atomic
-  and strongly consistent); the manifest is written the same way, and its coverage only after the data. A crash at any point leaves complete files; data written without its
-  coverage is simply fetched again and merged, and the merge drops the repeats.
+  and strongly consistent); the manifest is written the same way, and its coverage only after the data. A
+  crash at any point leaves complete files; data written without its coverage is simply fetched again and
+  merged, and the merge drops the repeats.
 * **Self-checking.** The manifest records each day file's row count, size and BLAKE2b digest. Every read
   hashes the files it opens (they are small, one resource-day each, and read whole anyway: hashing costs
   about a millisecond per megabyte, less than decoding) and compares: a size or footer check would miss a
