@@ -38,6 +38,8 @@ log = logging.getLogger("exec_analytics.cache")
 #: How long an S3 lease lasts without renewal. A writer renews it before each commit, so this bounds how long
 #: a killed writer on another host blocks the resource (on the same host a dead holder is noticed at once).
 DEFAULT_LEASE_S = 120.0
+#: Where a local cache writes its temporary files, outside the data trees.
+TMP = "_tmp"
 
 
 class Storage(ABC):
@@ -121,7 +123,9 @@ class LocalStorage(Storage):
     def write(self, key: str, data: bytes) -> None:
         path = self.root / key
         created = [d for d in path.parents if not d.exists() and self.root in d.parents]
-        write_atomic(path, lambda tmp: tmp.write_bytes(data))
+        # Temporary files go to a mirror of the key's folder under _tmp/ (same filesystem: the rename stays
+        # atomic), never into the data tree, which engines scan whole.
+        write_atomic(path, lambda tmp: tmp.write_bytes(data), tmp_dir=self._tmp_dir(key))
         for d in created:  # new date= (and resource=) folders must be durable too
             fsync_dir(d.parent)
 
@@ -140,8 +144,12 @@ class LocalStorage(Storage):
             p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
 
+    def _tmp_dir(self, key: str) -> Path:
+        return self.root / TMP / key.rpartition("/")[0]
+
     def tidy(self, folder: str) -> None:
-        remove_stale_tmp(self.root / folder)
+        remove_stale_tmp(self.root / TMP / folder)
+        remove_stale_tmp(self.root / folder)  # where format 2 wrote them, inside the data tree
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float, what: str) -> Iterator[None]:
