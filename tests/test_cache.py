@@ -196,6 +196,23 @@ def test_the_default_cache_is_the_settings_directory(
     assert ExecutionCache().resources() == [workload.resource_rids[2]]
 
 
+def test_the_default_directory_follows_each_platforms_convention(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from exec_analytics.config import default_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("sys.platform", "darwin")
+    # macOS keeps caches in ~/Library/Caches, not in the XDG directory (which it does not use).
+    assert (
+        default_cache_dir({"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+        == tmp_path / "Library" / "Caches" / "exec_analytics"
+    )
+    monkeypatch.setattr("sys.platform", "linux")
+    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path / "xdg")}) == tmp_path / "xdg" / "exec_analytics"
+    assert default_cache_dir({}) == tmp_path / ".cache" / "exec_analytics"
+
+
 @pytest.mark.parametrize("bad", [1, object(), True])
 def test_bad_cache_arguments_are_rejected_before_any_request(
     bad: object, sim: SimulatorServer, workload: Workload
