@@ -55,18 +55,14 @@ class Location:
         return sorted(keys)
 
 
-@pytest.fixture(params=["local", "s3"])
-def location(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Location]:
-    """Run a test on a local directory and on S3 (a bucket of its own on the loopback server)."""
-    if request.param == "local":
-        yield Location("local", str(tmp_path))
-        return
-    endpoint = request.getfixturevalue("s3_endpoint")
+@pytest.fixture
+def s3_location(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Location:
+    """A bucket of the test's own on the loopback S3 server."""
     import boto3
 
     # The variables boto3 reads, so that a subprocess (a crash test's writer) finds the same server.
     for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -75,4 +71,13 @@ def location(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
     client = boto3.client("s3")
     bucket = f"history-{secrets.token_hex(6)}"
     client.create_bucket(Bucket=bucket)
-    yield Location("s3", f"s3://{bucket}/team", client)
+    return Location("s3", f"s3://{bucket}/team", client)
+
+
+@pytest.fixture(params=["local", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """Run a test on a local directory and on S3."""
+    if request.param == "local":
+        return Location("local", str(tmp_path))
+    found: Location = request.getfixturevalue("s3_location")
+    return found

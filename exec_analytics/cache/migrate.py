@@ -137,18 +137,18 @@ def _migrate_resource(layout: Layout, key: str, rid: str, where: dict[str, Any] 
             manifest.forget_day(day)
     upgraded: dict[int, tuple[bytes, FileRecord]] = {}
     for day, states in sorted(manifest.files.items()):
-        data = storage.read(layout.partition(key, rid, day))
+        found = storage.read(layout.partition(key, rid, day))
         record = (
-            None if data is None else next((r for r in states if r is not None and r.blake2b == digest(data)), None)
+            None if found is None else next((r for r in states if r is not None and r.blake2b == digest(found)), None)
         )
-        if data is None or record is None:
+        if found is None or record is None:
             continue  # missing or replaced: left as recorded, so that the next read reports it as damaged
         path = layout.url(layout.partition(key, rid, day))
         try:
-            partition_rows(data, path)
+            partition_rows(found, path)
             manifest.files[day] = (record,)  # already this format (a resumed migration)
         except CacheError:
-            new, rows = upgrade_partition(data, path)
+            new, rows = upgrade_partition(found, path)
             upgraded[day] = (new, FileRecord.of(new, rows))
             manifest.files[day] = (record, upgraded[day][1])
         except Unreadable:

@@ -52,7 +52,7 @@ def scan(layout: Layout, key: str, rid: str, days: Iterable[int], where: dict[st
     raised, so that a load can fetch the day again.
     """
     todo = sorted(set(days))
-    found = Scan(load_manifest(layout, key, rid, where))
+    found = Scan(Manifest(rid, where))  # read in the loop, after the files
     for _ in range(_ATTEMPTS):
         got: dict[int, bytes | None] = {}
         for day in todo:
