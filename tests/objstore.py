@@ -10,6 +10,7 @@ A test module uses them with ``pytest_plugins = ("objstore",)``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import pytest
 def s3_endpoint() -> Iterator[str]:
     """The URL of an S3-protocol server on loopback, for the whole session."""
     server_mod = pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
