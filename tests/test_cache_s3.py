@@ -12,6 +12,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
+from test_loader import assert_same_rows
 
 from exec_analytics import CacheError, ExecutionCache
 from exec_analytics.cache.storage import S3Storage
@@ -150,3 +151,37 @@ def test_an_unsupported_object_store_is_a_clear_error() -> None:
         ExecutionCache("gs://bucket/history")
     with pytest.raises(CacheError, match="no bucket"):
         ExecutionCache("s3:///history")
+
+
+def test_polars_and_pyarrow_read_the_history_on_s3_as_it_lies(
+    s3_location: Location, s3_endpoint: str, workload: Workload, sim_now: pd.Timestamp
+) -> None:
+    import polars as pl
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    url = s3_location.url("engines")
+    start, end = sim_now - 2 * D, sim_now
+    for rid in workload.resource_rids:
+        table = _table(workload, rid, start, end)
+        ExecutionCache(url, clock=lambda: end + D).load(
+            rid, start, end, source="127.0.0.1:1", fetch=lambda s, t=table: t
+        )
+    ours = ExecutionCache(url).read(workload.resource_rids)
+    options = {
+        "aws_endpoint_url": s3_endpoint,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+        "aws_allow_http": "true",
+    }
+    via_polars = pl.scan_parquet(f"{url}/executions/", storage_options=options, hive_partitioning=True).collect()
+    fs = pafs.S3FileSystem(
+        endpoint_override=s3_endpoint, access_key="testing", secret_key="testing", region="us-east-1", scheme="http"
+    )
+    via_arrow = ds.dataset(
+        url.removeprefix("s3://") + "/executions", filesystem=fs, format="parquet", partitioning="hive"
+    ).to_table()
+    for other in (via_polars.to_pandas(), via_arrow.to_pandas()):
+        assert set(other["resource"].astype(str)) == set(workload.resource_rids)
+        assert_same_rows(other[list(COLUMNS)], ours)
