@@ -413,8 +413,8 @@ def test_the_dataset_reads_the_same_in_duckdb_polars_and_pyarrow(
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_info_and_prune(tmp_path: Path, workload: Workload, sim_now: pd.Timestamp) -> None:
-    cache = ExecutionCache(tmp_path / "h")
+def test_info_and_prune(location: Location, workload: Workload, sim_now: pd.Timestamp) -> None:
+    cache = ExecutionCache(location.url("h"))
     rids = workload.resource_rids[1:]
     for rid in rids:
         _synthetic_history(cache, workload, rid, sim_now - 5 * D, sim_now)
@@ -423,10 +423,13 @@ def test_info_and_prune(tmp_path: Path, workload: Workload, sim_now: pd.Timestam
     for rid in rids:
         assert info.loc[rid, "rows"] == len(cache.read(rid)) and info.loc[rid, "files"] == 5
         assert info.loc[rid, "first"] == sim_now - 5 * D and info.loc[rid, "last"] == sim_now
-        files = cache.path.glob(f"executions/resource={rid}/*/*.parquet")
-        assert info.loc[rid, "bytes"] == sum(f.stat().st_size for f in files)
+        files = [k for k in location.files(location.url("h")) if k.startswith(f"executions/resource={rid}/")]
+        assert len(files) == 5
+        assert info.loc[rid, "bytes"] == sum(len(cache.storage.read(k) or b"") for k in files)
     removed = cache.prune(f"{sim_now - 2 * D:%Y-%m-%d}", resource_rid=rids[0])
     assert list(removed["date"]) == [f"{sim_now - k * D:%Y-%m-%d}" for k in (5, 4, 3)]
+    left = [k for k in location.files(location.url("h")) if k.startswith(f"executions/resource={rids[0]}/")]
+    assert sorted(k.split("/")[2] for k in left) == [f"date={sim_now - k * D:%Y-%m-%d}" for k in (2, 1)]
     assert cache.read(rids[0])["start_time"].min() >= sim_now - 2 * D
     assert cache.coverage(rids[0])["start"].min() == sim_now - 2 * D
     assert cache.info().set_index("resource_rid").loc[rids[1], "files"] == 5  # the other resource is untouched
