@@ -31,7 +31,7 @@ from .intervals import DAY_MS, Interval, days_of, intersect, iso, subtract
 from .layout import ALL, Layout
 from .locks import hold
 from .manifest import FORMAT_VERSION, FileRecord, Manifest, load_manifest, same_source, save_manifest
-from .partitions import Scan, damage_error, read_intervals, scan
+from .partitions import Scan, damage_error, rows_of, scan
 from .tables import (
     CACHE_SCHEMA,
     conform,
@@ -84,6 +84,10 @@ class _ResourcePlan:
     stored: list[Interval]  # answered from the plan's store
     fetch: list[Interval]  # the part of `stored` to fetch now
     rewrite: set[int] = field(default_factory=set)  # damaged days: their files are replaced, not merged into
+    # Verified bytes of the day files the plan answers from (its store; the history for `local`), kept up to
+    # date by the commit: under the lock nothing else writes them, so the read-back needs no second GET.
+    blobs: dict[int, bytes] = field(default_factory=dict)
+    local_blobs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,14 +148,16 @@ def _plan(
     plans = []
     for rid in rids:
         local: list[Interval] = []
+        local_blobs: dict[int, bytes] = {}
         if local_ok:
             history = load_manifest(layout, ALL, rid, None)
             _warn_future(history, now_ms)
             local = intersect([window], history.settled(lag_ms, now_ms))
-            damaged = _checked(layout, ALL, rid, local, None, can_fetch).damaged
+            checked = _checked(layout, ALL, rid, local, None, can_fetch)
             # A damaged day of the history is fetched with the filter instead (a load without the filter
             # repairs the history itself).
-            local = subtract(local, [(d * DAY_MS, (d + 1) * DAY_MS) for d in damaged])
+            local = subtract(local, [(d * DAY_MS, (d + 1) * DAY_MS) for d in checked.damaged])
+            local_blobs = checked.blobs
         stored = subtract([window], local)
         found = _checked(layout, key, rid, stored, where, can_fetch)
         manifest = found.manifest
@@ -165,7 +171,9 @@ def _plan(
         fetch = stored if refresh else subtract(stored, manifest.settled(lag_ms, now_ms))
         if _settle_states(manifest, found) and not fetch:
             save_manifest(layout, key, manifest)  # with a fetch, the commit saves it
-        plans.append(_ResourcePlan(rid, manifest, local, stored, fetch, set(found.damaged)))
+        plans.append(
+            _ResourcePlan(rid, manifest, local, stored, fetch, set(found.damaged), dict(found.blobs), local_blobs)
+        )
     return _Plan(where, key, plans)
 
 
@@ -322,8 +330,9 @@ def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source
                 key = layout.partition(plan.key, p.rid, day)
                 layout.storage.tidy(key.rpartition("/")[0])
                 layout.storage.write(key, data)
-            for day, (_, record) in new.items():
+            for day, (data, record) in new.items():
                 manifest.files[day] = (record,)
+                p.blobs[day] = data
         # Only now, with every row on disk, may the manifest claim the stretches.
         manifest.filter = plan.where
         if source is not None:
@@ -333,6 +342,7 @@ def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source
         for day in p.rewrite - set(new):
             # A damaged day that turned out empty: no manifest records its file now; remove it for other readers.
             layout.storage.delete(layout.partition(plan.key, p.rid, day))
+            p.blobs.pop(day, None)
         log.debug("recorded coverage of %s: %d stretch(es) fetched at %s", p.rid, len(p.fetch), iso(at))
 
 
@@ -346,15 +356,16 @@ def _write_filter_file(layout: Layout, key: str, where: dict[str, Any] | None) -
 
 
 def _read_back(layout: Layout, plan: _Plan) -> pd.DataFrame:
-    """Every row the plan answers, from disk, as the executions DataFrame (unsorted)."""
+    """Every row the plan answers, as stored (the verified bytes of its files), as the executions DataFrame
+    (unsorted)."""
     parts = []
     for p in plan.resources:
         if p.local:
-            t = read_intervals(layout, ALL, p.rid, p.local, None, None)
+            t = rows_of(layout, ALL, p.rid, p.local_blobs, p.local, None)
             if plan.where is not None:
                 t = t.filter(filter_mask(t, plan.where))
             parts.append(t)
         if p.stored:
-            parts.append(read_intervals(layout, plan.key, p.rid, p.stored, None, plan.where))
+            parts.append(rows_of(layout, plan.key, p.rid, p.blobs, p.stored, None))
     parts = [t for t in parts if t.num_rows]
     return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())

@@ -124,10 +124,20 @@ def read_intervals(
     found = scan(layout, key, rid, {d for a, b in ivs for d in days_of(a, b)}, where)
     if found.damaged:
         raise damage_error(layout, key, rid, found)
+    return rows_of(layout, key, rid, found.blobs, ivs, columns)
+
+
+def rows_of(
+    layout: Layout, key: str, rid: str, blobs: dict[int, bytes], ivs: Sequence[Interval], columns: Sequence[str] | None
+) -> pa.Table:
+    """Rows with start in ``ivs`` of day files already read and verified (``blobs``: bytes by epoch day)."""
+    ivs = normalise(ivs)
+    schema_ = CACHE_SCHEMA if columns is None else pa.schema([CACHE_SCHEMA.field(c) for c in columns])
+    touched = {d for a, b in ivs for d in days_of(a, b)}
     # A partition holds exactly one UTC day, so bounds on midnights need no row filter.
     rows = None if all(a % DAY_MS == 0 and b % DAY_MS == 0 for a, b in ivs) else ivs
     tables = [
-        read_partition(found.blobs[d], layout.url(layout.partition(key, rid, d)), rows, columns)
-        for d in sorted(found.blobs)
+        read_partition(blobs[d], layout.url(layout.partition(key, rid, d)), rows, columns)
+        for d in sorted(touched & blobs.keys())
     ]
     return pa.concat_tables(tables) if tables else schema_.empty_table()
