@@ -231,6 +231,7 @@ class S3Storage(Storage):
         self.lease_s = float(lease_s)
         self._client = boto3.client("s3", **client_kwargs)
         self._errors = botocore.exceptions.ClientError
+        self._failures = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
         #: ETag of each lease this process holds, by key.
         self._leases: dict[str, str] = {}
 
@@ -248,30 +249,42 @@ class S3Storage(Storage):
     def _code(self, exc: Exception) -> str:
         return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
+    @contextlib.contextmanager
+    def _request(self, what: str, key: str) -> Iterator[None]:
+        """S3 and network failures as :class:`CacheError` naming the object (botocore's text has no secret)."""
+        try:
+            yield
+        except self._failures as exc:
+            raise CacheError(f"cannot {what} {self.url(key)} ({type(exc).__name__}: {exc})") from None
+
     def read(self, key: str) -> bytes | None:
         return self._get(key)[0]
 
     def _get(self, key: str) -> tuple[bytes | None, str | None]:
-        try:
-            got = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self._errors as exc:
-            if self._code(exc) in ("NoSuchKey", "404"):
-                return None, None
-            raise CacheError(f"cannot read {self.url(key)} ({self._code(exc)})") from None
-        return bytes(got["Body"].read()), str(got["ETag"])
+        with self._request("read", key):
+            try:
+                got = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except self._errors as exc:
+                if self._code(exc) in ("NoSuchKey", "404"):
+                    return None, None
+                raise
+            return bytes(got["Body"].read()), str(got["ETag"])
 
     def write(self, key: str, data: bytes) -> None:
-        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._request("write", key):
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with self._request("delete", key):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"
         cut = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys += [obj["Key"][cut:] for obj in page.get("Contents", [])]
+        with self._request("list", prefix):
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                keys += [obj["Key"][cut:] for obj in page.get("Contents", [])]
         return sorted(keys)
 
     # --- the writer's lease -------------------------------------------------------------------------------
@@ -284,13 +297,14 @@ class S3Storage(Storage):
 
     def _put_if(self, key: str, data: bytes, **condition: str) -> str | None:
         """PUT under a condition; the new ETag, or None when the condition failed (someone else won)."""
-        try:
-            out = self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
-        except self._errors as exc:
-            if self._code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                return None
-            raise
-        return str(out["ETag"])
+        with self._request("write", key):
+            try:
+                out = self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+            except self._errors as exc:
+                if self._code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                    return None
+                raise
+            return str(out["ETag"])
 
     def _try_lease(self, key: str) -> bool:
         etag = self._put_if(key, self._lease_doc(), IfNoneMatch="*")
