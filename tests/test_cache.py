@@ -386,28 +386,6 @@ def test_read_columns_dtypes_and_order(tmp_path: Path, workload: Workload, sim_n
     assert empty.empty and list(empty.columns) == list(COLUMNS)
 
 
-def test_the_dataset_reads_the_same_in_duckdb_polars_and_pyarrow(
-    tmp_path: Path, workload: Workload, sim_now: pd.Timestamp
-) -> None:
-    duckdb = pytest.importorskip("duckdb")
-    pl = pytest.importorskip("polars")
-    import pyarrow.dataset as ds
-
-    cache = ExecutionCache(tmp_path / "h")
-    for rid in workload.resource_rids:
-        _synthetic_history(cache, workload, rid, sim_now - 2 * D, sim_now)
-    (cache.path / "executions" / ".part-0.parquet.123-abcd.tmp").write_bytes(b"a crashed writer's leftover")
-    ours = cache.read(workload.resource_rids)
-    glob = str(cache.path / "executions" / "**" / "*.parquet")
-    via_duckdb = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
-    via_polars = pl.read_parquet(glob, hive_partitioning=True).to_pandas()
-    via_arrow = ds.dataset(cache.path / "executions", format="parquet", partitioning="hive").to_table().to_pandas()
-    for other in (via_duckdb, via_polars, via_arrow):
-        assert {"resource", "date"} <= set(other.columns)
-        assert set(other["resource"].astype(str)) == set(workload.resource_rids)
-        assert_same_rows(other[list(COLUMNS)], ours)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Housekeeping, formats, sources, locks, secrets
 # --------------------------------------------------------------------------------------------------------
