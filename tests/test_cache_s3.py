@@ -185,3 +185,37 @@ def test_polars_and_pyarrow_read_the_history_on_s3_as_it_lies(
     for other in (via_polars.to_pandas(), via_arrow.to_pandas()):
         assert set(other["resource"].astype(str)) == set(workload.resource_rids)
         assert_same_rows(other[list(COLUMNS)], ours)
+
+
+def test_a_lease_outlives_its_period_while_its_writer_works(
+    s3_location: Location, workload: Workload, sim_now: pd.Timestamp
+) -> None:
+    rid = workload.resource_rids[2]
+    start, end = sim_now - 2 * D, sim_now - D
+    url = s3_location.url("heartbeat")
+    lease_s = 0.06  # renewed every 20 ms: a fetch that takes longer must not lose it
+    cache = ExecutionCache(url, clock=lambda: sim_now, storage_options={"lease_s": lease_s})
+    other = ExecutionCache(url, lock_timeout=0.0, clock=lambda: sim_now, storage_options={"lease_s": lease_s})
+    bucket = url.removeprefix("s3://").split("/")[0]
+    table = _table(workload, rid, start, end)
+
+    def lease() -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(
+            s3_location.client.get_object(Bucket=bucket, Key=_lease_key(cache, rid))["Body"].read()
+        )
+        return doc
+
+    def long_fetch(stretches: Any) -> pa.Table:
+        first = lease()["expires"]
+        # Wait (polling, a few ms at a time) until the first expiry has passed: the lease was renewed meanwhile.
+        deadline = time.monotonic() + 30
+        while time.time_ns() // 1_000_000 <= first + 20 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert lease()["expires"] > first
+        with pytest.raises(CacheError, match="locked for resource"):  # still held: not taken over
+            other.load(rid, start, end, source="127.0.0.1:1", fetch=lambda s: table)
+        return table
+
+    got = cache.load(rid, start, end, source="127.0.0.1:1", fetch=long_fetch)
+    assert len(got.frame) == table.num_rows
+    assert "_locks" not in {k.split("/")[0] for k in s3_location.files(url)}

@@ -5,8 +5,8 @@ the old bytes or the new, never a mix), delete, list, and keep two writers of on
 directory gives them with a temporary file renamed into place and an OS file lock (:mod:`filelock`: the
 kernel releases it when a process dies). S3 gives the first four natively (a PUT is atomic and, since 2020,
 strongly consistent) and has no lock, so a writer holds a *lease*: an object created with ``If-None-Match: *``
-(at most one creator wins), naming its holder and an expiry, renewed with ``If-Match`` on its ETag and deleted
-with ``If-Match`` too, so a writer can only ever remove or extend its own lease. See
+(at most one creator wins), naming its holder and an expiry, renewed by a heartbeat with ``If-Match`` on its
+ETag and deleted with ``If-Match`` too, so a writer can only ever remove or extend its own lease. See
 ``docs/history-storage.md`` for why this and not a table format.
 
 Keys are ``/``-separated paths relative to the store's root, e.g.
@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -35,8 +36,9 @@ from ..files import fsync_dir, remove_stale_tmp, write_atomic
 
 log = logging.getLogger("exec_analytics.cache")
 
-#: How long an S3 lease lasts without renewal. A writer renews it before each commit, so this bounds how long
-#: a killed writer on another host blocks the resource (on the same host a dead holder is noticed at once).
+#: How long an S3 lease lasts without renewal. A holder renews it three times per period from a heartbeat thread
+#: (and once more before it writes), so this only bounds how long a writer killed on another host blocks the
+#: resource (on the same host a dead holder is noticed at once).
 DEFAULT_LEASE_S = 120.0
 #: Where a local cache writes its temporary files, outside the data trees.
 TMP = "_tmp"
@@ -232,8 +234,11 @@ class S3Storage(Storage):
         self._client = boto3.client("s3", **client_kwargs)
         self._errors = botocore.exceptions.ClientError
         self._failures = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
-        #: ETag of each lease this process holds, by key.
+        #: ETag of each lease this storage holds, by key (renewed by a heartbeat thread, hence the lock).
         self._leases: dict[str, str] = {}
+        self._leases_lock = threading.Lock()
+        #: Stops the heartbeat that renews every held lease; None while no lease is held.
+        self._beating: threading.Event | None = None
 
     @property
     def client(self) -> Any:
@@ -319,7 +324,13 @@ class S3Storage(Storage):
             if etag is None:
                 return False
             log.warning("took over the expired lease %s (%s)", self.url(key), _holder_text(lambda: raw))
-        self._leases[key] = etag
+        with self._leases_lock:
+            self._leases[key] = etag
+            if self._beating is None:  # one thread renews every lease this storage holds
+                self._beating = threading.Event()
+                threading.Thread(
+                    target=self._heartbeat, args=(self._beating,), name="lease heartbeat", daemon=True
+                ).start()
         return True
 
     def _stale(self, raw: bytes) -> bool:
@@ -331,16 +342,35 @@ class S3Storage(Storage):
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return True  # not a lease this package wrote whole: S3 PUTs are atomic, so nobody holds it
 
+    def _renew(self, key: str) -> bool:
+        """Extend a held lease (``If-Match`` on its ETag); False when it is no longer ours."""
+        with self._leases_lock:
+            etag = self._leases.get(key)
+            renewed = None if etag is None else self._put_if(key, self._lease_doc(), IfMatch=etag)
+            if renewed is None:
+                self._leases.pop(key, None)
+                return False
+            self._leases[key] = renewed
+            return True
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        # Every lease is renewed three times per lease period, so a fetch of any length keeps it; a network
+        # failure is retried at the next beat, and check_lock() decides before anything is written.
+        while not stop.wait(self.lease_s / 3):
+            with self._leases_lock:
+                keys = list(self._leases)
+            for key in keys:
+                try:
+                    self._renew(key)
+                except CacheError as exc:
+                    log.warning("could not renew the lease %s (%s); retrying", self.url(key), exc)
+
     def check_lock(self, key: str) -> None:
-        etag = self._leases.get(key)
-        renewed = None if etag is None else self._put_if(key, self._lease_doc(), IfMatch=etag)
-        if renewed is None:
-            self._leases.pop(key, None)
+        if not self._renew(key):
             raise CacheError(
                 f"the writer's lease {self.url(key)} expired and was taken over by another writer; nothing more "
-                "was written. Load again (raise lease_s if loads take longer than it)"
+                "was written. Load again"
             )
-        self._leases[key] = renewed
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float, what: str) -> Iterator[None]:
@@ -361,7 +391,11 @@ class S3Storage(Storage):
         try:
             yield
         finally:
-            etag = self._leases.pop(key, None)
+            with self._leases_lock:
+                etag = self._leases.pop(key, None)
+                if not self._leases and self._beating is not None:
+                    self._beating.set()
+                    self._beating = None
             if etag is not None:
                 with contextlib.suppress(self._errors):
                     self._client.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=etag)
