@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from platformdirs.macos import MacOS
+from platformdirs.windows import Windows
+
 __all__ = ["Settings", "default_cache_dir", "is_loopback_host", "normalize_base_url"]
 
 _APP = "exec_analytics"
@@ -23,8 +26,9 @@ _APP = "exec_analytics"
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Return the directory for the local execution history.
 
-    Order: ``EXEC_ANALYTICS_CACHE_DIR``; else ``$XDG_CACHE_HOME/exec_analytics``; else, on Windows,
-    ``%LOCALAPPDATA%\\exec_analytics\\Cache``; else ``~/.cache/exec_analytics``.
+    Order: ``EXEC_ANALYTICS_CACHE_DIR``; else the platform's user cache directory for ``exec_analytics``
+    (:mod:`platformdirs`): ``~/Library/Caches/exec_analytics`` on macOS, ``%LOCALAPPDATA%\\exec_analytics\\Cache``
+    on Windows, ``$XDG_CACHE_HOME/exec_analytics`` or ``~/.cache/exec_analytics`` elsewhere.
 
     Parameters
     ----------
@@ -40,12 +44,17 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     explicit = env.get("EXEC_ANALYTICS_CACHE_DIR")
     if explicit:
         return Path(explicit).expanduser().absolute()
+    # The platform's class is chosen here, not at import (as platformdirs.user_cache_dir does), so that the
+    # rule is the same however the package was imported.
+    if sys.platform == "darwin":
+        return Path(MacOS(_APP, appauthor=False).user_cache_dir).absolute()
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        return Path(Windows(_APP, appauthor=False).user_cache_dir).absolute()
+    # The XDG rule, read from ``environ`` (platformdirs would read os.environ): relative values are invalid
+    # and must be ignored, says the spec.
     xdg = env.get("XDG_CACHE_HOME")
-    # The XDG spec says relative values are invalid and must be ignored.
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / _APP
-    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
-        return Path(env["LOCALAPPDATA"]) / _APP / "Cache"
     return Path.home() / ".cache" / _APP
 
 

@@ -42,13 +42,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _tmp_name(path: Path) -> Path:
-    # A leading dot hides it from every reader (pyarrow, Spark and Polars skip dot files; DuckDB's *.parquet
-    # glob does not match the suffix); pid and random bytes keep concurrent writers apart.
-    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+def _tmp_name(path: Path, tmp_dir: Path | None) -> Path:
+    # A leading dot hides it from most readers (pyarrow and Spark skip dot files; DuckDB's *.parquet glob does
+    # not match the suffix); pid and random bytes keep concurrent writers apart.
+    return (tmp_dir or path.parent) / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object], *, tmp_dir: Path | None = None) -> None:
     """Create or replace ``path`` atomically and durably.
 
     Parameters
@@ -58,6 +58,10 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     write : callable
         Called with a temporary path in the same directory, which it must create and fill (for example
         ``lambda tmp: tmp.write_bytes(data)`` or ``lambda tmp: df.to_parquet(tmp)``).
+    tmp_dir : pathlib.Path, optional
+        Where the temporary file is written (created if missing; default: beside ``path``). It must be on the
+        same filesystem as ``path``, so that the rename stays atomic. A dataset directory that an engine scans
+        whole (Polars does not skip dot files) keeps its temporary files elsewhere this way.
 
     Returns
     -------
@@ -70,7 +74,9 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     process killed outright leaves only a hidden ``.*.tmp`` file (see :func:`remove_stale_tmp`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path, tmp_dir)
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
@@ -24,6 +24,12 @@ from exec_analytics.cli import main
 from exec_analytics.client import FoundryClient
 from exec_analytics.schema import COLUMNS
 from exec_analytics.simulator import SimulatorServer, Workload
+
+if TYPE_CHECKING:
+    from objstore import Location
+
+#: The ``location`` fixture: the exactness tests run on a local directory and on S3.
+pytest_plugins = ("objstore",)
 
 H = pd.Timedelta(hours=1)
 D = pd.Timedelta(days=1)
@@ -52,6 +58,13 @@ def _truth(wl: Workload, rids: list[str], start: pd.Timestamp, end: pd.Timestamp
 
 
 @pytest.fixture
+def anywhere(make_sim: Callable[..., SimulatorServer], location: Location) -> tuple[SimulatorServer, ExecutionCache]:
+    """As ``clocked``, with the history in a local directory and on S3 (the exactness tests run on both)."""
+    srv = make_sim()
+    return srv, ExecutionCache(location.url("history"), clock=srv.clock.now)
+
+
+@pytest.fixture
 def clocked(make_sim: Callable[..., SimulatorServer], tmp_path: Path) -> tuple[SimulatorServer, ExecutionCache]:
     """A server of the test's own and a cache that tells time by the server's (frozen, movable) clock."""
     srv = make_sim()
@@ -64,9 +77,9 @@ def clocked(make_sim: Callable[..., SimulatorServer], tmp_path: Path) -> tuple[S
 
 
 def test_a_settled_week_is_served_with_zero_requests(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rids = workload.resource_rids
     start, end = sim_now - 8 * D, sim_now - D  # ends a day before "now": settled from the first read
     with _client(srv) as client:
@@ -83,12 +96,12 @@ def test_a_settled_week_is_served_with_zero_requests(
 
 
 def test_a_settled_window_needs_no_client_at_all(
-    clocked: tuple[SimulatorServer, ExecutionCache],
+    anywhere: tuple[SimulatorServer, ExecutionCache],
     workload: Workload,
     sim_now: pd.Timestamp,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rid = workload.resource_rids[2]
     start, end = sim_now - 3 * D, sim_now - D
     with _client(srv) as client:
@@ -123,9 +136,9 @@ def test_extending_by_a_day_fetches_that_day_and_the_provisional_edge_only(
 
 
 def test_executions_completing_after_a_load_appear_after_the_next_refresh(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rids = workload.resource_rids
     # A moment when two slow executions are running (found from the workload's hidden end times).
     now = sim_now - pd.Timedelta(hours=11.5)
@@ -150,9 +163,9 @@ def test_executions_completing_after_a_load_appear_after_the_next_refresh(
 
 
 def test_refresh_fetches_the_whole_window_again(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rid = workload.resource_rids[2]
     start, end = sim_now - 2 * D, sim_now - D
     with _client(srv) as client:
@@ -181,6 +194,23 @@ def test_the_default_cache_is_the_settings_directory(
         df = load_executions(workload.resource_rids[2], sim_now - 2 * D, sim_now - D, client=client, progress=False)
     assert Path(df.attrs["cache"]["path"]) == _own_cache_dir
     assert ExecutionCache().resources() == [workload.resource_rids[2]]
+
+
+def test_the_default_directory_follows_each_platforms_convention(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from exec_analytics.config import default_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("sys.platform", "darwin")
+    # macOS keeps caches in ~/Library/Caches, not in the XDG directory (which it does not use).
+    assert (
+        default_cache_dir({"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+        == tmp_path / "Library" / "Caches" / "exec_analytics"
+    )
+    monkeypatch.setattr("sys.platform", "linux")
+    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path / "xdg")}) == tmp_path / "xdg" / "exec_analytics"
+    assert default_cache_dir({}) == tmp_path / ".cache" / "exec_analytics"
 
 
 @pytest.mark.parametrize("bad", [1, object(), True])
@@ -276,7 +306,10 @@ def test_a_duration_filter_is_kept_apart_from_the_history(
     assert_same_rows(cache.read(rid, start, end), history)
     filtered = list((cache.path / "filtered").iterdir())
     assert len(filtered) == 1
-    assert orjson.loads((filtered[0] / "_filter.json").read_bytes())["where"] == slow.to_dict()
+    # The filter lives beside the data tree, which holds Parquet files only.
+    meta = cache.path / "_meta" / "filtered" / filtered[0].name / "_filter.json"
+    assert orjson.loads(meta.read_bytes())["where"] == slow.to_dict()
+    assert {p.suffix for p in filtered[0].rglob("*") if p.is_file()} == {".parquet"}
     info = cache.info()
     assert sorted(info["filter"].fillna("")) == ["", orjson.dumps(slow.to_dict(), option=orjson.OPT_SORT_KEYS).decode()]
 
@@ -353,35 +386,13 @@ def test_read_columns_dtypes_and_order(tmp_path: Path, workload: Workload, sim_n
     assert empty.empty and list(empty.columns) == list(COLUMNS)
 
 
-def test_the_dataset_reads_the_same_in_duckdb_polars_and_pyarrow(
-    tmp_path: Path, workload: Workload, sim_now: pd.Timestamp
-) -> None:
-    duckdb = pytest.importorskip("duckdb")
-    pl = pytest.importorskip("polars")
-    import pyarrow.dataset as ds
-
-    cache = ExecutionCache(tmp_path / "h")
-    for rid in workload.resource_rids:
-        _synthetic_history(cache, workload, rid, sim_now - 2 * D, sim_now)
-    (cache.path / "executions" / ".part-0.parquet.123-abcd.tmp").write_bytes(b"a crashed writer's leftover")
-    ours = cache.read(workload.resource_rids)
-    glob = str(cache.path / "executions" / "**" / "*.parquet")
-    via_duckdb = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
-    via_polars = pl.read_parquet(glob, hive_partitioning=True).to_pandas()
-    via_arrow = ds.dataset(cache.path / "executions", format="parquet", partitioning="hive").to_table().to_pandas()
-    for other in (via_duckdb, via_polars, via_arrow):
-        assert {"resource", "date"} <= set(other.columns)
-        assert set(other["resource"].astype(str)) == set(workload.resource_rids)
-        assert_same_rows(other[list(COLUMNS)], ours)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Housekeeping, formats, sources, locks, secrets
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_info_and_prune(tmp_path: Path, workload: Workload, sim_now: pd.Timestamp) -> None:
-    cache = ExecutionCache(tmp_path / "h")
+def test_info_and_prune(location: Location, workload: Workload, sim_now: pd.Timestamp) -> None:
+    cache = ExecutionCache(location.url("h"))
     rids = workload.resource_rids[1:]
     for rid in rids:
         _synthetic_history(cache, workload, rid, sim_now - 5 * D, sim_now)
@@ -390,10 +401,13 @@ def test_info_and_prune(tmp_path: Path, workload: Workload, sim_now: pd.Timestam
     for rid in rids:
         assert info.loc[rid, "rows"] == len(cache.read(rid)) and info.loc[rid, "files"] == 5
         assert info.loc[rid, "first"] == sim_now - 5 * D and info.loc[rid, "last"] == sim_now
-        files = cache.path.glob(f"executions/resource={rid}/*/*.parquet")
-        assert info.loc[rid, "bytes"] == sum(f.stat().st_size for f in files)
+        files = [k for k in location.files(location.url("h")) if k.startswith(f"executions/resource={rid}/")]
+        assert len(files) == 5
+        assert info.loc[rid, "bytes"] == sum(len(cache.storage.read(k) or b"") for k in files)
     removed = cache.prune(f"{sim_now - 2 * D:%Y-%m-%d}", resource_rid=rids[0])
     assert list(removed["date"]) == [f"{sim_now - k * D:%Y-%m-%d}" for k in (5, 4, 3)]
+    left = [k for k in location.files(location.url("h")) if k.startswith(f"executions/resource={rids[0]}/")]
+    assert sorted(k.split("/")[2] for k in left) == [f"date={sim_now - k * D:%Y-%m-%d}" for k in (2, 1)]
     assert cache.read(rids[0])["start_time"].min() >= sim_now - 2 * D
     assert cache.coverage(rids[0])["start"].min() == sim_now - 2 * D
     assert cache.info().set_index("resource_rid").loc[rids[1], "files"] == 5  # the other resource is untouched
@@ -405,12 +419,12 @@ def test_prune_trims_coverage_before_deleting_files(
     cache = ExecutionCache(tmp_path / "h")
     rid = workload.resource_rids[2]
     _synthetic_history(cache, workload, rid, sim_now - 3 * D, sim_now)
-    import shutil
+    from exec_analytics.cache.storage import LocalStorage
 
-    def crash(path: Any, *a: Any, **k: Any) -> None:
+    def crash(self: Any, key: str) -> None:
         raise KeyboardInterrupt("simulated crash while deleting")
 
-    monkeypatch.setattr(shutil, "rmtree", crash)
+    monkeypatch.setattr(LocalStorage, "delete", crash)
     with pytest.raises(KeyboardInterrupt):
         cache.prune(sim_now - D)
     # The manifest no longer claims the days, though their files are still there: they would be fetched again.
@@ -452,7 +466,7 @@ def test_another_format_version_is_reported_not_mixed(
         part = next(cache.path.glob("executions/*/date=*/*.parquet"))
         table = pq.read_table(part)
         pq.write_table(table.replace_schema_metadata({b"exec_analytics.cache_format": b"0"}), part)
-        with pytest.raises(CacheError, match=r"cache format 0.*reads format 1"):
+        with pytest.raises(CacheError, match=r"cache format 0.*reads format 2"):
             cache.read(rid)
         with pytest.raises(CacheError, match=str(part)):
             load_executions(rid, start, end, client=client, cache=cache, progress=False)
@@ -519,7 +533,7 @@ def test_the_token_is_never_written_to_the_cache(
             progress=False,
         )
     files = [p for p in cache.path.rglob("*") if p.is_file()]
-    assert any(p.name == "_coverage.json" for p in files) and any(p.suffix == ".parquet" for p in files)
+    assert any(p.suffix == ".json" and "_meta" in p.parts for p in files) and any(p.suffix == ".parquet" for p in files)
     for p in files:
         assert srv.token.encode() not in p.read_bytes(), p
 
@@ -618,9 +632,9 @@ def test_cli_reports_a_cache_error_with_its_own_exit_code(
 
 
 def test_only_the_gaps_between_stored_stretches_are_fetched(
-    clocked: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
+    anywhere: tuple[SimulatorServer, ExecutionCache], workload: Workload, sim_now: pd.Timestamp
 ) -> None:
-    srv, cache = clocked
+    srv, cache = anywhere
     rid = workload.resource_rids[1]
     day = [sim_now - k * D for k in range(7, 0, -1)]  # day[0] = now - 7 d ... day[6] = now - 1 d
     with _client(srv) as client:

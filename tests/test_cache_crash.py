@@ -1,7 +1,8 @@
 """Crash safety and concurrency of the history: refreshes killed with SIGKILL, and two processes racing.
 
 Each refresh runs in a subprocess against the simulator served from this process. Its clock is passed in, so
-the subprocess and the simulator agree on "now".
+the subprocess and the simulator agree on "now". Every test runs on a local directory and on S3 (a real
+S3-protocol server on loopback, see ``objstore.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pandas as pd
@@ -22,6 +24,12 @@ from test_loader import assert_same_rows
 from exec_analytics import ExecutionCache, load_executions
 from exec_analytics.client import FoundryClient
 from exec_analytics.simulator import SimulatorServer, Workload
+
+if TYPE_CHECKING:
+    from objstore import Location
+
+#: The ``location`` fixture: each test runs on a local directory and on S3.
+pytest_plugins = ("objstore",)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fcntl are POSIX")
 
@@ -55,12 +63,12 @@ print(f"{time.monotonic():.6f} done rows={len(df)} requests={df.attrs['requests'
 
 
 def _start(
-    srv: SimulatorServer, path: Path, now: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, rids: list[str]
+    srv: SimulatorServer, path: str, now: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, rids: list[str]
 ) -> subprocess.Popen[str]:
     args = [
         srv.url,
         srv.token,
-        str(path),
+        path,
         now.isoformat(),
         start.isoformat(),
         end.isoformat(),
@@ -101,7 +109,7 @@ def _truth(wl: Workload, rids: list[str], start: pd.Timestamp, end: pd.Timestamp
 
 
 def _assert_readable_and_sound(
-    path: Path, rids: list[str], start: pd.Timestamp, end: pd.Timestamp, truth: pd.DataFrame
+    location: Location, path: str, rids: list[str], start: pd.Timestamp, end: pd.Timestamp, truth: pd.DataFrame
 ) -> int:
     """After a crash: every file reads, no execution twice, nothing that is not a real execution."""
     cache = ExecutionCache(path)
@@ -114,17 +122,19 @@ def _assert_readable_and_sound(
     for rid in rids:
         cache.coverage(rid)  # every manifest parses
     cache.info()  # every file footer reads
-    visible = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    assert all(p.suffix in (".parquet", ".json", ".lock") for p in visible)
+    visible = location.files(path)
+    assert all(p.endswith((".parquet", ".json", ".lock")) for p in visible), visible
+    # The data tree holds Parquet files only, so that any engine reads it as a dataset.
+    assert all(p.endswith(".parquet") for p in visible if p.startswith("executions/")), visible
     return len(got)
 
 
 def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_completes(
-    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, tmp_path: Path
+    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, location: Location
 ) -> None:
     srv = make_sim()
     rids = workload.resource_rids
-    path = tmp_path / "history"
+    path = location.url("history")
     base = sim_now - pd.Timedelta(hours=36)
     start = base - pd.Timedelta(hours=12)
     step = pd.Timedelta(hours=3)
@@ -145,7 +155,8 @@ def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_compl
     write_at, done_at = stamps["merging"] - stamps["go"], stamps["done"] - stamps["go"]
     assert 0 < write_at < done_at
 
-    kills = 22
+    # Fewer on S3: each kill costs a subprocess and a refresh, and the protocol (data, then manifest) is the same.
+    kills = 22 if location.kind == "local" else 6
     outcomes = {"before writing": 0, "while writing": 0, "after it finished": 0}
     for i in range(2, kills + 2):
         now = base + i * step
@@ -162,7 +173,7 @@ def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_compl
         outcomes[phase] += 1
 
         truth = _truth(workload, rids, start, now, as_of=now)
-        _assert_readable_and_sound(path, rids, start, now, truth)
+        _assert_readable_and_sound(location, path, rids, start, now, truth)
         with FoundryClient(hostname=srv.url, token=srv.token) as client:
             df = load_executions(
                 rids,
@@ -181,11 +192,15 @@ def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_compl
 
 @pytest.mark.parametrize("overlap", ["same window", "overlapping windows"])
 def test_two_processes_racing_on_one_cache_end_with_exactly_the_truth(
-    overlap: str, make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, tmp_path: Path
+    overlap: str,
+    make_sim: Callable[..., SimulatorServer],
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    location: Location,
 ) -> None:
     srv = make_sim()
     rids = workload.resource_rids
-    path = tmp_path / "history"
+    path = location.url("history")
     now = sim_now
     first = (now - pd.Timedelta(hours=30), now)
     second = first if overlap == "same window" else (now - pd.Timedelta(hours=42), now - pd.Timedelta(hours=6))
@@ -209,14 +224,15 @@ def test_two_processes_racing_on_one_cache_end_with_exactly_the_truth(
 
 
 def test_reads_take_no_lock_and_never_see_a_half_written_file(
-    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, tmp_path: Path
+    make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, location: Location
 ) -> None:
     import threading
 
     srv = make_sim()
     rids = workload.resource_rids
     start, end = sim_now - pd.Timedelta(hours=30), sim_now
-    cache = ExecutionCache(tmp_path / "history", clock=srv.clock.now)
+    path = location.url("history")
+    cache = ExecutionCache(path, clock=srv.clock.now)
     truth = _truth(workload, rids, start, end, as_of=sim_now)
     with FoundryClient(hostname=srv.url, token=srv.token) as client:
         load_executions(rids, start, end, client=client, cache=cache, progress=False)
@@ -227,7 +243,7 @@ def test_reads_take_no_lock_and_never_see_a_half_written_file(
         def reader() -> None:
             while not stop.is_set():
                 try:
-                    reads.append(_assert_readable_and_sound(cache.path, rids, start, end, truth))
+                    reads.append(_assert_readable_and_sound(location, path, rids, start, end, truth))
                 except BaseException as exc:  # surfaced below
                     errors.append(exc)
                     return

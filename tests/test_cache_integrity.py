@@ -12,11 +12,15 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from test_loader import assert_same_rows
 
 from exec_analytics import CacheError, ExecutionCache, FoundryClient, load_executions
 from exec_analytics.cache import FORMAT_VERSION, origin
+from exec_analytics.cache.manifest import digest
+from exec_analytics.cache.storage import LocalStorage
 from exec_analytics.simulator import SimulatorServer, Workload
 
 D = pd.Timedelta(days=1)
@@ -253,15 +257,28 @@ def test_the_same_execution_a_millisecond_apart_is_one_row_in_the_loader_and_the
 # --------------------------------------------------------------------------------------------------------
 
 
-def _as_format_1(path: Path) -> None:
-    """Rewrite a cache the way format 1 left it: no file records, sources without a port."""
-    for manifest in path.rglob("_coverage.json"):
+def _as_format(path: Path, version: int) -> None:
+    """Rewrite a cache the way format 1 or 2 left it: manifests inside the data tree, files without
+    ``version_key`` (partition format 1); format 1 also had no file records and sources without a port."""
+    for manifest in (path / "_meta").rglob("resource=*.json"):
+        store = manifest.parent.relative_to(path / "_meta")
         doc = orjson.loads(manifest.read_bytes())
-        del doc["files"]
-        doc["format_version"] = 1
-        doc["source"] = doc["source"].rsplit(":", 1)[0]
-        manifest.write_bytes(orjson.dumps(doc))
-    (path / "_cache.json").write_bytes(orjson.dumps({"format_version": 1}))
+        files = {}
+        for day in list(doc["files"]):
+            part = path / store / manifest.stem / f"date={day}" / "part-0.parquet"
+            table = pq.read_table(part).drop_columns(["version_key"])
+            pq.write_table(table.replace_schema_metadata({b"exec_analytics.cache_format": b"1"}), part)
+            data = part.read_bytes()
+            rows = table.num_rows
+            files[day] = [{"rows": rows, "bytes": len(data), "blake2b": digest(data)}]
+        doc["files"] = files
+        doc["format_version"] = version
+        if version == 1:
+            del doc["files"]
+            doc["source"] = doc["source"].rsplit(":", 1)[0]
+        (path / store / manifest.stem / "_coverage.json").write_bytes(orjson.dumps(doc))
+        manifest.unlink()
+    (path / "_cache.json").write_bytes(orjson.dumps({"format_version": version}))
 
 
 def test_a_format_1_cache_is_migrated_and_a_file_damaged_before_is_fetched_again(
@@ -272,7 +289,7 @@ def test_a_format_1_cache_is_migrated_and_a_file_damaged_before_is_fetched_again
     start, end = sim_now - 4 * D, sim_now - D
     with _client(srv) as client:
         load_executions(rid, start, end, client=client, cache=cache, progress=False)
-    _as_format_1(cache.path)
+    _as_format(cache.path, 1)
     damaged = _part(cache, rid, sim_now - 2 * D)
     damaged.write_bytes(b"not parquet")
 
@@ -287,6 +304,50 @@ def test_a_format_1_cache_is_migrated_and_a_file_damaged_before_is_fetched_again
     truth = workload.ground_truth(rid, start, end, as_of=sim_now)
     assert_same_rows(df, truth)
     assert_same_rows(migrated.read(rid), truth)
+
+
+def test_a_format_2_cache_is_migrated_even_when_the_migration_is_killed_halfway(
+    clocked: tuple[SimulatorServer, ExecutionCache],
+    workload: Workload,
+    sim_now: pd.Timestamp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv, cache = clocked
+    rids = workload.resource_rids[:3]
+    start, end = sim_now - 4 * D, sim_now - D
+    with _client(srv) as client:
+        expected = load_executions(rids, start, end, client=client, cache=cache, progress=False)
+    _as_format(cache.path, 2)
+    with pytest.raises(pl.exceptions.PolarsError):  # what format 3 fixes: metadata inside the data tree
+        pl.scan_parquet(cache.path / "executions", hive_partitioning=True).collect()
+
+    # The first migration dies after a few writes (as a kill would leave it), the second completes it.
+    real_write = LocalStorage.write
+    writes: list[str] = []
+
+    def dying_write(self: LocalStorage, key: str, data: bytes) -> None:
+        if len(writes) == 7:
+            raise KeyboardInterrupt("killed while migrating")
+        writes.append(key)
+        real_write(self, key, data)
+
+    monkeypatch.setattr(LocalStorage, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        ExecutionCache(cache.path).coverage(rids[0])
+    monkeypatch.setattr(LocalStorage, "write", real_write)
+    assert any(k.endswith(".parquet") for k in writes) and any(k.startswith("_meta/") for k in writes)
+    assert orjson.loads((cache.path / "_cache.json").read_bytes())["format_version"] == 2
+
+    migrated = ExecutionCache(cache.path, clock=srv.clock.now)
+    with _client(srv) as client:
+        before = srv.request_count
+        df = load_executions(rids, start, end, client=client, cache=migrated, progress=False)
+    assert srv.request_count == before  # nothing was lost: the whole window is still settled
+    assert orjson.loads((cache.path / "_cache.json").read_bytes())["format_version"] == FORMAT_VERSION
+    assert_same_rows(df, expected)
+    assert not list(cache.path.rglob("_coverage.json"))
+    via_polars = pl.scan_parquet(cache.path / "executions", hive_partitioning=True).collect()
+    assert via_polars.height == len(expected) and via_polars["version_key"].null_count() == 0
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -333,7 +394,7 @@ def test_a_killed_writers_two_states_are_settled_by_the_next_load(
     with _client(srv) as client:
         load_executions(rid, start, end, client=client, cache=cache, progress=False)
         load_executions(rid, *empty, client=client, cache=cache, progress=False)  # covered, no file
-    path = cache.path / "executions" / f"resource={rid}" / "_coverage.json"
+    path = cache.path / "_meta" / "executions" / f"resource={rid}.json"
     doc = orjson.loads(path.read_bytes())
     day = f"{sim_now - 2 * D:%Y-%m-%d}"
     kept = doc["files"][day][0]

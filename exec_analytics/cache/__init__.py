@@ -4,19 +4,21 @@ Foundry keeps about 30 days of executions; this history keeps them until :meth:`
 asked to drop them, and :func:`~exec_analytics.load_executions` reads from it and extends it, fetching only
 what is missing.
 
-Layout (hive-style partitions, readable as-is by DuckDB, Polars, Spark and pyarrow)::
+Layout (hive-style partitions: each data tree holds Parquet files only, readable as-is by DuckDB, Polars,
+pyarrow, Dask and Spark; the root is a directory or an ``s3://bucket/prefix`` URL)::
 
     <root>/
-      _cache.json                                  the on-disk format version (2)
+      _cache.json                                  the format version (3)
       executions/                                  the history: every execution, unfiltered
-        resource=<rid>/
-          _coverage.json                           the manifest: what was fetched, when, from where, and
+        resource=<rid>/date=2026-11-01/part-0.parquet   executions of <rid> that started that UTC day,
+                                                   with ``version_key`` (semantic order of versions)
+      filtered/<key>/resource=<rid>/...            loads whose server-side filter cannot be applied to the
+                                                   history (``duration``, ``userId``): kept apart, so a
+                                                   subset never passes for the history
+      _meta/executions/resource=<rid>.json         the manifest: what was fetched, when, from where, and
                                                    what each day file holds (rows, bytes, BLAKE2b)
-          date=2026-11-01/part-0.parquet           executions of <rid> that started that UTC day
-      filtered/<key>/                              loads whose server-side filter cannot be applied to
-        _filter.json                                 the history (``duration``, ``userId``): kept apart,
-        resource=<rid>/...                           so a subset never passes for the history
-      _locks/<rid>.lock                            one writer per resource at a time
+      _meta/filtered/<key>/_filter.json, resource=<rid>.json
+      _locks/<rid>.lock                            one writer per resource at a time (a lease on S3)
 
 Why it is built this way:
 
@@ -28,10 +30,11 @@ Why it is built this way:
   the default, :data:`DEFAULT_SETTLE_LAG`, is generous: two hours, against function timeouts of minutes.
 * **Merge, never delete.** Stored rows that a new fetch lacks are kept, because a completed execution only
   disappears from the API when it falls out of retention, and the history must outlive retention.
-* **Crash safety.** Each partition file is written to a hidden temporary name, flushed, fsynced and
-  renamed over the old one (:func:`exec_analytics.files.write_atomic`); the manifest is written the same way,
-  and its coverage only after the data. A crash at any point leaves complete files; data written without its
-  coverage is simply fetched again and merged, and the merge drops the repeats.
+* **Crash safety.** Each partition file is replaced whole: locally written to a hidden temporary name,
+  fsynced and renamed over the old one (:func:`exec_analytics.files.write_atomic`), on S3 by one PUT (atomic
+  and strongly consistent); the manifest is written the same way, and its coverage only after the data. A
+  crash at any point leaves complete files; data written without its coverage is simply fetched again and
+  merged, and the merge drops the repeats.
 * **Self-checking.** The manifest records each day file's row count, size and BLAKE2b digest. Every read
   hashes the files it opens (they are small, one resource-day each, and read whole anyway: hashing costs
   about a millisecond per megabyte, less than decoding) and compares: a size or footer check would miss a
@@ -54,8 +57,9 @@ Why it is built this way:
 
 Modules: ``store`` (:class:`ExecutionCache`: the cached load, reads, coverage, info, prune), ``load`` (the
 write protocol of a cached load, in one function), ``partitions`` (verified reads of day files), ``layout``
-(paths), ``manifest`` (coverage and file records), ``migrate`` (the directory's format), ``tables`` (file
-schema, merge, pushdown reads, local filters), ``locks`` and ``intervals``.
+(keys), ``storage`` (a local directory or S3: whole-object reads and writes, listing, locks and leases),
+``manifest`` (coverage and file records), ``migrate`` (the format, and migration from formats 1 and 2),
+``tables`` (file schema, merge, pushdown reads, local filters), ``versionkey``, ``locks`` and ``intervals``.
 """
 
 from .intervals import Interval

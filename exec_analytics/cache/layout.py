@@ -1,6 +1,9 @@
-"""Where a cache directory keeps things: paths of stores, resources, day partitions, manifests and locks.
+"""Where a cache keeps things: the keys of stores, resources, day partitions, manifests and locks.
 
-Nothing here reads or writes executions or manifests; :class:`Layout` only names paths and lists what is there.
+Nothing here reads or writes executions or manifests; :class:`Layout` only names keys (``/``-separated paths
+relative to the cache's root) and lists what its :class:`~exec_analytics.cache.storage.Storage` holds. The data
+trees (``executions/``, ``filtered/<key>/``) hold Parquet files only, so any engine can read them as a
+dataset; everything else lives beside them, under ``_meta/`` and ``_locks/``.
 """
 
 from __future__ import annotations
@@ -8,85 +11,108 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 import orjson
 
 from .intervals import day_name, parse_day
+from .storage import Storage
 
 PART = "part-0.parquet"
-COVERAGE = "_coverage.json"
 FILTER_FILE = "_filter.json"
 ROOT_FILE = "_cache.json"
+META = "_meta"
 #: The store key of the unfiltered history.
 ALL = "all"
 _KEY_RE = re.compile(r"^f-[0-9a-f]{16}$")
 _RESOURCE_PREFIX = "resource="
+_DATE_PREFIX = "date="
+
+
+def resource_part(rid: str) -> str:
+    """``resource=<rid>``: hive values are URL-escaped the way Spark escapes them; a RID needs none, but '/'
+    or '=' would break the layout."""
+    return f"{_RESOURCE_PREFIX}{quote(rid, safe='')}"
+
+
+def rid_of(name: str) -> str | None:
+    """The RID of a ``resource=<rid>`` name (a folder, or a manifest without its ``.json``), else None."""
+    return unquote(name[len(_RESOURCE_PREFIX) :]) if name.startswith(_RESOURCE_PREFIX) else None
 
 
 @dataclass(frozen=True)
 class Layout:
-    """The paths of one cache directory (see :mod:`exec_analytics.cache` for the tree)."""
+    """The keys of one cache (see :mod:`exec_analytics.cache` for the tree)."""
 
-    root: Path
+    storage: Storage
 
     @property
-    def marker(self) -> Path:
-        """``_cache.json``: the format version of the whole directory."""
-        return self.root / ROOT_FILE
+    def marker(self) -> str:
+        """``_cache.json``: the format version of the whole cache."""
+        return ROOT_FILE
 
-    def store_dir(self, key: str) -> Path:
-        """The directory of the history (``key == ALL``) or of one filter's store."""
-        return self.root / "executions" if key == ALL else self.root / "filtered" / key
+    def store_dir(self, key: str) -> str:
+        """The data tree of the history (``key == ALL``) or of one filter's store."""
+        return "executions" if key == ALL else f"filtered/{key}"
 
-    def filter_file(self, key: str) -> Path:
-        return self.store_dir(key) / FILTER_FILE
+    def meta_dir(self, key: str) -> str:
+        """Where the manifests (and the filter) of a store live, outside its data tree."""
+        return f"{META}/{self.store_dir(key)}"
 
-    def resource_dir(self, key: str, rid: str) -> Path:
-        # Hive values are URL-escaped the way Spark escapes them; a RID needs none, but '/' or '=' would break
-        # the layout.
-        return self.store_dir(key) / f"{_RESOURCE_PREFIX}{quote(rid, safe='')}"
+    def filter_file(self, key: str) -> str:
+        return f"{self.meta_dir(key)}/{FILTER_FILE}"
 
-    def manifest(self, key: str, rid: str) -> Path:
-        return self.resource_dir(key, rid) / COVERAGE
+    def resource_dir(self, key: str, rid: str) -> str:
+        return f"{self.store_dir(key)}/{resource_part(rid)}"
 
-    def partition(self, key: str, rid: str, day: int) -> Path:
-        return self.resource_dir(key, rid) / f"date={day_name(day)}" / PART
+    def manifest(self, key: str, rid: str) -> str:
+        return f"{self.meta_dir(key)}/{resource_part(rid)}.json"
 
-    def lock(self, rid: str) -> Path:
-        return self.root / "_locks" / f"{quote(rid, safe='')}.lock"
+    def partition(self, key: str, rid: str, day: int) -> str:
+        return f"{self.resource_dir(key, rid)}/{_DATE_PREFIX}{day_name(day)}/{PART}"
+
+    def lock(self, rid: str) -> str:
+        return f"_locks/{quote(rid, safe='')}.lock"
+
+    def url(self, key: str) -> str:
+        """A key as messages name it: a local path or an ``s3://`` URL."""
+        return self.storage.url(key)
 
     def days(self, key: str, rid: str) -> list[int]:
-        """Epoch days that have a partition file on disk, sorted."""
-        base = self.resource_dir(key, rid)
-        if not base.is_dir():
-            return []
-        return sorted(
-            parse_day(d.name[5:]) for d in base.iterdir() if d.name.startswith("date=") and (d / PART).exists()
-        )
+        """Epoch days that have a partition file, sorted (one listing)."""
+        out = []
+        for k in self.storage.list(self.resource_dir(key, rid)):
+            folder, _, name = k.rpartition("/")
+            day = folder.rpartition("/")[2]
+            if name == PART and day.startswith(_DATE_PREFIX):
+                out.append(parse_day(day[len(_DATE_PREFIX) :]))
+        return sorted(out)
 
     def resources(self, key: str) -> list[str]:
-        """RIDs that have a directory in a store, sorted: the one place a RID is read back from a path."""
-        base = self.store_dir(key)
-        if not base.is_dir():
-            return []
-        n = len(_RESOURCE_PREFIX)
-        return sorted(unquote(d.name[n:]) for d in base.iterdir() if d.name.startswith(_RESOURCE_PREFIX))
+        """RIDs that have a manifest in a store, sorted: the one place a RID is read back from a key."""
+        base = self.meta_dir(key) + "/"
+        rids = []
+        for k in self.storage.list(self.meta_dir(key)):
+            name = k[len(base) :]
+            if "/" not in name and name.endswith(".json") and (rid := rid_of(name[: -len(".json")])) is not None:
+                rids.append(rid)
+        return sorted(rids)
 
     def stores(self) -> list[tuple[str, dict[str, Any] | None]]:
-        """Every store on disk with its filter: the history first, then the filtered stores by key."""
-        stores: list[tuple[str, dict[str, Any] | None]] = []
-        if self.store_dir(ALL).is_dir():
-            stores.append((ALL, None))
-        filtered = self.root / "filtered"
-        if filtered.is_dir():
-            for d in sorted(filtered.iterdir()):
-                if not _KEY_RE.match(d.name):
-                    continue
-                where = None
-                with contextlib.suppress(OSError, orjson.JSONDecodeError, AttributeError):
-                    where = orjson.loads((d / FILTER_FILE).read_bytes()).get("where")
-                stores.append((d.name, where))
-        return stores
+        """Every store that has manifests, with its filter: the history first, then the filtered stores by key."""
+        keys: set[str] = set()
+        for k in self.storage.list(META):
+            parts = k.split("/")
+            if parts[1:2] == ["executions"]:
+                keys.add(ALL)
+            elif len(parts) == 4 and parts[1] == "filtered" and _KEY_RE.match(parts[2]):
+                keys.add(parts[2])
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        for key in sorted(keys, key=lambda k: (k != ALL, k)):
+            where = None
+            if key != ALL:
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+                    where = orjson.loads(self.storage.read(self.filter_file(key)) or b"{}").get("where")
+            out.append((key, where))
+        return out

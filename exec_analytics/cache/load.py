@@ -16,9 +16,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import pairwise
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,13 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import CacheError
-from ..files import fsync_dir, remove_stale_tmp, write_atomic
 from ..timeutil import epoch_ms
 from .intervals import DAY_MS, Interval, days_of, intersect, iso, subtract
 from .layout import ALL, Layout
 from .locks import hold
 from .manifest import FORMAT_VERSION, FileRecord, Manifest, load_manifest, same_source, save_manifest
-from .partitions import Scan, damage_error, read_intervals, scan
+from .partitions import Scan, damage_error, rows_of, scan
 from .tables import (
     CACHE_SCHEMA,
     conform,
@@ -87,6 +84,10 @@ class _ResourcePlan:
     stored: list[Interval]  # answered from the plan's store
     fetch: list[Interval]  # the part of `stored` to fetch now
     rewrite: set[int] = field(default_factory=set)  # damaged days: their files are replaced, not merged into
+    # Verified bytes of the day files the plan answers from (its store; the history for `local`), kept up to
+    # date by the commit: under the lock nothing else writes them, so the read-back needs no second GET.
+    blobs: dict[int, bytes] = field(default_factory=dict)
+    local_blobs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def run(
     lock_timeout: float,
 ) -> LoadResult:
     """The cached load of ``rids`` over ``window`` (see the module docstring); arguments already checked."""
-    with hold([(layout.lock(rid), f"resource {rid}") for rid in rids], lock_timeout):
+    with hold(layout.storage, [(layout.lock(rid), f"resource {rid}") for rid in rids], lock_timeout):
         now_ms = epoch_ms(now())
         plan = _plan(layout, rids, window, where, refresh, lag_ms, now_ms, can_fetch=fetch is not None)
         _check_source(layout, plan, source)
@@ -120,7 +121,7 @@ def run(
             if fetch is None:
                 shown = ", ".join(f"{s.rid} {iso(s.start_ms)}/{iso(s.end_ms)}" for s in todo[:3])
                 raise CacheError(
-                    f"the cache at {layout.root} does not hold {shown}{' ...' if len(todo) > 3 else ''} settled, "
+                    f"the cache at {layout.url('')} does not hold {shown}{' ...' if len(todo) > 3 else ''} settled, "
                     "and there is no client to fetch it: pass client= or set FOUNDRY_HOSTNAME"
                 )
             # Taken before the first request: everything that completed by then is in what is fetched.
@@ -147,26 +148,32 @@ def _plan(
     plans = []
     for rid in rids:
         local: list[Interval] = []
+        local_blobs: dict[int, bytes] = {}
         if local_ok:
             history = load_manifest(layout, ALL, rid, None)
             _warn_future(history, now_ms)
             local = intersect([window], history.settled(lag_ms, now_ms))
-            damaged = _checked(layout, ALL, rid, local, None, can_fetch).damaged
+            checked = _checked(layout, ALL, rid, local, None, can_fetch)
             # A damaged day of the history is fetched with the filter instead (a load without the filter
             # repairs the history itself).
-            local = subtract(local, [(d * DAY_MS, (d + 1) * DAY_MS) for d in damaged])
+            local = subtract(local, [(d * DAY_MS, (d + 1) * DAY_MS) for d in checked.damaged])
+            local_blobs = checked.blobs
         stored = subtract([window], local)
         found = _checked(layout, key, rid, stored, where, can_fetch)
         manifest = found.manifest
         _warn_future(manifest, now_ms)
         for day, why in found.damaged.items():
-            log.warning("partition %s is damaged (%s): fetching the day again", layout.partition(key, rid, day), why)
+            log.warning(
+                "partition %s is damaged (%s): fetching the day again", layout.url(layout.partition(key, rid, day)), why
+            )
             manifest.forget_day(day)
         # A refresh fetches everything again; otherwise only what is not settled yet.
         fetch = stored if refresh else subtract(stored, manifest.settled(lag_ms, now_ms))
         if _settle_states(manifest, found) and not fetch:
             save_manifest(layout, key, manifest)  # with a fetch, the commit saves it
-        plans.append(_ResourcePlan(rid, manifest, local, stored, fetch, set(found.damaged)))
+        plans.append(
+            _ResourcePlan(rid, manifest, local, stored, fetch, set(found.damaged), dict(found.blobs), local_blobs)
+        )
     return _Plan(where, key, plans)
 
 
@@ -239,7 +246,7 @@ def _check_source(layout: Layout, plan: _Plan, source: str | None) -> None:
         for r in recorded:
             if r is not None and not same_source(r, source):
                 raise CacheError(
-                    f"the cache at {layout.root} holds resource {p.rid} fetched from {r}, and this load is from "
+                    f"the cache at {layout.url('')} holds resource {p.rid} fetched from {r}, and this load is from "
                     f"{source}; use another cache directory (cache=... or --cache-dir) for it"
                 )
 
@@ -303,12 +310,14 @@ def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source
             raise damage_error(layout, plan.key, p.rid, current)
         new: dict[int, tuple[bytes, FileRecord]] = {}
         for day in days:
-            path = layout.partition(plan.key, p.rid, day)
+            path = layout.url(layout.partition(plan.key, p.rid, day))
             old = read_partition(current.blobs[day], path, None, None) if day in current.blobs else None
             merged = merge_rows(parts[(p.rid, day)], old)
             data = encode_partition(merged)
             new[day] = (data, FileRecord.of(data, merged.num_rows))
         assert manifest.files is not None
+        # An object store's lease can expire under a slow fetch: renew it, or stop before writing anything.
+        layout.storage.check_lock(layout.lock(p.rid))
         if new:
             # First the manifest accepts both the file on disk and the one about to replace it, so neither a
             # reader nor a crash between the renames ever sees a legitimate file as damaged. A damaged day has
@@ -318,15 +327,12 @@ def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source
                     manifest.files[day] = (current.records.get(day), record)
             save_manifest(layout, plan.key, manifest)
             for day, (data, _) in new.items():
-                path = layout.partition(plan.key, p.rid, day)
-                remove_stale_tmp(path.parent)
-                fresh = not path.parent.exists()
-                write_atomic(path, partial(Path.write_bytes, data=data))
-                if fresh:  # the new date= (and resource=) directories must be durable too
-                    fsync_dir(path.parent.parent)
-                    fsync_dir(path.parent.parent.parent)
-            for day, (_, record) in new.items():
+                key = layout.partition(plan.key, p.rid, day)
+                layout.storage.tidy(key.rpartition("/")[0])
+                layout.storage.write(key, data)
+            for day, (data, record) in new.items():
                 manifest.files[day] = (record,)
+                p.blobs[day] = data
         # Only now, with every row on disk, may the manifest claim the stretches.
         manifest.filter = plan.where
         if source is not None:
@@ -335,28 +341,31 @@ def _commit(layout: Layout, plan: _Plan, table: pa.Table | None, at: int, source
         save_manifest(layout, plan.key, manifest)
         for day in p.rewrite - set(new):
             # A damaged day that turned out empty: no manifest records its file now; remove it for other readers.
-            layout.partition(plan.key, p.rid, day).unlink(missing_ok=True)
+            layout.storage.delete(layout.partition(plan.key, p.rid, day))
+            p.blobs.pop(day, None)
         log.debug("recorded coverage of %s: %d stretch(es) fetched at %s", p.rid, len(p.fetch), iso(at))
 
 
 def _write_filter_file(layout: Layout, key: str, where: dict[str, Any] | None) -> None:
     path = layout.filter_file(key)
-    if path.exists():
+    if layout.storage.read(path) is not None:
         return
-    data = orjson.dumps({"format_version": FORMAT_VERSION, "where": where}, option=orjson.OPT_INDENT_2)
-    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+    layout.storage.write(
+        path, orjson.dumps({"format_version": FORMAT_VERSION, "where": where}, option=orjson.OPT_INDENT_2)
+    )
 
 
 def _read_back(layout: Layout, plan: _Plan) -> pd.DataFrame:
-    """Every row the plan answers, from disk, as the executions DataFrame (unsorted)."""
+    """Every row the plan answers, as stored (the verified bytes of its files), as the executions DataFrame
+    (unsorted)."""
     parts = []
     for p in plan.resources:
         if p.local:
-            t = read_intervals(layout, ALL, p.rid, p.local, None, None)
+            t = rows_of(layout, ALL, p.rid, p.local_blobs, p.local, None)
             if plan.where is not None:
                 t = t.filter(filter_mask(t, plan.where))
             parts.append(t)
         if p.stored:
-            parts.append(read_intervals(layout, plan.key, p.rid, p.stored, None, plan.where))
+            parts.append(rows_of(layout, plan.key, p.rid, p.blobs, p.stored, None))
     parts = [t for t in parts if t.num_rows]
     return to_frame(pa.concat_tables(parts) if parts else CACHE_SCHEMA.empty_table())

@@ -6,14 +6,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from ..errors import CacheError
-from ..files import write_atomic
 from .intervals import DAY_MS, Interval, day_name, iso, normalise, parse_day, parse_iso, subtract
 from .layout import Layout
 
@@ -21,9 +19,11 @@ from .layout import Layout
 #: another version is reported (``CacheError``), never read as if it were this one; a cache of version 1 is
 #: migrated on first use (its file records computed), which needs write access.
 #: Version 2 added the file records (rows, bytes, BLAKE2b of each partition file) and ports to sources.
-FORMAT_VERSION = 2
+#: Version 3 moved the manifests and filter files out of the data trees (to ``_meta/``, so that every engine
+#: reads ``executions/`` as a plain Parquet dataset) and added the ``version_key`` column to every file.
+FORMAT_VERSION = 3
 #: Versions this one migrates from.
-MIGRATES_FROM = (1,)
+MIGRATES_FROM = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,8 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, raw: bytes, path: Path) -> Manifest:
-        """Parse a manifest; one of version 1 comes back with ``files=None`` (to be migrated)."""
+    def from_json(cls, raw: bytes, path: str) -> Manifest:
+        """Parse a manifest (``path`` names it in errors); one of version 1 comes back with ``files=None``."""
         try:
             doc = orjson.loads(raw)
             version = doc.get("format_version")
@@ -166,7 +166,7 @@ class Manifest:
                 Entry(parse_iso(c["start"]), parse_iso(c["end"]), parse_iso(c["fetched_at"])) for c in doc["coverage"]
             ]
             files: dict[int, FileStates] | None = None
-            if version == FORMAT_VERSION:
+            if version != 1:
                 files = {
                     parse_day(d): tuple(None if r is None else FileRecord.from_dict(r) for r in states)
                     for d, states in doc["files"].items()
@@ -183,18 +183,15 @@ class Manifest:
 
 def load_manifest(layout: Layout, key: str, rid: str, where: dict[str, Any] | None) -> Manifest:
     """The manifest of one resource in one store; an empty one when there is none yet."""
-    path = layout.manifest(key, rid)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = layout.storage.read(layout.manifest(key, rid))
+    if raw is None:
         return Manifest(rid, where)
-    return Manifest.from_json(raw, path)
+    return Manifest.from_json(raw, layout.url(layout.manifest(key, rid)))
 
 
 def save_manifest(layout: Layout, key: str, manifest: Manifest) -> None:
     """Replace a manifest atomically and durably. Only under the resource's lock."""
-    data = manifest.to_json()
-    write_atomic(layout.manifest(key, manifest.resource_rid), lambda tmp: tmp.write_bytes(data))
+    layout.storage.write(layout.manifest(key, manifest.resource_rid), manifest.to_json())
 
 
 def origin(base_url: str) -> str:

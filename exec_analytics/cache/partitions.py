@@ -52,26 +52,26 @@ def scan(layout: Layout, key: str, rid: str, days: Iterable[int], where: dict[st
     raised, so that a load can fetch the day again.
     """
     todo = sorted(set(days))
-    found = Scan(load_manifest(layout, key, rid, where))
+    found = Scan(Manifest(rid, where))  # read in the loop, after the files
     for _ in range(_ATTEMPTS):
         got: dict[int, bytes | None] = {}
         for day in todo:
-            path = layout.partition(key, rid, day)
+            path = layout.url(layout.partition(key, rid, day))
             try:
-                got[day] = path.read_bytes()
-            except FileNotFoundError:
-                got[day] = None
+                got[day] = layout.storage.read(layout.partition(key, rid, day))
             except OSError as exc:
                 raise CacheError(f"cannot read partition file {path} ({type(exc).__name__}: {exc})") from None
         manifest = found.manifest = load_manifest(layout, key, rid, where)
         if manifest.files is None:
-            raise CacheError(f"coverage manifest {layout.manifest(key, rid)} has no file records (format 1)")
+            raise CacheError(
+                f"coverage manifest {layout.url(layout.manifest(key, rid))} has no file records (format 1)"
+            )
         again = []
         for day, data in got.items():
             states = manifest.file_states(day)
             if not states:
                 continue  # no file recorded: an empty day, or a leftover nobody claims
-            path = layout.partition(key, rid, day)
+            path = layout.url(layout.partition(key, rid, day))
             if data is None:
                 if None in states:
                     found.absent.add(day)
@@ -98,7 +98,7 @@ def scan(layout: Layout, key: str, rid: str, days: Iterable[int], where: dict[st
 
 def damage_error(layout: Layout, key: str, rid: str, found: Scan) -> CacheError:
     """The error for damaged files that cannot be fetched again here, naming each file."""
-    shown = "; ".join(f"{layout.partition(key, rid, d)}: {why}" for d, why in sorted(found.damaged.items()))
+    shown = "; ".join(f"{layout.url(layout.partition(key, rid, d))}: {why}" for d, why in sorted(found.damaged.items()))
     return CacheError(
         f"cannot read partition file(s) of resource {rid}: {shown}. Load the window with a client "
         "(load_executions fetches damaged days again), or delete the resource's directory"
@@ -124,7 +124,20 @@ def read_intervals(
     found = scan(layout, key, rid, {d for a, b in ivs for d in days_of(a, b)}, where)
     if found.damaged:
         raise damage_error(layout, key, rid, found)
+    return rows_of(layout, key, rid, found.blobs, ivs, columns)
+
+
+def rows_of(
+    layout: Layout, key: str, rid: str, blobs: dict[int, bytes], ivs: Sequence[Interval], columns: Sequence[str] | None
+) -> pa.Table:
+    """Rows with start in ``ivs`` of day files already read and verified (``blobs``: bytes by epoch day)."""
+    ivs = normalise(ivs)
+    schema_ = CACHE_SCHEMA if columns is None else pa.schema([CACHE_SCHEMA.field(c) for c in columns])
+    touched = {d for a, b in ivs for d in days_of(a, b)}
     # A partition holds exactly one UTC day, so bounds on midnights need no row filter.
     rows = None if all(a % DAY_MS == 0 and b % DAY_MS == 0 for a, b in ivs) else ivs
-    tables = [read_partition(found.blobs[d], layout.partition(key, rid, d), rows, columns) for d in sorted(found.blobs)]
+    tables = [
+        read_partition(blobs[d], layout.url(layout.partition(key, rid, d)), rows, columns)
+        for d in sorted(touched & blobs.keys())
+    ]
     return pa.concat_tables(tables) if tables else schema_.empty_table()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,6 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from ..files import fsync_dir
 from ..filters import as_where
 from ..rids import validate_rid, validate_rids
 from ..timeutil import TimeLike, epoch_ms, to_utc, validate_window
@@ -26,6 +24,7 @@ from .locks import hold
 from .manifest import load_manifest, save_manifest
 from .migrate import ensure_format
 from .partitions import read_intervals
+from .storage import LocalStorage, open_storage
 from .tables import CACHE_SCHEMA, filter_key, to_frame
 
 #: Default provisional stretch: how long after its start an execution may still complete and become visible.
@@ -43,8 +42,9 @@ class ExecutionCache:
     Parameters
     ----------
     path : str or os.PathLike, optional
-        Root directory; created on first write. Default: :func:`~exec_analytics.config.default_cache_dir`
-        (``EXEC_ANALYTICS_CACHE_DIR``, else a per-user cache directory).
+        Root directory, created on first write, or an object-store URL ``s3://bucket/prefix``. Default:
+        :func:`~exec_analytics.config.default_cache_dir` (``EXEC_ANALYTICS_CACHE_DIR``, else a per-user cache
+        directory).
     settle_lag : timedelta, pandas.Timedelta or str
         The stretch before each fetch that is provisional and fetched again by the next load (default
         :data:`DEFAULT_SETTLE_LAG`, 2 h). It must exceed how long an execution can run plus how long the
@@ -54,12 +54,17 @@ class ExecutionCache:
     clock : callable, optional
         Returns "now" as a UTC ``Timestamp``, as the *server* sees it; default the local clock (the
         settle lag absorbs ordinary clock skew). The simulator passes its own clock.
+    storage_options : dict, optional
+        For an ``s3://`` cache: keyword arguments of ``boto3.client("s3", ...)`` (e.g. ``endpoint_url``) and
+        ``lease_s``, the seconds a writer's lease lasts (see :mod:`exec_analytics.cache.storage`). By default
+        boto3 reads the AWS environment (``AWS_ENDPOINT_URL``, credentials, region).
 
     Notes
     -----
     :meth:`load` is the one operation that writes executions. Reads need no lock: files are only ever
-    replaced whole, by rename, and checked against their manifest records. Writes lock each resource
-    (``fcntl`` on POSIX, ``msvcrt`` on Windows); a crashed writer's lock is released by the operating system.
+    replaced whole (by rename, or by one PUT) and checked against their manifest records. Writes lock each
+    resource: an OS file lock locally, released by the operating system when a writer dies; on S3 a lease
+    object taken with a conditional PUT (see ``docs/history-storage.md``).
     The token is never written: manifests hold times, the filter, the source ``host:port`` and file records.
     """
 
@@ -70,6 +75,7 @@ class ExecutionCache:
         settle_lag: pd.Timedelta | str | Any = DEFAULT_SETTLE_LAG,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         clock: Callable[[], Any] | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         if path is None:
             from ..config import Settings
@@ -77,7 +83,9 @@ class ExecutionCache:
             path = Settings.from_env().cache_dir
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path).expanduser().absolute()
+        self.storage = open_storage(path, storage_options)
+        #: The directory (a ``Path``) or, on an object store, the URL (``str``).
+        self.path: Path | str = self.storage.root if isinstance(self.storage, LocalStorage) else self.storage.url()
         try:
             lag = pd.Timedelta(settle_lag)
         except (ValueError, TypeError):
@@ -91,7 +99,7 @@ class ExecutionCache:
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a callable returning the current time")
         self._clock = clock
-        self.layout = Layout(self.path)
+        self.layout = Layout(self.storage)
         self._format_checked = False
         self._format_lock = threading.Lock()
 
@@ -385,7 +393,7 @@ class ExecutionCache:
             for rid in self.layout.resources(key):
                 if only is not None and rid not in only:
                     continue
-                with hold([(self.layout.lock(rid), f"resource {rid}")], self.lock_timeout):
+                with hold(self.storage, [(self.layout.lock(rid), f"resource {rid}")], self.lock_timeout):
                     manifest = load_manifest(self.layout, key, rid, where)
                     records = dict(manifest.files or {})
                     manifest.trim_before(cut_day * DAY_MS)
@@ -393,11 +401,15 @@ class ExecutionCache:
                     for day in self.layout.days(key, rid):
                         if day >= cut_day:
                             continue
-                        path = self.layout.partition(key, rid, day)
+                        part = self.layout.partition(key, rid, day)
                         states = records.get(day, ())
                         rows = states[-1].rows if states and states[-1] is not None else 0
-                        size = path.stat().st_size
-                        shutil.rmtree(path.parent)
+                        size = (
+                            states[-1].size
+                            if states and states[-1] is not None
+                            else len(self.storage.read(part) or b"")
+                        )
+                        self.storage.delete(part)
                         removed.append(
                             {
                                 "resource_rid": rid,
@@ -407,7 +419,6 @@ class ExecutionCache:
                                 "bytes": size,
                             }
                         )
-                    fsync_dir(self.layout.resource_dir(key, rid))
         return _removed_frame(removed)
 
 

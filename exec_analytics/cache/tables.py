@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from ..filters import FIELD_OPERATORS
 from .intervals import Interval
 from .layout import ALL
 from .manifest import version_message
+from .versionkey import version_keys
 
 #: ExecutionFilter fields that are columns of the history and compare exactly, so a filter made only of
 #: them can be answered from the history without asking the server: every filterable field of
@@ -29,14 +29,17 @@ LOCAL_FILTER_FIELDS: dict[str, str] = {
     api: column for api, column in schema.API_FIELDS.items() if api in FIELD_OPERATORS and api != "duration"
 }
 
-#: Arrow schema of every partition file: the executions table plus ``extra`` (JSON text of fields the API
-#: added, null when none), so that every file has the same columns.
-CACHE_SCHEMA = schema.ARROW_SCHEMA.append(pa.field(schema.EXTRA_COLUMN, pa.string()))
+#: The column of every file that orders versions without this package (see :mod:`.versionkey`).
+VERSION_KEY = "version_key"
+#: Arrow schema of every partition file: the executions table, ``extra`` (JSON text of fields the API added,
+#: null when none) so that every file has the same columns, and ``version_key``.
+CACHE_SCHEMA = schema.ARROW_SCHEMA.append(pa.field(schema.EXTRA_COLUMN, pa.string())).append(
+    pa.field(VERSION_KEY, pa.string())
+)
 
 META_KEY = b"exec_analytics.cache_format"
-#: Version of the partition files' own layout, in each file's metadata: unchanged since format 1 (the cache's
-#: format 2 changed the manifests, not the files).
-PARTITION_FORMAT = 1
+#: Version of the partition files' own layout, in each file's metadata: 2 added ``version_key`` (cache format 3).
+PARTITION_FORMAT = 2
 #: Rows per Parquet row group: a busy resource's day is split, so a read of a few hours skips the rest by
 #: row-group statistics; a quiet one's day is one group.
 _ROW_GROUP_ROWS = 65_536
@@ -46,10 +49,13 @@ _ZSTD_LEVEL = 1
 
 
 def conform(table: pa.Table) -> pa.Table:
-    """The table with exactly :data:`CACHE_SCHEMA`'s columns and types (``extra`` added as nulls)."""
+    """The table with exactly :data:`CACHE_SCHEMA`'s columns and types (``extra`` added as nulls, and
+    ``version_key`` computed from ``resource_version``)."""
     arrays = []
     for f in CACHE_SCHEMA:
-        if f.name in table.column_names:
+        if f.name == VERSION_KEY:
+            arrays.append(version_keys(table.column("resource_version")))
+        elif f.name in table.column_names:
             col = table.column(f.name)
             if col.type != f.type and pa.types.is_dictionary(f.type):
                 col = pc.dictionary_encode(col.cast(pa.string()))
@@ -91,7 +97,7 @@ class Unreadable(Exception):
     """Bytes that are not a partition file: truncated, corrupt, or not Parquet at all."""
 
 
-def _open(data: bytes, path: Path) -> pq.ParquetFile:
+def _open(data: bytes, path: str, version: int = PARTITION_FORMAT) -> pq.ParquetFile:
     """Open a partition file's bytes, checking its format marker.
 
     A file of another format version is a :class:`CacheError` (never overwritten: another version of the
@@ -102,19 +108,32 @@ def _open(data: bytes, path: Path) -> pq.ParquetFile:
         meta = pf.schema_arrow.metadata
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise Unreadable(f"not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    version = (meta or {}).get(META_KEY)
+    found = (meta or {}).get(META_KEY)
     try:
-        number: object = int(version) if version is not None else None
+        number: object = int(found) if found is not None else None
     except ValueError:
-        number = version
-    if number != PARTITION_FORMAT:
-        raise CacheError(version_message(f"partition file {path}", number, PARTITION_FORMAT))
+        number = found
+    if number != version:
+        raise CacheError(version_message(f"partition file {path}", number, version))
     return pf
 
 
-def partition_rows(data: bytes, path: Path) -> int:
+def partition_rows(data: bytes, path: str) -> int:
     """Rows in a partition file's bytes, from its footer (raises :class:`Unreadable`, :class:`CacheError`)."""
     return int(_open(data, path).metadata.num_rows)
+
+
+def upgrade_partition(data: bytes, path: str) -> tuple[bytes, int]:
+    """A partition file of format 1 (before ``version_key``) re-encoded in this format, and its row count.
+
+    Raises :class:`Unreadable` for bytes that do not parse, :class:`CacheError` for another format.
+    """
+    try:
+        table = _open(data, path, 1).read()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise Unreadable(f"not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    table = conform(table.replace_schema_metadata(None))
+    return encode_partition(table), table.num_rows
 
 
 def _in_windows(start: pa.ChunkedArray | pa.Array, ivs: Sequence[Interval]) -> pa.Array:
@@ -127,7 +146,7 @@ def _in_windows(start: pa.ChunkedArray | pa.Array, ivs: Sequence[Interval]) -> p
     return mask
 
 
-def read_partition(data: bytes, path: Path, ivs: Sequence[Interval] | None, columns: Sequence[str] | None) -> pa.Table:
+def read_partition(data: bytes, path: str, ivs: Sequence[Interval] | None, columns: Sequence[str] | None) -> pa.Table:
     """Rows of a partition file's bytes whose start is in ``ivs`` (all when None), with ``columns``.
 
     Only the row groups whose ``start_time`` statistics meet a window are decoded. Returns the columns of
@@ -200,17 +219,23 @@ def filter_key(where: Mapping[str, Any] | None) -> str:
 
 
 def to_frame(table: pa.Table, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The executions DataFrame for a cache table: ``extra`` only when some row has it."""
+    """The executions DataFrame for a cache table: ``extra`` only when some row has it; ``version_key`` (for
+    engines that read the files directly) only when asked for in ``columns``."""
     extra = schema.EXTRA_COLUMN
     asked = columns is not None and extra in columns
+    keys = table.column(VERSION_KEY) if VERSION_KEY in table.column_names else None
+    if keys is not None:
+        table = table.drop_columns([VERSION_KEY])
     if extra in table.column_names and not asked and table.column(extra).null_count == table.num_rows:
         table = table.drop_columns([extra])
     if columns is None:
         return schema.to_frame(table)
     # Columns not asked for are stood in by nulls so that the one canonical conversion applies.
     for f in CACHE_SCHEMA:
-        if f.name not in table.column_names and f.name != extra:
+        if f.name not in table.column_names and f.name not in (extra, VERSION_KEY):
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     df = schema.to_frame(table)
+    if keys is not None and VERSION_KEY in columns:
+        df[VERSION_KEY] = pd.array(keys.to_pylist(), dtype=pd.StringDtype())
     out: pd.DataFrame = df[[c for c in columns if c in df.columns]]
     return out
