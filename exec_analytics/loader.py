@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
@@ -268,9 +269,10 @@ def _usable(store: ExecutionCache) -> bool:
     Only for the default: a notebook on a read-only home directory should still load. A cache passed
     explicitly that cannot be written is an error the caller must see.
     """
+    path = Path(store.path)  # the default directory is always local (EXEC_ANALYTICS_CACHE_DIR or platformdirs)
     try:
-        store.path.mkdir(parents=True, exist_ok=True)
-        if os.access(store.path, os.W_OK):
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
             return True
         problem = "it is not writable"
     except OSError as exc:
