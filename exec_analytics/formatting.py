@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "DISTRIBUTION_NOTE",
     "MISSING",
     "NO_CALLER",
     "NO_REASON",
@@ -47,6 +48,11 @@ MISSING = "–"
 #: Shown for a failure without a reason and for executions without a caller.
 NO_REASON = "(no reason)"
 NO_CALLER = "(no caller)"
+#: What the ``distribution`` metric of a version comparison means, for every place that shows it.
+DISTRIBUTION_NOTE = (
+    "distribution (P(slower)): the chance that a candidate execution is slower than a baseline one from the "
+    "same callers; 0.500 is no change, and its effect is that chance minus 0.5 (above 0 = slower)"
+)
 
 # C0/C1 controls (NUL, ESC, backspace ...) and the Unicode bidirectional formatting characters (embeddings,
 # overrides, isolates and marks). Each becomes U+FFFD, so its presence stays visible but it acts on nothing.

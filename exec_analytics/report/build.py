@@ -29,6 +29,7 @@ from ..analysis.budget import check_slo
 from ..timeutil import to_utc
 
 __all__ = [
+    "AT_RISK_BELOW",
     "BudgetStatus",
     "Kpi",
     "Report",
@@ -42,6 +43,9 @@ __all__ = [
 _WEEK = re.compile(r"^(\d{4})-?W(\d{2})$")
 #: Verdicts from the most to the least alarming; a version's headline verdict is the first one present.
 _VERDICT_PRIORITY = ("regressed", "inconclusive", "improved", "equivalent", "insufficient data")
+#: A resource whose period budget has less than this share left is "at risk" (it can still end within the SLO,
+#: but one bad day spends the rest); at 0 or below it is "budget exhausted".
+AT_RISK_BELOW = 0.25
 
 
 @dataclass
@@ -165,8 +169,9 @@ class ResourceSection:
     rid, name : str
         Resource RID and display name.
     status : str
-        ``"regressed"`` (a new version regressed), ``"over budget"``, ``"attention"`` (notable changes) or
-        ``"ok"``.
+        The first that applies: ``"regressed"`` (a new version regressed), ``"budget exhausted"`` (no error
+        budget left), ``"at risk"`` (less than :data:`AT_RISK_BELOW`, 25%, of the budget left), ``"attention"``
+        (notable changes) or ``"ok"``.
     kpis : list of Kpi
         Executions, failure rate, p50, p95, p99.
     budget : BudgetStatus
@@ -185,6 +190,9 @@ class ResourceSection:
         :func:`exec_analytics.analysis.version_adoption` by the same buckets (rollouts marked in figures).
     durations : DataFrame
         ``resource_version`` and ``duration_s`` of the period's executions (the distribution figure).
+    whole_seconds : bool
+        Every known duration of the period is a whole number of seconds (the API reports some resources'
+        durations to the second), so percentile intervals can collapse to one value.
     """
 
     rid: str
@@ -199,6 +207,7 @@ class ResourceSection:
     timeline: pd.DataFrame
     adoption: pd.DataFrame
     durations: pd.DataFrame
+    whole_seconds: bool = False
 
     def kpi(self, name: str) -> Kpi:
         """The KPI called ``name``."""
@@ -221,6 +230,9 @@ class Report:
     confidence : float
         Level of every interval in the report (KPIs, SLI, callers, version effects).
     generated_at : Timestamp
+    in_progress : bool
+        The period is not over when the report is built (its end is after ``generated_at``): its figures
+        will still change, and the renderers say so.
     source : str or None
         Where the data came from, with any credentials, query string and fragment removed.
     summary : DataFrame
@@ -241,6 +253,7 @@ class Report:
     source: str | None
     summary: pd.DataFrame
     resources: list[ResourceSection]
+    in_progress: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -427,6 +440,22 @@ def _new_versions(
     return out
 
 
+def _status(versions: list[VersionFinding], budget: BudgetStatus, notable: list[str]) -> str:
+    if any(v.verdict == "regressed" for v in versions):
+        return "regressed"
+    # Rounded: exactly the allowed number of bad executions leaves 1e-16 of budget in floating point, not some.
+    if round(budget.remaining, 9) <= 0:
+        return "budget exhausted"
+    if budget.remaining < AT_RISK_BELOW:
+        return "at risk"
+    return "attention" if notable else "ok"
+
+
+def _whole_seconds(durations: pd.Series) -> bool:
+    known = durations.dropna().to_numpy(dtype="float64")
+    return bool(len(known)) and bool((known == known.round()).all())
+
+
 def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:
     now = failure_reasons(week)
     before = failure_reasons(prev) if len(prev) else now.iloc[:0]
@@ -510,6 +539,7 @@ def build_weekly_report(
     confidence: float = 0.95,
     compare: Mapping[str, Any] | None = None,
     freq: str | None = None,
+    now: object = None,
 ) -> Report:
     """Build the reliability report of one period (by default the last complete ISO week) from the table.
 
@@ -540,6 +570,8 @@ def build_weekly_report(
         ``stratify_freq``), except ``confidence``.
     freq : str, optional
         Time bucket of the timeline figures and the burn-down (default: from the period's length).
+    now : str, datetime or Timestamp, optional
+        When the report is built (default: the current time): a period ending after it is flagged as not over.
 
     Returns
     -------
@@ -581,8 +613,7 @@ def build_weekly_report(
         callers = callers[callers["rank"] > 0].reset_index(drop=True) if callers is not None else pd.DataFrame()
         reasons = _reasons(week_rows, prev_rows, top_reasons)
         notable = _notable(kpis, budget, versions, reasons, callers, confidence)
-        status = ("regressed" if any(v.verdict == "regressed" for v in versions) else
-                  "over budget" if budget.remaining < 0 else "attention" if notable else "ok")  # fmt: skip
+        status = _status(versions, budget, notable)
         timeline = (summarize(rows, freq=step, q=(0.5, 0.95, 0.99), confidence=confidence,
                               percentile_confidence=confidence) if len(rows) else pd.DataFrame())  # fmt: skip
         adoption = version_adoption(rows, freq=step, by=None) if len(rows) else pd.DataFrame()
@@ -590,7 +621,8 @@ def build_weekly_report(
         sections.append(ResourceSection(rid=rid, name=(names or {}).get(rid, rid), status=status, kpis=kpis,
                                         budget=budget, new_versions=versions, callers=callers, reasons=reasons,
                                         notable=notable, timeline=timeline, adoption=adoption,
-                                        durations=durations))  # fmt: skip
+                                        durations=durations,
+                                        whole_seconds=_whole_seconds(durations["duration_s"])))  # fmt: skip
     summary = pd.DataFrame([{
         "name": sec.name, "rid": sec.rid, "status": sec.status,
         "executions": sec.kpi("executions").value, "executions_change": sec.kpi("executions").change,
@@ -599,6 +631,7 @@ def build_weekly_report(
         "budget_remaining": sec.budget.remaining,
         "new_versions": ", ".join(f"{v.version}: {v.verdict}" for v in sec.new_versions),
     } for sec in sections])  # fmt: skip
+    built = (to_utc(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")).floor("s")
     return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=slo,
-                  confidence=float(confidence), generated_at=pd.Timestamp.now(tz="UTC").floor("s"),
-                  source=safe_source(df.attrs.get("source")), summary=summary, resources=sections)  # fmt: skip
+                  confidence=float(confidence), generated_at=built, source=safe_source(df.attrs.get("source")),
+                  summary=summary, resources=sections, in_progress=bool(e > built))  # fmt: skip
