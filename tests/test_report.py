@@ -393,3 +393,16 @@ def test_report_json_has_the_documented_schema(report) -> None:
     assert {k["name"]: k["value"] for k in main["kpis"]} == pytest.approx({k.name: k.value for k in sec.kpis})
     assert len(main["callers"]) == len(sec.callers) and len(main["reasons"]) == len(sec.reasons)
     assert main["new_versions"][0]["verdicts"] == sec.new_versions[0].verdicts
+
+
+def test_names_replace_rids_in_headings_and_caller_tables(df, report, wl) -> None:
+    main = report.resources[0]
+    top = str(main.callers["caller_rid"].iloc[0])
+    names = {wl.main.rid: "scoring", top: "nightly sentinel"}
+    rep = build_weekly_report(df, start=START, end=END, resources=[wl.main.rid], names=names,
+                              compare={"n_resamples": 50})  # fmt: skip
+    md = render_markdown(rep)
+    assert "## scoring" in md and "| nightly sentinel |" in md and f"| {top} |" not in md
+    html = render_html(rep, figures={})
+    assert ">nightly sentinel</td>" in html and f">{top}</td>" not in html
+    assert rep.names == names

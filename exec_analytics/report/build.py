@@ -10,7 +10,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -230,9 +230,6 @@ class Report:
     confidence : float
         Level of every interval in the report (KPIs, SLI, callers, version effects).
     generated_at : Timestamp
-    in_progress : bool
-        The period is not over when the report is built (its end is after ``generated_at``): its figures
-        will still change, and the renderers say so.
     source : str or None
         Where the data came from, with any credentials, query string and fragment removed.
     summary : DataFrame
@@ -240,6 +237,11 @@ class Report:
         ``failure_rate``, ``failure_rate_change``, ``p95``, ``p95_change``, ``budget_remaining``,
         ``new_versions`` (text such as ``"1.4.0: regressed"``).
     resources : list of ResourceSection
+    in_progress : bool
+        The period is not over when the report is built (its end is after ``generated_at``): its figures
+        will still change, and the renderers say so.
+    names : dict
+        The display names given (RID -> name): resources' headings, and callers' labels in tables and figures.
     """
 
     title: str
@@ -254,6 +256,7 @@ class Report:
     summary: pd.DataFrame
     resources: list[ResourceSection]
     in_progress: bool = False
+    names: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -555,7 +558,8 @@ def build_weekly_report(
     resources : str or sequence of str, optional
         Resource RIDs to report on (default: every resource in ``df``), in this order.
     names : mapping, optional
-        Display names, RID -> name; resources without one show their RID.
+        Display names, RID -> name (a plain dict, or a fleet file's ``names``): resources and callers without
+        one show their RID.
     slo : float
         Target share of succeeded executions for the error budget.
     baseline_weeks : int
@@ -634,4 +638,5 @@ def build_weekly_report(
     built = (to_utc(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")).floor("s")
     return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=slo,
                   confidence=float(confidence), generated_at=built, source=safe_source(df.attrs.get("source")),
-                  summary=summary, resources=sections, in_progress=bool(e > built))  # fmt: skip
+                  summary=summary, resources=sections, in_progress=bool(e > built),
+                  names={str(k): str(v) for k, v in (names or {}).items()})  # fmt: skip

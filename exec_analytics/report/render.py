@@ -211,7 +211,8 @@ def render_markdown(report: Report) -> str:
             out += ["**Top failing callers**", "", "| caller | executions | failures | failure rate |",
                     "|---|---:|---:|---:|"]  # fmt: skip
             for c in sec.callers.itertuples():
-                out.append(f"| {e(c.caller_rid, fmt.NO_CALLER)} | {fmt.count(c.executions)} | "
+                caller = report.names.get(str(c.caller_rid), c.caller_rid) if pd.notna(c.caller_rid) else None
+                out.append(f"| {e(caller, fmt.NO_CALLER)} | {fmt.count(c.executions)} | "
                            f"{fmt.count(c.failures)} | {fmt.percent(c.rate)} |")  # fmt: skip
             out.append("")
         if len(sec.reasons):
