@@ -211,7 +211,7 @@ def render_markdown(report: Report) -> str:
             out += ["**Top failing callers**", "", "| caller | executions | failures | failure rate |",
                     "|---|---:|---:|---:|"]  # fmt: skip
             for c in sec.callers.itertuples():
-                caller = report.names.get(str(c.caller_rid), c.caller_rid) if pd.notna(c.caller_rid) else None
+                caller = report.names.get(str(c.caller_rid), c.caller_rid)
                 out.append(f"| {e(caller, fmt.NO_CALLER)} | {fmt.count(c.executions)} | "
                            f"{fmt.count(c.failures)} | {fmt.percent(c.rate)} |")  # fmt: skip
             out.append("")
