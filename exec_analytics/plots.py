@@ -320,16 +320,10 @@ def plot_duration_percentiles(
     ax.set_ylabel("duration" + (" (log scale)" if log else " (s)"))
     _date_axis(ax)
     _style(ax)
-    # Above the plot, right-aligned: inside it would cover the highest line, which is the one that matters.
-    ax.legend(
-        frameon=False,
-        fontsize=9,
-        ncol=len(cols),
-        loc="lower right",
-        bbox_to_anchor=(1.0, 1.0),
-        borderaxespad=0.1,
-        handlelength=3.0,
-    )
+    # Beside the plot: inside it would cover the highest line (the one that matters), and above it would sit
+    # where a title goes.
+    ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              handlelength=3.0, title="percentile", title_fontsize=9)  # fmt: skip
     return ax
 
 
@@ -499,9 +493,8 @@ def plot_version_comparison(
         Write each effect in its own units beside the row (``×1.40 [1.37, 1.43]`` for ratios, percentage
         points for failure rates).
     legend : bool, optional
-        Add a legend of the verdict colours present, above the plot. By default only without ``annotate``:
-        the annotations already name each verdict in its colour, and a legend above the plot would sit where
-        a title goes.
+        Add a legend of the verdict colours present, beside the plot. By default only without ``annotate``:
+        the annotations already name each verdict in its colour, where the legend would go.
 
     Returns
     -------
@@ -552,8 +545,8 @@ def plot_version_comparison(
     ax.set_xlabel("effect in units of its practical threshold (±1 = threshold; >0 worse)")
     _style(ax, ygrid=False, xgrid=True)
     if (not annotate if legend is None else legend) and seen:
-        ax.legend(frameon=False, fontsize=9, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(seen),
-                  handletextpad=0.3, borderaxespad=0.2)  # fmt: skip
+        ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="verdict",
+                  title_fontsize=9, handletextpad=0.3, borderaxespad=0.0)  # fmt: skip
     return ax
 
 

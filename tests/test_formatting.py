@@ -122,3 +122,14 @@ def test_table_aligns_text_left_and_numbers_right():
     assert out.splitlines() == ["name     count", "a            1", "longer  12,345"]
     with pytest.raises(ValueError, match="differ in length"):
         fmt.table({"a": ["1"], "b": []})
+
+
+def test_frame_writes_the_named_columns_with_units() -> None:
+    data = pd.DataFrame({"rate": [0.0123, float("nan")], "p95": [0.85, 300.0], "n": [12345, 7], "kind": ["a", "b"]},
+                        index=[3, 5])  # fmt: skip
+    out = fmt.frame(data, percent=["rate"], seconds=["p95"], counts=["n"], digits=1)
+    assert out.to_dict("list") == {"rate": ["1.2%", fmt.MISSING], "p95": ["850 ms", "5.0 min"], "n": ["12,345", "7"],
+                                   "kind": ["a", "b"]}  # fmt: skip
+    assert list(out.index) == [3, 5] and data["rate"].iloc[0] == 0.0123  # a copy; the input is untouched
+    with pytest.raises(ValueError, match="no column"):
+        fmt.frame(data, percent=["share"])

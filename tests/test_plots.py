@@ -304,3 +304,17 @@ def test_version_comparison_legend_only_when_not_annotated(df, ax):
         assert other.get_legend() is not None
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("loc", ["center", "left", "right"])
+def test_percentile_legend_leaves_the_title_alone(df, loc):
+    fig, ax = plt.subplots(figsize=(9.5, 3.4), layout="constrained")
+    try:
+        plots.plot_duration_percentiles(duration_percentiles(df, freq="6h"), ax=ax)
+        ax.set_title("duration percentiles per six hours, this period and the one before", loc=loc)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        title = next(t for t in (ax.title, ax._left_title, ax._right_title) if t.get_text())
+        assert not ax.get_legend().get_window_extent(renderer).overlaps(title.get_window_extent(renderer))
+    finally:
+        plt.close(fig)
