@@ -345,14 +345,14 @@ def _seconds(value: float, _pos: Any = None) -> str:
 
 
 def _duration_ticks(axis: Axis) -> None:
-    """Readable ticks on a log duration axis: 1, 2 and 5 of each decade when few decades are shown, else
-    the decades alone, each with its unit; minor ticks unlabelled (matplotlib labels them in scientific
+    """Readable ticks on a log duration axis: 1, 2 and 5 of each decade when up to three decades are shown,
+    else the decades alone, each with its unit; minor ticks unlabelled (matplotlib labels them in scientific
     notation when the axis spans less than a decade)."""
     ax = axis.axes
     # get_xlim/get_ylim apply pending autoscaling; the axis' own view interval can be stale before a draw.
     lo, hi = ax.get_xlim() if axis is ax.xaxis else ax.get_ylim()
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+    subs = (1.0, 2.0, 5.0) if decades <= 3.0 else (1.0,)
     axis.set_major_locator(LogLocator(base=10.0, subs=subs))
     axis.set_major_formatter(FuncFormatter(_seconds))
     axis.set_minor_formatter(NullFormatter())
