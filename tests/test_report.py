@@ -372,6 +372,23 @@ def test_whole_second_durations_are_named_next_to_collapsed_intervals() -> None:
     assert not fine.resources[0].whole_seconds and "whole seconds" not in render_markdown(fine)
 
 
+def test_whole_seconds_from_a_second_up(df, wl) -> None:
+    # As the API reports some resources: milliseconds below a second, whole seconds from a second up.
+    d = df["duration_s"]
+    api = df.assign(duration_s=d.where(d < 1, d.round()))
+    rep = build_weekly_report(api, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    main = rep.resources[0]
+    assert main.whole_seconds
+    p95 = main.kpi("p95")
+    assert p95.low == p95.high == p95.value and p95.value >= 1
+    lines = render_markdown(rep).splitlines()
+    assert "durations reported in whole seconds" in next(line for line in lines if line.startswith("| p95 "))
+    # An interval that did not collapse needs no excuse.
+    assert "whole seconds" not in next(line for line in lines if line.startswith("| p50 "))
+    exact = build_weekly_report(df, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    assert not exact.resources[0].whole_seconds
+
+
 def test_the_distribution_metric_is_explained_where_shown(report, html) -> None:
     assert "distribution" in report.resources[0].new_versions[0].verdicts
     assert "Distribution (P(slower)): the chance that a candidate execution is slower" in html

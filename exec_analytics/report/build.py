@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import formatting as fmt
@@ -191,8 +192,9 @@ class ResourceSection:
     durations : DataFrame
         ``resource_version`` and ``duration_s`` of the period's executions (the distribution figure).
     whole_seconds : bool
-        Every known duration of the period is a whole number of seconds (the API reports some resources'
-        durations to the second), so percentile intervals can collapse to one value.
+        Every duration of a second or more in the period is a whole number of seconds (the API reports some
+        resources' durations to the second), so intervals of percentiles above a second can collapse to one
+        value.
     """
 
     rid: str
@@ -455,8 +457,11 @@ def _status(versions: list[VersionFinding], budget: BudgetStatus, notable: list[
 
 
 def _whole_seconds(durations: pd.Series) -> bool:
+    # The API reports some durations in whole seconds (the short ones may still come in milliseconds): what
+    # matters for a percentile of a second or more is whether every duration from one second up is whole.
     known = durations.dropna().to_numpy(dtype="float64")
-    return bool(len(known)) and bool((known == known.round()).all())
+    long = known[known >= 1.0]
+    return bool(len(long)) and bool((long == np.round(long)).all())
 
 
 def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:

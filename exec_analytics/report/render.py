@@ -50,7 +50,8 @@ def _interval(k: Kpi, confidence: float, whole_seconds: bool = False) -> str:
         return ""
     show = fmt.percent if k.unit == "fraction" else fmt.seconds
     # Whole-second durations make order-statistic intervals collapse to one value: say why it is not precision.
-    why = f"; {WHOLE_SECONDS}" if whole_seconds and k.unit == "s" and k.low == k.high else ""
+    collapsed = k.unit == "s" and k.low == k.high and k.value >= 1 and float(k.value).is_integer()
+    why = f"; {WHOLE_SECONDS}" if whole_seconds and collapsed else ""
     return f"{fmt.level(confidence)} CI {show(k.low)} – {show(k.high)}{why}"
 
 
