@@ -192,11 +192,18 @@ def _rollout_times(rollouts: Any, data_start: Any | None) -> list[tuple[str, pd.
 
 
 def _mark_rollouts(ax: Axes, pairs: list[tuple[str, pd.Timestamp]]) -> None:
+    lo, hi = ax.get_xlim()
+    near = 0.08 * (hi - lo)  # about the width of a version label on a report figure
+    previous, level = -math.inf, 0
     for version, when in pairs:
         x = _times([when])[0]
         ax.axvline(x, color=OKABE_ITO["reddish_purple"], linestyle="--", linewidth=1.2, zorder=1)
+        # Rollouts close together get their labels one under the other instead of on top of each other.
+        at = float(mdates.date2num(x))  # type: ignore[no-untyped-call]
+        level = level + 1 if at - previous < near else 0
+        previous = at
         ax.annotate(
-            _literal(version), xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
+            _literal(version), xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3 - 13 * level),
             textcoords="offset points", ha="left", va="top", fontsize=9, color=OKABE_ITO["reddish_purple"],
             bbox=_LABEL_BOX, zorder=5,
         )  # fmt: skip
@@ -605,7 +612,8 @@ def plot_caller_breakdown(
     ax.set_yticks(y, names)
     for yi, hi_, ex, fa in zip(y, high, rows["executions"], rows["failures"], strict=True):
         ax.annotate(f"{int(fa):,} of {int(ex):,}", xy=(hi_ if np.isfinite(hi_) else 0, yi), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=8, color="#444444")  # fmt: skip
+                    textcoords="offset points", va="center", fontsize=8, color="#444444", bbox=_LABEL_BOX,
+                    zorder=5)  # fmt: skip
     if reference is not None and np.isfinite(reference):
         ax.axvline(reference, color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.2,
                    label=f"overall {fmt.percent(reference)}")  # fmt: skip

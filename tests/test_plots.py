@@ -318,3 +318,16 @@ def test_percentile_legend_leaves_the_title_alone(df, loc):
         assert not ax.get_legend().get_window_extent(renderer).overlaps(title.get_window_extent(renderer))
     finally:
         plt.close(fig)
+
+
+def test_rollout_labels_close_together_do_not_overprint(df, ax):
+    rates = failure_rate(df, freq="6h")
+    t = pd.Timestamp("2026-11-17T09:00Z")
+    plots.plot_failure_rate(rates, ax=ax, rollouts={"1.4.0": t, "1.4.1": t + pd.Timedelta("1h"),
+                                                    "1.5.0": t + pd.Timedelta("2D")})  # fmt: skip
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = {a.get_text(): a.get_window_extent(renderer) for a in ax.texts}
+    assert set(boxes) == {"1.4.0", "1.4.1", "1.5.0"}
+    assert not boxes["1.4.0"].overlaps(boxes["1.4.1"])
+    assert boxes["1.5.0"].y1 == pytest.approx(boxes["1.4.0"].y1)  # far enough apart: back on the top line
