@@ -134,13 +134,14 @@ def _require(data: pd.DataFrame, columns: Sequence[str], func: str) -> None:
 def _times(values: Any) -> np.ndarray:
     """UTC timestamps as naive datetime64 (matplotlib's date axis shows them as UTC)."""
     idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return idx.tz_convert("UTC").tz_localize(None).to_numpy()
+    out: np.ndarray = idx.tz_convert("UTC").tz_localize(None).to_numpy()
+    return out
 
 
 def _date_axis(ax: Axes) -> None:
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=9)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     ax.set_xlabel("time (UTC)")
 
 
@@ -477,7 +478,8 @@ def effect_position(data: pd.DataFrame) -> pd.DataFrame:
             r = data[f"ratio{suffix}"].to_numpy(dtype=float)
             d = data[f"difference{suffix}"].to_numpy(dtype=float)
             out["x" + suffix] = np.where(on_ratio, np.log(r) / np.log1p(thr), d / thr)
-    return pd.DataFrame(out, index=data.index)
+    positions: pd.DataFrame = pd.DataFrame(out, index=data.index)
+    return positions
 
 
 def plot_version_comparison(

@@ -351,7 +351,8 @@ def safe_source(source: object) -> str | None:
 
 def _rows_in(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     t = df["start_time"]
-    return df.loc[((t >= start) & (t < end)).to_numpy()]
+    rows: pd.DataFrame = df.loc[((t >= start) & (t < end)).to_numpy()]
+    return rows
 
 
 def _f(value: Any) -> float:
@@ -470,7 +471,8 @@ def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:
     seen = set(before["failure_reason"].dropna().astype(str))
     reason = now["failure_reason"].astype("string")
     now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if len(prev) else False)
-    return now.head(top).reset_index(drop=True)
+    top_rows: pd.DataFrame = now.head(top).reset_index(drop=True)
+    return top_rows
 
 
 def _notable(kpis: list[Kpi], budget: BudgetStatus, versions: list[VersionFinding], reasons: pd.DataFrame,
