@@ -291,8 +291,14 @@ def effect(row: Mapping[str, Any] | pd.Series[Any]) -> str:
     if on == "ratio":
         return f"×{v:.2f} [{lo:.2f}, {hi:.2f}]"
     if str(row["metric"]).startswith("failure_rate"):
-        return f"{100 * v:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-    return f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        return f"{_signed(100 * v, 2)} pp [{_signed(100 * lo, 2)}, {_signed(100 * hi, 2)}]"
+    return f"{_signed(v, 3)} [{_signed(lo, 3)}, {_signed(hi, 3)}]"
+
+
+def _signed(x: float, digits: int) -> str:
+    """``x`` with its sign, except a value that rounds to zero: ``0.00``, never ``-0.00`` or ``+0.00``."""
+    out = f"{x:+.{digits}f}"
+    return out[1:] if _is_zero(out) else out
 
 
 def table(columns: Mapping[str, Sequence[str]], *, left: Collection[str] = ()) -> str:
