@@ -275,7 +275,9 @@ def plot_failure_rate(
     _date_axis(ax)
     _style(ax)
     if hue is not None or label:
-        ax.legend(frameon=False, fontsize=9, title=_legend_title(hue), title_fontsize=9)
+        # Beside the plot, as for the percentiles: inside, it hides lines and bands.
+        ax.legend(frameon=False, fontsize=9, title=_legend_title(hue), title_fontsize=9, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # fmt: skip
     return ax
 
 

@@ -331,3 +331,12 @@ def test_rollout_labels_close_together_do_not_overprint(df, ax):
     assert set(boxes) == {"1.4.0", "1.4.1", "1.5.0"}
     assert not boxes["1.4.0"].overlaps(boxes["1.4.1"])
     assert boxes["1.5.0"].y1 == pytest.approx(boxes["1.4.0"].y1)  # far enough apart: back on the top line
+
+
+def test_failure_rate_legend_covers_no_data(df, ax):
+    two = pd.concat([df, df.assign(resource_rid="ri.function-registry.main.function.other")])
+    two["resource_rid"] = two["resource_rid"].astype("category")
+    plots.plot_failure_rate(failure_rate(two, freq="6h", by="resource_rid"), ax=ax, hue="resource_rid")
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
