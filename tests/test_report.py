@@ -333,6 +333,9 @@ def test_status_reflects_the_budget_left(failures: int, status: str) -> None:
     assert sec.status == status
     html, md = render_html(rep, figures={}), render_markdown(rep)
     assert f">{status}</span>" in html and f"status: **{status}**" in md
+    # One resource, no summary table: the statuses are explained under its heading.
+    note = "at risk (less than 25% of the period's budget left)"
+    assert note in unescape(html) and note in md
 
 
 def test_status_thresholds_are_documented_where_statuses_are_shown(report, html) -> None:

@@ -186,6 +186,8 @@ def render_markdown(report: Report) -> str:
     for sec in report.resources:
         rid = f"{e(sec.rid)} · " if sec.name != sec.rid else ""
         out += [f"## {e(sec.name)}", "", f"{rid}status: **{e(sec.status)}**", ""]
+        if len(report.resources) == 1:  # with several, the note is under the summary table
+            out += [STATUS_NOTE, ""]
         out += ["| metric | this period | previous | change |", "|---|---:|---:|---:|"]
         for k in sec.kpis:
             interval = _interval(k, report.confidence, sec.whole_seconds)
