@@ -388,8 +388,15 @@ def test_whole_seconds_from_a_second_up(df, wl) -> None:
     assert "durations reported in whole seconds" in next(line for line in lines if line.startswith("| p95 "))
     # An interval that did not collapse needs no excuse.
     assert "whole seconds" not in next(line for line in lines if line.startswith("| p50 "))
-    exact = build_weekly_report(df, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    # Every duration in milliseconds (a uniform millisecond part added): whole about once in a thousand.
+    ms = np.random.default_rng(3).integers(1, 1000, len(d)) / 1000
+    fine = df.assign(duration_s=d.where(d < 1, d.round() + ms))
+    exact = build_weekly_report(fine, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
     assert not exact.resources[0].whole_seconds
+    # The simulated API, like Foundry's, sends some durations in seconds and others in milliseconds.
+    mixed = df.assign(duration_s=d.where((d < 1) | (np.arange(len(d)) % 3 > 0), d.round()))
+    part = build_weekly_report(mixed, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    assert part.resources[0].whole_seconds
 
 
 def test_the_distribution_metric_is_explained_where_shown(report, html) -> None:
