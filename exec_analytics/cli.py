@@ -7,6 +7,7 @@ distinct exit code (below), so scripts and CI pipelines can tell an expired toke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -96,13 +97,62 @@ def _port(text: str) -> int:
 
 #: Library keywords in error messages, as the command line spells them.
 _FLAGS = {"hostname=": "--hostname", "token=": "FOUNDRY_TOKEN", "client_id=/client_secret=":
-          "FOUNDRY_CLIENT_ID/FOUNDRY_CLIENT_SECRET", "cache_dir=": "--cache-dir"}  # fmt: skip
+          "FOUNDRY_CLIENT_ID/FOUNDRY_CLIENT_SECRET", "cache_dir=": "--cache-dir", "client=": "--hostname"}  # fmt: skip
 
 
 def _in_cli_words(message: str) -> str:
     for keyword, flag in _FLAGS.items():
         message = re.sub(rf"(?<![\w-]){re.escape(keyword)}(?!\w)", flag, message)
     return message
+
+
+def _name(text: str) -> tuple[str, str]:
+    """``--name RID=NAME``: a display name for a resource."""
+    rid, sep, name = text.partition("=")
+    if not sep or not rid.strip() or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected RID=NAME, got {text!r}")
+    return rid.strip(), name.strip()
+
+
+def _add_names(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--name",
+        type=_name,
+        action="append",
+        default=[],
+        metavar="RID=NAME",
+        help="show the resource RID as NAME in headings, tables and figures (repeatable)",
+    )
+
+
+def _names(args: argparse.Namespace) -> dict[str, str]:
+    return dict(args.name)
+
+
+def _print_json(value: object) -> None:
+    """A command's result on stdout as indented JSON (NaN as null); diagnostics go to stderr."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready records: times as ISO-8601 UTC text with milliseconds, missing values as null."""
+    if not len(frame):
+        return []
+    out: list[dict[str, Any]] = orjson.loads(frame.to_json(orient="records", date_format="iso", date_unit="ms"))
+    return out
+
+
+def _iso(t: object) -> str | None:
+    """A provenance time (text or Timestamp) as ISO-8601 UTC text with a ``Z``; None when absent."""
+    if t is None:
+        return None
+    return str(to_utc(t, "time").isoformat()).replace("+00:00", "Z")
+
+
+def _check_out_path(out: Path | None) -> None:
+    """An --out that names a directory is a usage error found before any request, not a failed rename."""
+    if out is not None and out.is_dir():
+        raise ValueError(f"--out {out} is a directory; name the file to write, e.g. {out / 'out'}")
 
 
 def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -147,6 +197,17 @@ def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="provisional stretch before each fetch, re-read next time (default 2h)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help=(
+            "what to print on stdout: a sentence (text) or one JSON object with executions, resources "
+            "[{rid, name, executions}], start, end, out, pages, duplicates_dropped, cache {path, fetched} "
+            "(see docs/cli-json.md); progress and warnings go to stderr"
+        ),
+    )
+    _add_names(p)
     p.set_defaults(func=_cmd_fetch)
 
 
@@ -166,7 +227,6 @@ def _cache_from(args: argparse.Namespace, **kwargs: object) -> ExecutionCache:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .client import FoundryClient
     from .loader import DEFAULT_WORKERS, load_executions
 
     where = None
@@ -181,16 +241,16 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         raise ValueError("--no-cache needs --out: without the cache the executions must go somewhere")
     if args.out is not None and args.out.suffix.lower() not in ("", ".parquet", ".pq"):
         raise ValueError(f"--out {args.out.name}: executions are written as Parquet (.parquet), not {args.out.suffix}")
+    _check_out_path(args.out)
     cache: ExecutionCache | bool = False
     if not args.no_cache:
         cache = _cache_from(args, **({} if args.settle_lag is None else {"settle_lag": args.settle_lag}))
-    with FoundryClient(hostname=args.hostname) as client:
+    with _hostname(args), _needs_hostname(args):
         df = load_executions(
             args.rids,
             args.start,
             args.end,
             where=where,
-            client=client,
             cache=cache,
             refresh=args.refresh,
             workers=args.workers or DEFAULT_WORKERS,
@@ -198,20 +258,86 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         )
     if args.out is not None:
         _write_parquet(df, args.out)
+    names = _names(args)
+    counts = df["resource_rid"].astype("string").value_counts()
+    per_resource = [
+        {"rid": rid, "name": names.get(rid, rid), "executions": int(counts.get(rid, 0))} for rid in args.rids
+    ]
+    cached = df.attrs.get("cache")
+    if args.format == "json":
+        _print_json({
+            "executions": len(df), "resources": per_resource, "start": _iso(df.attrs.get("start")),
+            "end": _iso(df.attrs.get("end")), "out": None if args.out is None else str(args.out),
+            "pages": df.attrs["pages"], "duplicates_dropped": df.attrs["duplicates_dropped"],
+            "cache": None if cached is None else {"path": cached["path"], "fetched": [
+                {"rid": rid, "start": start, "end": end} for rid, start, end in cached["fetched"]]},
+        })  # fmt: skip
+        return 0
     where_to = f"to {args.out}" if args.out is not None else "in the cache"
     note = f"{df.attrs['pages']:,} pages, {df.attrs['duplicates_dropped']:,} duplicates dropped"
-    if "cache" in df.attrs:
-        stretches = len(df.attrs["cache"]["fetched"])
-        note += f"; {stretches} stretch(es) fetched, the rest from the cache at {df.attrs['cache']['path']}"
+    if cached is not None:
+        stretches = len(cached["fetched"])
+        note += f"; {stretches} stretch(es) fetched, the rest from the cache at {cached['path']}"
     print(f"wrote {len(df):,} executions {where_to} ({note})")
+    if len(per_resource) > 1 or names:
+        for r in per_resource:
+            print(f"  {fmt.text(r['name'])}: {fmt.plural(r['executions'], 'execution')}")
     return 0
 
 
+@contextlib.contextmanager
+def _needs_hostname(args: argparse.Namespace) -> Iterator[None]:
+    """A cache that lacks part of the window, with no host configured, is a missing --hostname (exit 2).
+
+    The same as without the cache, where the client cannot be built: the fix is the flag, not the cache.
+    """
+    try:
+        yield
+    except CacheError as exc:
+        if args.hostname is None and not os.environ.get("FOUNDRY_HOSTNAME") and "no client to fetch" in str(exc):
+            raise ValueError(f"no Foundry hostname to fetch what the cache lacks: {exc}") from None
+        raise
+
+
+@contextlib.contextmanager
+def _hostname(args: argparse.Namespace) -> Iterator[None]:
+    """--hostname for the client the loader builds only when it must fetch (as ``load_executions(client=None)``).
+
+    A window the cache holds settled then needs neither a hostname nor a token. The loader reads the host from
+    FOUNDRY_HOSTNAME, so --hostname stands in for it while the command loads.
+    """
+    if args.hostname is None:
+        yield
+        return
+    saved = os.environ.get("FOUNDRY_HOSTNAME")
+    os.environ["FOUNDRY_HOSTNAME"] = args.hostname
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FOUNDRY_HOSTNAME", None)
+        else:
+            os.environ["FOUNDRY_HOSTNAME"] = saved
+
+
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file and rename it, so an interrupted run never leaves half a file."""
+    """Write through a temporary file and rename it, so an interrupted run never leaves half a file.
+
+    A failure says which file and why in words (the temporary file is already gone), not the rename's
+    ``[Errno 21] ... '.x.tmp' -> 'x'``.
+    """
     from .files import write_atomic
 
-    write_atomic(path, write)
+    try:
+        write_atomic(path, write)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        reason = f"{reason[:1].lower()}{reason[1:]}"
+        # mkdir under a file says "file exists", which names neither the file nor the problem.
+        blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            reason = f"{blocked} is a file, not a directory"
+        raise OSError(f"cannot write {path}: {reason}") from None
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -240,6 +366,17 @@ def _add_cache(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         epilog="example:\n  exec-analytics cache info --cache-dir ./history\n",
     )
     _add_cache_dir(info)
+    info.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help=(
+            "table for people; json: one object with path, settle_lag_s, rows, files, bytes and resources "
+            "[{resource_rid, filter, covered [{start, end}], first, last, settled_until, last_fetched_at, rows, "
+            "files, bytes}] (see docs/cli-json.md); csv: one row per resource and filter, covered as "
+            "'start/end, ...'"
+        ),
+    )
     info.set_defaults(func=_cmd_cache_info)
     prune = actions.add_parser(
         "prune",
@@ -267,6 +404,18 @@ def _cmd_cache_info(args: argparse.Namespace) -> int:
 
     cache = _cache_from(args)
     info = cache.info()
+    if args.format == "csv":
+        sys.stdout.write(info.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
+        return 0
+    if args.format == "json":
+        rows = _records(info)
+        for row in rows:
+            row["covered"] = [dict(zip(("start", "end"), c.split("/"), strict=True))
+                              for c in (row["covered"] or "").split(", ") if c]  # fmt: skip
+        _print_json({"path": str(cache.path), "settle_lag_s": cache.settle_lag.total_seconds(),
+                     "rows": int(info["rows"].sum()), "files": int(info["files"].sum()),
+                     "bytes": int(info["bytes"].sum()), "resources": rows})  # fmt: skip
+        return 0
     print(f"cache {cache.path} (settle lag {format_duration(cache.settle_lag)})")
     if info.empty:
         print("empty")
@@ -318,20 +467,22 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
 def _load(
     args: argparse.Namespace, rids: Sequence[str], start: pd.Timestamp, end: pd.Timestamp, where: object = None
 ) -> pd.DataFrame:
-    """Load through the cache (unless --no-cache) with the options of :func:`_add_source_options`."""
-    from .client import FoundryClient
+    """Load through the cache (unless --no-cache) with the options of :func:`_add_source_options`.
+
+    No client is built here: the loader builds one only when the cache lacks part of the window, so a window
+    held settled loads with no hostname or token at all.
+    """
     from .loader import DEFAULT_WORKERS, load_executions
 
     if args.no_cache and args.cache_dir is not None:
         raise ValueError("--no-cache cannot be combined with --cache-dir")
     cache: ExecutionCache | bool = False if args.no_cache else _cache_from(args)
-    with FoundryClient(hostname=args.hostname) as client:
+    with _hostname(args), _needs_hostname(args):
         return load_executions(
             list(rids),
             start,
             end,
             where=where,
-            client=client,
             cache=cache,
             workers=args.workers or DEFAULT_WORKERS,
             progress=False if args.no_progress else None,
@@ -361,14 +512,29 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     when.add_argument("--week", help="ISO week, e.g. 2026-W47 (Monday to Monday, UTC)")
     when.add_argument("--start", help="period start, ISO-8601 with a zone (needs --end)")
     p.add_argument("--end", help="period end (exclusive), ISO-8601 with a zone")
-    p.add_argument("--out", required=True, type=Path, help="file to write: .html or .md (another suffix is an error)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="file to write: .html, .md or .json (another suffix is an error); without it, json goes to stdout",
+    )
     p.add_argument(
         "--format",
-        choices=("html", "md"),
+        choices=("html", "md", "json"),
         default=None,
-        help="html or md (default: from the --out suffix, else html); must agree with the suffix",
+        help=(
+            "html, md or json (default: from the --out suffix, else html); must agree with the suffix. json is "
+            "the report's data: one object with title, start, end, previous_start, previous_end, generated_at, "
+            "in_progress, slo, confidence, source and resources [{rid, name, status, whole_seconds, kpis, budget, "
+            "new_versions, notable, callers, reasons}] (see docs/cli-json.md)"
+        ),
     )
-    p.add_argument("--slo", type=_slo, default=0.99, help="target share of succeeded executions (default 0.99)")
+    p.add_argument(
+        "--slo",
+        type=_slo,
+        default=0.99,
+        help="target share of succeeded executions (default 0.99, a common production target; the demo uses 0.95)",
+    )
+    _add_names(p)
     _add_source_options(p)
     p.set_defaults(func=_cmd_report)
 
@@ -388,22 +554,28 @@ def _slo(text: str) -> float:
 
 
 #: Report formats by --out suffix.
-_REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
+_REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
 
 
-def _report_format(out: Path, given: str | None) -> str:
+def _report_format(out: Path | None, given: str | None) -> str:
     """The report's format: --format, else the --out suffix; a suffix that says otherwise is an error."""
+    if out is None:
+        if given != "json":
+            raise ValueError("--out is required for an html or md report (only --format json may go to stdout)")
+        return given
     suffix = out.suffix.lower()
     implied = _REPORT_SUFFIXES.get(suffix)
     if suffix and implied is None:
-        raise ValueError(f"--out {out.name}: a report is written as HTML (.html) or Markdown (.md), not {suffix}")
+        raise ValueError(
+            f"--out {out.name}: a report is written as HTML (.html), Markdown (.md) or JSON (.json), not {suffix}"
+        )
     if given is not None and implied is not None and given != implied:
         raise ValueError(f"--out {out.name} says {implied} but --format says {given}; make them agree")
     return given or implied or "html"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_weekly_report, render_html, render_markdown, render_summary, week_bounds
+    from .report import build_weekly_report, render_html, render_json, render_markdown, render_summary, week_bounds
 
     if (args.start is None) != (args.end is None):
         raise ValueError("--start and --end go together")
@@ -411,14 +583,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if end <= start:
         raise ValueError("--end must be after --start")
     kind = _report_format(args.out, args.format)
+    _check_out_path(args.out)
     # One period before the report's own: week-over-week changes and the baselines of new versions.
     df = _load(args, args.rids, start - (end - start), end)
     period = {"week": args.week} if args.week else {"start": start, "end": end}
-    report = build_weekly_report(df, **period, resources=args.rids, slo=args.slo)
-    text = render_html(report) if kind == "html" else render_markdown(report)
+    report = build_weekly_report(df, **period, resources=args.rids, names=_names(args), slo=args.slo)
+    if report.in_progress:
+        print(f"warning: the period is not over (it ends {fmt.timestamp(report.end)}); its figures will still "
+              "change", file=sys.stderr)  # fmt: skip
+    render = {"html": render_html, "md": render_markdown, "json": render_json}[kind]
+    text = render(report)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
     _write_text(args.out, text)
-    print(render_summary(report), end="")
-    print(f"\nwrote {args.out}")
+    # With json the file is the result; the headline would mix prose into a script's stdout.
+    if kind != "json":
+        print(render_summary(report), end="")
+    print(f"{'' if kind == 'json' else chr(10)}wrote {args.out}", file=sys.stderr if kind == "json" else sys.stdout)
     return 0
 
 
@@ -475,7 +657,20 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "pass on no evidence uses regressed,inconclusive,insufficient"
         ),
     )
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON records")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help=(
+            "text for people; json: a list with one object per metric, compare_versions' columns (metric, "
+            "verdict, baseline_value, candidate_value, ratio, difference, their _low/_high, p_adjusted, "
+            "threshold, judged_on, note, ...) plus resource_name (see docs/cli-json.md); csv: the same rows. "
+            "The exit code is the same in every format"
+        ),
+    )
+    # The older spelling of --format json, kept for existing scripts.
+    p.add_argument("--json", action="store_const", const="json", dest="format", help=argparse.SUPPRESS)
+    _add_names(p)
     _add_source_options(p)
     p.set_defaults(func=_cmd_compare)
 
@@ -517,10 +712,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     given = args.stratify_freq
     extra: dict[str, Any] = {} if given is None else {"stratify_freq": None if given == "none" else given}
     result = compare_versions(df, args.baseline, args.candidate, **extra)
-    if args.json:
-        print(result.to_json(orient="records", date_format="iso", indent=2))
+    name = _names(args).get(args.rid)
+    if args.format == "json":
+        _print_json(_records(result.assign(resource_name=name or args.rid)))
+    elif args.format == "csv":
+        sys.stdout.write(result.assign(resource_name=name or args.rid).to_csv(index=False))
     else:
-        print(comparison_summary(result), end="")
+        print(comparison_summary(result, name=name), end="")
     verdicts = result["verdict"].astype(str)
     for name in args.fail_on:  # the most alarming verdict first
         hit = verdicts.eq(_FAIL_ON_VERDICTS[name])
@@ -557,7 +755,7 @@ def _why(row: pd.Series, tests: int) -> str:
     return f"the interval reaches across the threshold {_threshold(row)}: more executions would decide it"
 
 
-def comparison_summary(result: pd.DataFrame, confidence: float = 0.95) -> str:
+def comparison_summary(result: pd.DataFrame, confidence: float = 0.95, *, name: str | None = None) -> str:
     """:func:`~exec_analytics.analysis.compare_versions` output for a terminal: what was compared, then a table.
 
     Parameters
@@ -566,6 +764,8 @@ def comparison_summary(result: pd.DataFrame, confidence: float = 0.95) -> str:
         ``compare_versions`` output for one pair of versions.
     confidence : float
         The level its intervals were computed at (for the column label).
+    name : str, optional
+        The resource's display name, put before the versions.
 
     Returns
     -------
@@ -573,7 +773,8 @@ def comparison_summary(result: pd.DataFrame, confidence: float = 0.95) -> str:
         A line naming the versions, the window and what was adjusted for; a table with columns ``metric``
         (in words), ``baseline``, ``candidate`` (crude values with units), ``executions`` (baseline /
         candidate), ``effect [CI]`` (adjusted, in the units of the verdict) and ``verdict``; then one line
-        per inconclusive or insufficient-data metric saying why. No line is longer than 120 characters.
+        per inconclusive or insufficient-data metric saying why, and what the distribution metric means when
+        it is shown. No line is longer than 120 characters.
     """
     if not len(result):
         return "nothing to compare\n"
@@ -595,11 +796,14 @@ def comparison_summary(result: pd.DataFrame, confidence: float = 0.95) -> str:
         "verdict": [str(r["verdict"]) for r in rows],
     }
     adjusted = fmt.text(first["adjusted_for"]).replace(", start_time/", " and time buckets of ")
-    head = (f"{fmt.text(first['candidate'])} against {fmt.text(first['baseline'])}, "
+    whose = f"{fmt.text(name)}: " if name else ""
+    head = (f"{whose}{fmt.text(first['candidate'])} against {fmt.text(first['baseline'])}, "
             f"{fmt.timestamp(first['window_start'])} – {fmt.timestamp(first['window_end'])} (both ran)\n"
             f"adjusted for {adjusted or 'nothing (a naive comparison)'}; executions: baseline / candidate")  # fmt: skip
     tested = int(result["p_adjusted"].notna().sum())
     notes = [f"{fmt.metric_name(r['metric'])} is {r['verdict']}: {_why(r, tested)}" for r in rows if _why(r, tested)]
+    if (result["metric"] == "distribution").any():
+        notes.append(fmt.DISTRIBUTION_NOTE)
     wrapped = [textwrap.fill(line, 120, subsequent_indent="  ", break_on_hyphens=False)
                for line in [*head.splitlines(), *notes]]  # fmt: skip
     return "\n".join([*wrapped[:2], fmt.table(columns, left=("metric", "verdict")), *wrapped[2:]]) + "\n"
@@ -726,8 +930,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ExecAnalyticsError, ValueError, TypeError, OSError) as exc:
         # Messages can quote data (a version, a path): shown inert, like every other value on the terminal.
         message = _in_cli_words(fmt.text(" ".join(str(exc).split()))) or type(exc).__name__
+        if isinstance(exc, TransportError):
+            message = _unreachable(getattr(args, "hostname", None), message)
         print(f"exec-analytics: error: {message}", file=sys.stderr)
         return _exit_code(exc)
+
+
+def _unreachable(flag: str | None, message: str) -> str:
+    """A network failure that names the host; a bare host:port failing TLS is most likely the simulator."""
+    from .config import normalize_base_url
+
+    given = flag if flag is not None else os.environ.get("FOUNDRY_HOSTNAME")
+    if not given:
+        return message
+    try:
+        url = normalize_base_url(given)
+    except ValueError:
+        return message
+    hint = ""
+    if "://" not in given and re.search(r"\b(TLS|SSL)", message):
+        hint = (f" (no scheme means https; for a local simulator, which speaks plain HTTP, use "
+                f"--hostname http://{given.strip()})")  # fmt: skip
+    return f"cannot reach {fmt.text(url)}{hint}: {message}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,8 @@ missing value (None, NaN, NaT) and returns :data:`MISSING` for it rather than ``
 - :func:`timestamp`: ``2026-11-17 09:00 UTC``; :func:`level`: a confidence level or SLO (``95%``, ``99.9%``).
 - :func:`effect`: a version-comparison effect with its interval (``×1.40 [1.37, 1.43]``, ``+0.25 pp [...]``).
 - :func:`metric_name`: a comparison metric in words (``failure_rate[timeout]`` -> ``failure rate (timeout)``).
-- :func:`table`: columns of formatted cells as a plain-text table for a terminal.
+- :func:`table`: columns of formatted cells as a plain-text table for a terminal; :func:`frame`: a DataFrame
+  with chosen columns written with their units, for notebooks.
 - :func:`text`: a data value (version, RID, failure reason) as inert text: control, NUL and bidirectional
   formatting characters cannot reorder, hide or corrupt what is around it.
 """
@@ -19,17 +20,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 __all__ = [
+    "DISTRIBUTION_NOTE",
     "MISSING",
     "NO_CALLER",
     "NO_REASON",
     "count",
     "effect",
+    "frame",
     "level",
     "metric_name",
     "percent",
@@ -47,6 +50,11 @@ MISSING = "–"
 #: Shown for a failure without a reason and for executions without a caller.
 NO_REASON = "(no reason)"
 NO_CALLER = "(no caller)"
+#: What the ``distribution`` metric of a version comparison means, for every place that shows it.
+DISTRIBUTION_NOTE = (
+    "distribution (P(slower)): the chance that a candidate execution is slower than a baseline one from the "
+    "same callers; 0.500 is no change, and its effect is that chance minus 0.5 (above 0 = slower)"
+)
 
 # C0/C1 controls (NUL, ESC, backspace ...) and the Unicode bidirectional formatting characters (embeddings,
 # overrides, isolates and marks). Each becomes U+FFFD, so its presence stays visible but it acts on nothing.
@@ -193,6 +201,9 @@ def seconds(x: Any) -> str:
     return f"{v / 3600:.1f} h"  # pragma: no cover - the last unit has no upper bound
 
 
+_seconds = seconds  # for frame(), whose keyword of the same name hides it
+
+
 def level(fraction: float) -> str:
     """A confidence level or an SLO target as a percentage, all its digits and no more: ``0.95`` -> ``"95%"``,
     ``0.9995`` -> ``"99.95%"``.
@@ -280,8 +291,14 @@ def effect(row: Mapping[str, Any] | pd.Series[Any]) -> str:
     if on == "ratio":
         return f"×{v:.2f} [{lo:.2f}, {hi:.2f}]"
     if str(row["metric"]).startswith("failure_rate"):
-        return f"{100 * v:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-    return f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        return f"{_signed(100 * v, 2)} pp [{_signed(100 * lo, 2)}, {_signed(100 * hi, 2)}]"
+    return f"{_signed(v, 3)} [{_signed(lo, 3)}, {_signed(hi, 3)}]"
+
+
+def _signed(x: float, digits: int) -> str:
+    """``x`` with its sign, except a value that rounds to zero: ``0.00``, never ``-0.00`` or ``+0.00``."""
+    out = f"{x:+.{digits}f}"
+    return out[1:] if _is_zero(out) else out
 
 
 def table(columns: Mapping[str, Sequence[str]], *, left: Collection[str] = ()) -> str:
@@ -309,3 +326,49 @@ def table(columns: Mapping[str, Sequence[str]], *, left: Collection[str] = ()) -
 
     rows = zip(*columns.values(), strict=True)
     return "\n".join([line([(n, n) for n in columns]), *(line(list(zip(columns, r, strict=True))) for r in rows)])
+
+
+def _percent_digits(v: Any, digits: int) -> str:
+    return percent(v, digits)
+
+
+def frame(
+    data: pd.DataFrame,
+    *,
+    percent: Collection[str] = (),
+    seconds: Collection[str] = (),
+    counts: Collection[str] = (),
+    digits: int = 2,
+) -> pd.DataFrame:
+    """A table for reading (in a notebook): the named columns written with their units, the others as they are.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Any table, e.g. analysis output.
+    percent : collection of str
+        Columns of fractions, written as :func:`percent` does (``0.0123`` -> ``1.23%``).
+    seconds : collection of str
+        Columns of durations in seconds, written as :func:`seconds` does (``0.85`` -> ``850 ms``).
+    counts : collection of str
+        Columns of counts, written as :func:`count` does (``12345`` -> ``12,345``).
+    digits : int
+        Decimals of the percentages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``data`` with the same index and columns; the named columns hold text (missing values as
+        :data:`MISSING`).
+    """
+    named = [*percent, *seconds, *counts]
+    missing = [c for c in named if c not in data.columns]
+    if missing:
+        raise ValueError(f"frame: no column(s) {', '.join(map(str, missing))}")
+    out: pd.DataFrame = data.copy()
+    writers: list[tuple[Collection[str], Callable[[Any], str]]] = [
+        (percent, lambda v: _percent_digits(v, digits)), (seconds, _seconds), (counts, count)]  # fmt: skip
+    for columns, write in writers:
+        for c in columns:
+            out[c] = [write(v) for v in data[c].to_numpy(dtype=object)]
+    return out

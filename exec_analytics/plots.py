@@ -27,11 +27,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.axis import Axis
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
 from . import formatting as fmt
 
 __all__ = [
+    "LOW_VOLUME_LABEL",
     "OKABE_ITO",
     "PALETTE",
     "VERDICT_COLORS",
@@ -73,10 +76,29 @@ VERDICT_COLORS: dict[str, str] = {
 
 _GRID: dict[str, Any] = {"color": "#dddddd", "linewidth": 0.6}
 _PERCENTILE_COLORS = {"p50": PALETTE[0], "p90": PALETTE[5], "p95": PALETTE[1], "p99": PALETTE[3]}
+# Line style and marker per percentile, so that they are told apart without colour (in print, or by anyone).
+_PERCENTILE_STYLES = {"p50": ("-", "o"), "p90": ("-.", "D"), "p95": ("--", "s"), "p99": (":", "^")}
+#: Legend entry of the hatched bars of :func:`plot_caller_breakdown` (``low_volume`` callers).
+LOW_VOLUME_LABEL = "few executions: rate uncertain"
+# Behind a label drawn over data: lines pass under it instead of through it.
+_LABEL_BOX: dict[str, Any] = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
 
 
 _LEGEND_TITLES = {"resource_version": "version", "resource_rid": "resource", "caller_rid": "caller",
                   "caller_kind": "kind of caller", "failure_reason": "failure reason"}  # fmt: skip
+
+
+def _legend_title(column: str | None) -> str | None:
+    """A legend title in words for a column name (``resource_rid`` -> ``resource``)."""
+    if column is None:
+        return None
+    return _literal(_LEGEND_TITLES.get(column, column.replace("_", " ")))
+
+
+def _shown(value: Any, names: Mapping[str, str] | None) -> str:
+    """A data value as drawn: its display name when ``names`` has one, else the value itself."""
+    key = fmt.text(value)
+    return _literal(names[key] if names and key in names else value)
 
 
 def _literal(value: Any, missing: str = fmt.MISSING) -> str:
@@ -112,13 +134,14 @@ def _require(data: pd.DataFrame, columns: Sequence[str], func: str) -> None:
 def _times(values: Any) -> np.ndarray:
     """UTC timestamps as naive datetime64 (matplotlib's date axis shows them as UTC)."""
     idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return idx.tz_convert("UTC").tz_localize(None).to_numpy()
+    out: np.ndarray = idx.tz_convert("UTC").tz_localize(None).to_numpy()
+    return out
 
 
 def _date_axis(ax: Axes) -> None:
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=9)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     ax.set_xlabel("time (UTC)")
 
 
@@ -170,12 +193,20 @@ def _rollout_times(rollouts: Any, data_start: Any | None) -> list[tuple[str, pd.
 
 
 def _mark_rollouts(ax: Axes, pairs: list[tuple[str, pd.Timestamp]]) -> None:
+    lo, hi = ax.get_xlim()
+    near = 0.08 * (hi - lo)  # about the width of a version label on a report figure
+    previous, level = -math.inf, 0
     for version, when in pairs:
         x = _times([when])[0]
         ax.axvline(x, color=OKABE_ITO["reddish_purple"], linestyle="--", linewidth=1.2, zorder=1)
+        # Rollouts close together get their labels one under the other instead of on top of each other.
+        at = float(mdates.date2num(x))  # type: ignore[no-untyped-call]
+        level = level + 1 if at - previous < near else 0
+        previous = at
         ax.annotate(
-            _literal(version), xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
+            _literal(version), xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3 - 13 * level),
             textcoords="offset points", ha="left", va="top", fontsize=9, color=OKABE_ITO["reddish_purple"],
+            bbox=_LABEL_BOX, zorder=5,
         )  # fmt: skip
 
 
@@ -195,6 +226,7 @@ def plot_failure_rate(
     band: bool = True,
     label: str | None = None,
     color: str | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Axes:
     """Failure rate over time with its confidence band, version rollouts marked.
 
@@ -215,6 +247,8 @@ def plot_failure_rate(
         Draw the interval ``[rate_low, rate_high]`` as a shaded band.
     label, color : str, optional
         Legend label and colour of a single series.
+    names : mapping, optional
+        Display names of the ``hue`` values (e.g. resource RID -> name); others are shown as they are.
 
     Returns
     -------
@@ -227,7 +261,7 @@ def plot_failure_rate(
     for i, (key, part) in enumerate(_series(data.sort_values("period_start"), hue)):
         c = color if (color and hue is None) else PALETTE[i % len(PALETTE)]
         x = _times(part["period_start"])
-        name = label if key is None else _literal(key)
+        name = label if key is None else _shown(key, names)
         ax.plot(x, part["rate"].to_numpy(dtype=float), color=c, linewidth=1.8, label=name or "failure rate",
                 marker="o" if len(part) <= 14 else None, markersize=3.5)  # fmt: skip
         if band:
@@ -241,7 +275,9 @@ def plot_failure_rate(
     _date_axis(ax)
     _style(ax)
     if hue is not None or label:
-        ax.legend(frameon=False, fontsize=9)
+        # Beside the plot, as for the percentiles: inside, it hides lines and bands.
+        ax.legend(frameon=False, fontsize=9, title=_legend_title(hue), title_fontsize=9, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # fmt: skip
     return ax
 
 
@@ -282,21 +318,22 @@ def plot_duration_percentiles(
     part = data.sort_values("period_start")
     x = _times(part["period_start"])
     for i, col in enumerate(cols):
-        ax.plot(x, part[col].to_numpy(dtype=float), label=col, linewidth=1.8,
-                color=_PERCENTILE_COLORS.get(col, PALETTE[i % len(PALETTE)]),
-                marker="o" if len(part) <= 14 else None, markersize=3.5)  # fmt: skip
+        style, marker = _PERCENTILE_STYLES.get(col, ("-", "o"))
+        ax.plot(x, part[col].to_numpy(dtype=float), label=col, linewidth=1.8, linestyle=style,
+                color=_PERCENTILE_COLORS.get(col, PALETTE[i % len(PALETTE)]), marker=marker,
+                markevery=max(1, len(part) // 12), markersize=4)  # fmt: skip
     start = pd.Timestamp(data["period_start"].min()) if len(data) else None
     _mark_rollouts(ax, _rollout_times(rollouts, start))
     if log:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(_seconds))
-    ax.set_ylabel("duration (s)" + (", log scale" if log else ""))
+        _duration_ticks(ax.yaxis)
+    ax.set_ylabel("duration" + (" (log scale)" if log else " (s)"))
     _date_axis(ax)
     _style(ax)
-    # Above the plot, right-aligned: inside it would cover the highest line, which is the one that matters.
-    ax.legend(
-        frameon=False, fontsize=9, ncol=len(cols), loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1
-    )
+    # Beside the plot: inside it would cover the highest line (the one that matters), and above it would sit
+    # where a title goes.
+    ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              handlelength=3.0, title="percentile", title_fontsize=9)  # fmt: skip
     return ax
 
 
@@ -306,11 +343,29 @@ def _log_percent(value: float, _pos: Any = None) -> str:
 
 
 def _seconds(value: float, _pos: Any = None) -> str:
+    """A duration tick with its unit: ``100 ms``, ``1 s``, ``10 s``, ``2 min``, ``1 h``."""
     if value <= 0 or not math.isfinite(value):
         return ""
-    if value >= 1:
-        return f"{value:g}"
-    return f"{value:.3g}"
+    for unit, size in (("h", 3600.0), ("min", 60.0), ("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        # Minutes and hours only for whole ones: a decade tick at 100 s reads "100 s", not "1.67 min".
+        whole = size < 60 or abs(value / size - round(value / size)) < 1e-9
+        if value >= size * 0.9995 and whole:
+            return f"{value / size:.3g} {unit}"
+    return f"{value * 1e6:.2g} µs"
+
+
+def _duration_ticks(axis: Axis) -> None:
+    """Readable ticks on a log duration axis: 1, 2 and 5 of each decade when up to three decades are shown,
+    else the decades alone, each with its unit; minor ticks unlabelled (matplotlib labels them in scientific
+    notation when the axis spans less than a decade)."""
+    ax = axis.axes
+    # get_xlim/get_ylim apply pending autoscaling; the axis' own view interval can be stale before a draw.
+    lo, hi = ax.get_xlim() if axis is ax.xaxis else ax.get_ylim()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 3.0 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    axis.set_major_formatter(FuncFormatter(_seconds))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_duration_distribution(
@@ -322,6 +377,7 @@ def plot_duration_distribution(
     log: bool = True,
     order: Sequence[str] | None = None,
     min_executions: int = 1,
+    names: Mapping[str, str] | None = None,
 ) -> Axes:
     """The empirical distribution of durations per group (ECDF, or its complement to show the tail).
 
@@ -342,6 +398,8 @@ def plot_duration_distribution(
         Groups to draw, in this order (default: the column's category order, groups with data only).
     min_executions : int
         Skip groups with fewer known durations.
+    names : mapping, optional
+        Display names of the groups (e.g. resource RID -> name with ``by="resource_rid"``).
 
     Returns
     -------
@@ -357,13 +415,13 @@ def plot_duration_distribution(
     else:
         col = data[by]
         if order is not None:
-            names = [str(c) for c in order]
+            keys = [str(c) for c in order]
         elif isinstance(col.dtype, pd.CategoricalDtype):
-            names = [str(c) for c in col.cat.categories]
+            keys = [str(c) for c in col.cat.categories]
         else:
-            names = [str(c) for c in pd.unique(col.dropna())]
+            keys = [str(c) for c in pd.unique(col.dropna())]
         as_text = np.asarray(col.astype("string").fillna("\x00<NA>"), dtype=object)
-        groups = [(name, values[as_text == name]) for name in names]
+        groups = [(key, values[as_text == key]) for key in keys]
     drawn = 0
     for name, vals in groups:
         vals = np.sort(vals[~np.isnan(vals)])
@@ -373,12 +431,12 @@ def plot_duration_distribution(
         # With complementary: the share at least this slow, so the slowest execution keeps 1/n rather than 0.
         y = 1.0 - np.arange(n) / n if complementary else np.arange(1, n + 1) / n
         ax.plot(vals, y, drawstyle="steps-post", linewidth=1.6, color=PALETTE[drawn % len(PALETTE)],
-                label=f"{_literal(name)} (n={n:,})")  # fmt: skip
+                label=f"{_shown(name, names)} (n={n:,})")  # fmt: skip
         drawn += 1
     if log:
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_seconds))
-    ax.set_xlabel("duration (s)" + (", log scale" if log else ""))
+        _duration_ticks(ax.xaxis)
+    ax.set_xlabel("duration" + (" (log scale)" if log else " (s)"))
     if complementary:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(_log_percent))
@@ -389,8 +447,7 @@ def plot_duration_distribution(
         ax.set_ylabel("executions at most x (%)")
     _style(ax, xgrid=True)
     if drawn:
-        title = _LEGEND_TITLES.get(by, by) if by else None
-        ax.legend(frameon=False, fontsize=9, title=_literal(title) if title else None, title_fontsize=9)
+        ax.legend(frameon=False, fontsize=9, title=_legend_title(by), title_fontsize=9)
     return ax
 
 
@@ -423,7 +480,8 @@ def effect_position(data: pd.DataFrame) -> pd.DataFrame:
             r = data[f"ratio{suffix}"].to_numpy(dtype=float)
             d = data[f"difference{suffix}"].to_numpy(dtype=float)
             out["x" + suffix] = np.where(on_ratio, np.log(r) / np.log1p(thr), d / thr)
-    return pd.DataFrame(out, index=data.index)
+    positions: pd.DataFrame = pd.DataFrame(out, index=data.index)
+    return positions
 
 
 def plot_version_comparison(
@@ -431,7 +489,7 @@ def plot_version_comparison(
     *,
     ax: Axes | None = None,
     annotate: bool = True,
-    legend: bool = True,
+    legend: bool | None = None,
 ) -> Axes:
     """Forest plot of version-comparison effects with intervals, threshold lines and verdict colours.
 
@@ -445,8 +503,9 @@ def plot_version_comparison(
     annotate : bool
         Write each effect in its own units beside the row (``×1.40 [1.37, 1.43]`` for ratios, percentage
         points for failure rates).
-    legend : bool
-        Add a legend of the verdict colours present.
+    legend : bool, optional
+        Add a legend of the verdict colours present, beside the plot. By default only without ``annotate``:
+        the annotations already name each verdict in its colour, where the legend would go.
 
     Returns
     -------
@@ -496,9 +555,9 @@ def plot_version_comparison(
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel("effect in units of its practical threshold (±1 = threshold; >0 worse)")
     _style(ax, ygrid=False, xgrid=True)
-    if legend and seen:
-        ax.legend(frameon=False, fontsize=9, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(seen),
-                  handletextpad=0.3, borderaxespad=0.2)  # fmt: skip
+    if (not annotate if legend is None else legend) and seen:
+        ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="verdict",
+                  title_fontsize=9, handletextpad=0.3, borderaxespad=0.0)  # fmt: skip
     return ax
 
 
@@ -530,7 +589,8 @@ def plot_caller_breakdown(
     -------
     matplotlib.axes.Axes
         One bar per caller (bar width = ``rate``), top-ranked at the top, with error bars to
-        ``rate_low``/``rate_high``; low-volume callers are hatched.
+        ``rate_low``/``rate_high``; low-volume callers are hatched, with a legend entry
+        (:data:`LOW_VOLUME_LABEL`) saying so.
     """
     _require(data, ["rank", "caller_rid", "executions", "failures", "rate", "rate_low", "rate_high"],
              "plot_caller_breakdown")  # fmt: skip
@@ -556,11 +616,17 @@ def plot_caller_breakdown(
     ax.set_yticks(y, names)
     for yi, hi_, ex, fa in zip(y, high, rows["executions"], rows["failures"], strict=True):
         ax.annotate(f"{int(fa):,} of {int(ex):,}", xy=(hi_ if np.isfinite(hi_) else 0, yi), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=8, color="#444444")  # fmt: skip
+                    textcoords="offset points", va="center", fontsize=8, color="#444444", bbox=_LABEL_BOX,
+                    zorder=5)  # fmt: skip
     if reference is not None and np.isfinite(reference):
         ax.axvline(reference, color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.2,
                    label=f"overall {fmt.percent(reference)}")  # fmt: skip
-        ax.legend(frameon=False, fontsize=9, loc="lower right")
+    handles, _ = ax.get_legend_handles_labels()
+    if low_volume.any():
+        # The hatching means something: the legend says what.
+        handles.append(Patch(facecolor=PALETTE[2], edgecolor="white", hatch="//", label=LOW_VOLUME_LABEL))
+    if handles:
+        ax.legend(handles=handles, frameon=False, fontsize=9, loc="lower right")
     top = float(np.nanmax(high)) if n and np.isfinite(high).any() else 0.01
     ax.set_xlim(0, top * 1.3 if top > 0 else 0.01)
     ax.set_ylim(-0.6, n - 0.4)
@@ -610,8 +676,10 @@ def plot_error_budget(
     ax.plot(x, y, color=c, linewidth=2, label=label or "budget remaining")
     if len(y):
         final = y[-1]
-        ax.annotate(f"{fmt.percent(final, 0)} left", xy=(x[-1], final), xytext=(-4, 8), textcoords="offset points",
-                    ha="right", fontsize=9, color=OKABE_ITO["vermillion"] if final < 0 else c)  # fmt: skip
+        # Left of the last point and boxed: the reference lines end at the same place and would cross it.
+        ax.annotate(f"{fmt.percent(final, 0)} left", xy=(x[-1], final), xytext=(-8, 10), textcoords="offset points",
+                    ha="right", fontsize=9, color=OKABE_ITO["vermillion"] if final < 0 else c, bbox=_LABEL_BOX,
+                    zorder=5)  # fmt: skip
     if ideal and len(x) >= 2:
         ax.plot([x[0], x[-1]], [1.0, 0.0], color="#777777", linestyle="--", linewidth=1,
                 label="failing at exactly the SLO")  # fmt: skip

@@ -338,6 +338,9 @@ def test_comparison_summary_is_human_and_says_why() -> None:
         "p50 is inconclusive: beyond the threshold ×1.10 (±10%) but not significant once adjusted for 4 tests "
         "(adjusted p = 0.08)",
         "p99 is insufficient data: needs 3,000 executions per version; has 900 candidate",
+        "distribution (P(slower)): the chance that a candidate execution is slower than a baseline one from the same "
+        "callers;",
+        "  0.500 is no change, and its effect is that chance minus 0.5 (above 0 = slower)",
     ]
 
 

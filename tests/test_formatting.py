@@ -115,6 +115,9 @@ def test_effect_in_the_units_it_was_judged_on():
     assert fmt.effect(_row("failure_rate", "difference", (0.0025, 0.001, 0.004))) == "+0.25 pp [+0.10, +0.40]"
     assert fmt.effect(_row("distribution", "difference", (0.12, 0.08, -0.01))) == "+0.120 [+0.080, -0.010]"
     assert fmt.effect(_row("p50", "ratio", (NAN, 1.0, 2.0))) == "no estimate"
+    # A difference that rounds to zero has no sign, in the centre or at a bound.
+    assert fmt.effect(_row("failure_rate", "difference", (-0.00001, -0.0014, 0.0013))) == "0.00 pp [-0.14, +0.13]"
+    assert fmt.effect(_row("distribution", "difference", (0.0002, -0.0004, 0.01))) == "0.000 [0.000, +0.010]"
 
 
 def test_table_aligns_text_left_and_numbers_right():
@@ -122,3 +125,14 @@ def test_table_aligns_text_left_and_numbers_right():
     assert out.splitlines() == ["name     count", "a            1", "longer  12,345"]
     with pytest.raises(ValueError, match="differ in length"):
         fmt.table({"a": ["1"], "b": []})
+
+
+def test_frame_writes_the_named_columns_with_units() -> None:
+    data = pd.DataFrame({"rate": [0.0123, float("nan")], "p95": [0.85, 300.0], "n": [12345, 7], "kind": ["a", "b"]},
+                        index=[3, 5])  # fmt: skip
+    out = fmt.frame(data, percent=["rate"], seconds=["p95"], counts=["n"], digits=1)
+    assert out.to_dict("list") == {"rate": ["1.2%", fmt.MISSING], "p95": ["850 ms", "5.0 min"], "n": ["12,345", "7"],
+                                   "kind": ["a", "b"]}  # fmt: skip
+    assert list(out.index) == [3, 5] and data["rate"].iloc[0] == 0.0123  # a copy; the input is untouched
+    with pytest.raises(ValueError, match="no column"):
+        fmt.frame(data, percent=["share"])

@@ -31,9 +31,14 @@ def test_notebooks_exist() -> None:
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The kernel inherits the environment: no display, no user cache, and no Foundry credentials that
-    # would send a notebook to a real stack.
+    # would send a notebook to a real stack. Its temporary directory is one of the test's own, so that what
+    # the notebook leaves there can be seen.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, str(scratch))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for name in ("FOUNDRY_HOSTNAME", "FOUNDRY_TOKEN", "FOUNDRY_CLIENT_ID", "FOUNDRY_CLIENT_SECRET"):
@@ -52,6 +57,15 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if cell.cell_type == "code":
             for output in cell.get("outputs", []):
                 assert output.get("output_type") != "error", f"{path.name}: {output.get('ename')}"
+    if path == STUDY:
+        # The conclusion is computed from the verdicts: it cannot call a version clean while metrics are undecided.
+        last = nb.cells[-1].outputs
+        text = "".join(o.get("data", {}).get("text/markdown", "") for o in last)
+        verdicts = text.rsplit("Verdicts of the adjusted comparison", 1)[-1]
+        assert "Verdicts of the adjusted comparison" in text
+        assert not ("did not regress" in text and ("inconclusive" in verdicts or "insufficient" in verdicts)), text
+    left = sorted(p.name for p in scratch.iterdir())
+    assert not left, f"{path.name} left temporary files behind: {left}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

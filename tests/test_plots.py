@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import matplotlib
 
@@ -80,7 +81,10 @@ def test_duration_percentiles_lines_match_and_log_scale(df, ax):
     for name, ln in lines.items():
         np.testing.assert_allclose(ln.get_ydata(), pct[name])
     assert ax.get_yscale() == "log"
-    assert "(s" in ax.get_ylabel()
+    # The unit is on every labelled tick (the axis label no longer has to carry it).
+    ax.figure.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ticks and all(re.fullmatch(r"\d+(\.\d+)? (ms|s|min|h)", t) for t in ticks), ticks
     fig, other = plt.subplots()
     assert plots.plot_duration_percentiles(pct, ax=other, log=False, percentiles=("p50",)) is other
     assert other.get_yscale() == "linear" and len(other.get_lines()) == 1
@@ -208,3 +212,131 @@ def test_data_text_is_drawn_literally_never_as_mathtext(df):
         assert "name " + MATHTEXT in [t.replace("\\$", "$") for t in drawn]
     finally:
         plt.close(fig)
+
+
+def test_duration_ticks_read_as_durations() -> None:
+    assert [plots._seconds(v) for v in (0.001, 0.1, 0.2, 1.0, 10.0, 60.0, 100.0, 120.0, 3600.0)] == [
+        "1 ms", "100 ms", "200 ms", "1 s", "10 s", "1 min", "100 s", "2 min", "1 h"]  # fmt: skip
+    fig, (wide, narrow) = plt.subplots(2, 1, figsize=(9.5, 6))  # as wide as the report's figures
+    try:
+        wide.plot([0.001, 100.0], [0, 1])
+        wide.set_xscale("log")
+        plots._duration_ticks(wide.xaxis)
+        narrow.plot([0.15, 0.9], [0, 1])
+        narrow.set_xscale("log")
+        plots._duration_ticks(narrow.xaxis)
+        fig.canvas.draw()
+        shown = [t.get_text() for t in wide.get_xticklabels() if t.get_text()]
+        assert {"1 ms", "100 ms", "1 s", "10 s"} <= set(shown) and "2 s" not in shown
+        # Less than a decade: 200 ms and 500 ms are labelled, not "2×10⁻¹" minor labels.
+        shown = [t.get_text() for t in narrow.get_xticklabels() if t.get_text()]
+        assert {"200 ms", "500 ms"} <= set(shown)
+        assert not [t.get_text() for t in narrow.get_xticklabels(minor=True) if t.get_text()]
+    finally:
+        plt.close(fig)
+
+
+def test_percentiles_differ_without_colour(df, ax):
+    plots.plot_duration_percentiles(duration_percentiles(df, freq="6h"), ax=ax)
+    styles = {
+        ln.get_label(): (ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines() if ln.get_label()[0] == "p"
+    }
+    assert len(set(styles.values())) == len(styles) == 3
+    assert len({ls for ls, _ in styles.values()}) == 3 and len({m for _, m in styles.values()}) == 3
+
+
+def test_labels_over_data_have_a_background(df, ax):
+    plots.plot_duration_percentiles(duration_percentiles(df, freq="6h"), ax=ax,
+                                    rollouts=version_adoption(df, freq="6h", by=None))  # fmt: skip
+    (label,) = ax.texts
+    assert label.get_text() == "1.4.0" and label.get_bbox_patch() is not None
+    assert label.get_bbox_patch().get_facecolor()[:3] == (1.0, 1.0, 1.0) and label.get_zorder() > 2
+    fig, other = plt.subplots()
+    try:
+        plots.plot_error_budget(budget_burndown(df, slo=0.95, start=START, end=END, freq="6h"), ax=other)
+        (left,) = other.texts
+        assert left.get_text().endswith(" left") and left.get_bbox_patch() is not None
+    finally:
+        plt.close(fig)
+
+
+def test_low_volume_hatching_has_a_legend_entry(df, ax):
+    callers = caller_breakdown(df, top=8, min_executions=10_000)  # every caller counts as low volume
+    assert callers.loc[callers["rank"] > 0, "low_volume"].all()
+    plots.plot_caller_breakdown(callers, ax=ax, reference=0.04)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["overall 4.00%", plots.LOW_VOLUME_LABEL]
+    fig, other = plt.subplots()
+    try:
+        plots.plot_caller_breakdown(caller_breakdown(df, top=3, min_executions=1), ax=other)
+        assert other.get_legend() is None  # nothing hatched, no reference: nothing to explain
+    finally:
+        plt.close(fig)
+
+
+def test_legend_titles_are_words_and_names_replace_rids(df, ax):
+    two = pd.concat([df, df.assign(resource_rid="ri.function-registry.main.function.other")])
+    two["resource_rid"] = two["resource_rid"].astype("category")
+    rates = failure_rate(two, freq="6h", by="resource_rid")
+    plots.plot_failure_rate(rates, ax=ax, hue="resource_rid", names={str(df["resource_rid"].iloc[0]): "checkout"})
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "resource"
+    assert legend.get_texts()[0].get_text() == "checkout"
+    fig, other = plt.subplots()
+    try:
+        plots.plot_duration_distribution(
+            two, ax=other, by="resource_rid", names={str(df["resource_rid"].iloc[0]): "co"}
+        )
+        labels = [ln.get_label() for ln in other.get_lines()]
+        assert labels[0].startswith("co (n=") and labels[1].startswith("ri.function-registry.main.function.other")
+        assert other.get_legend().get_title().get_text() == "resource"
+    finally:
+        plt.close(fig)
+
+
+def test_version_comparison_legend_only_when_not_annotated(df, ax):
+    cmp = compare_versions(df, "1.3.0", "1.4.0", n_resamples=50)
+    plots.plot_version_comparison(cmp, ax=ax)
+    assert ax.get_legend() is None  # the annotations name the verdicts; the space above is the title's
+    fig, other = plt.subplots()
+    try:
+        plots.plot_version_comparison(cmp, ax=other, annotate=False)
+        assert other.get_legend() is not None
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("loc", ["center", "left", "right"])
+def test_percentile_legend_leaves_the_title_alone(df, loc):
+    fig, ax = plt.subplots(figsize=(9.5, 3.4), layout="constrained")
+    try:
+        plots.plot_duration_percentiles(duration_percentiles(df, freq="6h"), ax=ax)
+        ax.set_title("duration percentiles per six hours, this period and the one before", loc=loc)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        title = next(t for t in (ax.title, ax._left_title, ax._right_title) if t.get_text())
+        assert not ax.get_legend().get_window_extent(renderer).overlaps(title.get_window_extent(renderer))
+    finally:
+        plt.close(fig)
+
+
+def test_rollout_labels_close_together_do_not_overprint(df, ax):
+    rates = failure_rate(df, freq="6h")
+    t = pd.Timestamp("2026-11-17T09:00Z")
+    plots.plot_failure_rate(rates, ax=ax, rollouts={"1.4.0": t, "1.4.1": t + pd.Timedelta("1h"),
+                                                    "1.5.0": t + pd.Timedelta("2D")})  # fmt: skip
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = {a.get_text(): a.get_window_extent(renderer) for a in ax.texts}
+    assert set(boxes) == {"1.4.0", "1.4.1", "1.5.0"}
+    assert not boxes["1.4.0"].overlaps(boxes["1.4.1"])
+    assert boxes["1.5.0"].y1 == pytest.approx(boxes["1.4.0"].y1)  # far enough apart: back on the top line
+
+
+def test_failure_rate_legend_covers_no_data(df, ax):
+    two = pd.concat([df, df.assign(resource_rid="ri.function-registry.main.function.other")])
+    two["resource_rid"] = two["resource_rid"].astype("category")
+    plots.plot_failure_rate(failure_rate(two, freq="6h", by="resource_rid"), ax=ax, hue="resource_rid")
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

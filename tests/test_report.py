@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,144 @@ def test_markdown_draws_no_figure_and_html_draws_them_from_the_data(report, monk
     html = render_html(report)
     assert len(drawn) == html.count('src="data:image/png;base64,') >= 5
     assert not any(isinstance(v, bytes) for sec in report.resources for v in vars(sec).values())
+
+
+# --- status, periods not over, whole seconds, the distribution metric ---------------------------------------
+
+RID = "ri.function-registry.main.function.5a1e"
+
+
+def synthetic(failures: int, previous_failures: int, n: int = 2000, whole: bool = True) -> pd.DataFrame:
+    """Two days of ``n`` executions each (one version, one caller), the first ``failures`` of the second day and
+    the first ``previous_failures`` of the first day failed; durations 1-3 s (80% at 2 s), whole seconds when
+    ``whole``."""
+    rng = np.random.default_rng(7)
+    t0 = pd.Timestamp("2026-11-10T00:00Z")
+    rows = []
+    for day, failed in ((0, previous_failures), (1, failures)):
+        start = t0 + pd.Timedelta(days=day) + pd.to_timedelta(np.sort(rng.uniform(0, 86_000, n)), unit="s")
+        dur = rng.choice([1.0, 2.0, 3.0], n, p=[0.1, 0.8, 0.1]) if whole else rng.uniform(1, 3, n)
+        status = np.where(np.arange(n) < failed, "FAILED", "SUCCEEDED")
+        rows.append(pd.DataFrame({
+            "start_time": start.floor("ms"), "duration_s": dur, "status": status,
+            "failure_reason": np.where(status == "FAILED", "timeout", None), "resource_rid": RID,
+            "resource_version": "1.0.0", "caller_rid": "ri.workshop.main.module.c1", "trace_owning_rid": RID,
+            "foundry_trace_id": [f"t{day}-{i}" for i in range(n)],
+        }))  # fmt: skip
+    frame = pd.concat(rows, ignore_index=True)
+    return schema.to_frame(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+@pytest.mark.parametrize(
+    ("failures", "status"),
+    [(0, "ok"), (14, "ok"), (16, "at risk"), (20, "budget exhausted"), (31, "budget exhausted")],  # 20 allowed
+)
+def test_status_reflects_the_budget_left(failures: int, status: str) -> None:
+    df = synthetic(failures, failures)
+    rep = build_weekly_report(df, start="2026-11-11T00:00Z", end="2026-11-12T00:00Z", slo=0.99)
+    sec = rep.resources[0]
+    remaining = 1 - failures / (0.01 * 2000)
+    assert sec.budget.remaining == pytest.approx(remaining)
+    assert sec.status == status
+    html, md = render_html(rep, figures={}), render_markdown(rep)
+    assert f">{status}</span>" in html and f"status: **{status}**" in md
+    # One resource, no summary table: the statuses are explained under its heading.
+    note = "at risk (less than 25% of the period's budget left)"
+    assert note in unescape(html) and note in md
+
+
+def test_status_thresholds_are_documented_where_statuses_are_shown(report, html) -> None:
+    from exec_analytics.report import AT_RISK_BELOW
+
+    assert AT_RISK_BELOW == 0.25
+    note = "at risk (less than 25% of the period's budget left)"
+    assert note in unescape(html) and note in render_markdown(report)
+
+
+def test_a_period_that_is_not_over_is_flagged_everywhere() -> None:
+    df = synthetic(0, 0)
+    period = {"start": "2026-11-11T00:00Z", "end": "2026-11-12T00:00Z"}
+    live = build_weekly_report(df, **period, now="2026-11-11T18:30Z")
+    assert live.in_progress and live.generated_at == pd.Timestamp("2026-11-11T18:30Z")
+    words = "This period is not over: it ends 2026-11-12 00:00 UTC"
+    for text in (render_html(live, figures={}), render_markdown(live), render_summary(live)):
+        assert words in text
+    assert all(len(line) <= 120 for line in render_summary(live).splitlines())
+    over = build_weekly_report(df, **period, now="2026-11-12T00:00Z")
+    assert not over.in_progress
+    for text in (render_html(over, figures={}), render_markdown(over), render_summary(over)):
+        assert "not over" not in text
+
+
+def test_whole_second_durations_are_named_next_to_collapsed_intervals() -> None:
+    rep = build_weekly_report(synthetic(0, 0), start="2026-11-11T00:00Z", end="2026-11-12T00:00Z")
+    sec = rep.resources[0]
+    assert sec.whole_seconds
+    p50 = sec.kpi("p50")
+    assert p50.low == p50.high == p50.value == 2.0  # 80% of the executions at 2 s: the interval collapses
+    md = render_markdown(rep)
+    line = next(line for line in md.splitlines() if line.startswith("| p50 "))
+    assert "(95% CI 2.00 s – 2.00 s; durations reported in whole seconds)" in line
+    assert "durations reported in whole seconds" in render_html(rep, figures={})
+    fine = build_weekly_report(synthetic(0, 0, whole=False), start="2026-11-11T00:00Z", end="2026-11-12T00:00Z")
+    assert not fine.resources[0].whole_seconds and "whole seconds" not in render_markdown(fine)
+
+
+def test_whole_seconds_from_a_second_up(df, wl) -> None:
+    # As the API reports some resources: milliseconds below a second, whole seconds from a second up.
+    d = df["duration_s"]
+    api = df.assign(duration_s=d.where(d < 1, d.round()))
+    rep = build_weekly_report(api, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    main = rep.resources[0]
+    assert main.whole_seconds
+    p95 = main.kpi("p95")
+    assert p95.low == p95.high == p95.value and p95.value >= 1
+    lines = render_markdown(rep).splitlines()
+    assert "durations reported in whole seconds" in next(line for line in lines if line.startswith("| p95 "))
+    # An interval that did not collapse needs no excuse.
+    assert "whole seconds" not in next(line for line in lines if line.startswith("| p50 "))
+    # Every duration in milliseconds (a uniform millisecond part added): whole about once in a thousand.
+    ms = np.random.default_rng(3).integers(1, 1000, len(d)) / 1000
+    fine = df.assign(duration_s=d.where(d < 1, d.round() + ms))
+    exact = build_weekly_report(fine, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    assert not exact.resources[0].whole_seconds
+    # The simulated API, like Foundry's, sends some durations in seconds and others in milliseconds.
+    mixed = df.assign(duration_s=d.where((d < 1) | (np.arange(len(d)) % 3 > 0), d.round()))
+    part = build_weekly_report(mixed, start=START, end=END, resources=[wl.main.rid], compare={"n_resamples": 50})
+    assert part.resources[0].whole_seconds
+
+
+def test_the_distribution_metric_is_explained_where_shown(report, html) -> None:
+    assert "distribution" in report.resources[0].new_versions[0].verdicts
+    assert "Distribution (P(slower)): the chance that a candidate execution is slower" in html
+    assert "distribution (P(slower)): the chance that a candidate execution is slower" in render_markdown(report)
+
+
+def test_report_json_has_the_documented_schema(report) -> None:
+    from exec_analytics.report import render_json
+
+    doc = json.loads(render_json(report))
+    assert set(doc) == {"title", "start", "end", "previous_start", "previous_end", "generated_at", "in_progress",
+                        "slo", "confidence", "source", "resources"}  # fmt: skip
+    assert doc["start"] == "2026-11-17T00:00:00Z" and doc["end"] == "2026-11-21T00:00:00Z"
+    assert doc["source"] == "https://foundry.example.com:8443/api" and doc["slo"] == 0.95
+    main = doc["resources"][0]
+    sec = report.resources[0]
+    assert main["name"] == sec.name and main["status"] == sec.status == "regressed"
+    assert main["budget"]["remaining"] == pytest.approx(sec.budget.remaining)
+    assert {k["name"]: k["value"] for k in main["kpis"]} == pytest.approx({k.name: k.value for k in sec.kpis})
+    assert len(main["callers"]) == len(sec.callers) and len(main["reasons"]) == len(sec.reasons)
+    assert main["new_versions"][0]["verdicts"] == sec.new_versions[0].verdicts
+
+
+def test_names_replace_rids_in_headings_and_caller_tables(df, report, wl) -> None:
+    main = report.resources[0]
+    top = str(main.callers["caller_rid"].iloc[0])
+    names = {wl.main.rid: "scoring", top: "nightly sentinel"}
+    rep = build_weekly_report(df, start=START, end=END, resources=[wl.main.rid], names=names,
+                              compare={"n_resamples": 50})  # fmt: skip
+    md = render_markdown(rep)
+    assert "## scoring" in md and "| nightly sentinel |" in md and f"| {top} |" not in md
+    html = render_html(rep, figures={})
+    assert ">nightly sentinel</td>" in html and f">{top}</td>" not in html
+    assert rep.names == names

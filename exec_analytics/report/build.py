@@ -10,9 +10,10 @@ import math
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import formatting as fmt
@@ -29,6 +30,7 @@ from ..analysis.budget import check_slo
 from ..timeutil import to_utc
 
 __all__ = [
+    "AT_RISK_BELOW",
     "BudgetStatus",
     "Kpi",
     "Report",
@@ -42,6 +44,9 @@ __all__ = [
 _WEEK = re.compile(r"^(\d{4})-?W(\d{2})$")
 #: Verdicts from the most to the least alarming; a version's headline verdict is the first one present.
 _VERDICT_PRIORITY = ("regressed", "inconclusive", "improved", "equivalent", "insufficient data")
+#: A resource whose period budget has less than this share left is "at risk" (it can still end within the SLO,
+#: but one bad day spends the rest); at 0 or below it is "budget exhausted".
+AT_RISK_BELOW = 0.25
 
 
 @dataclass
@@ -165,8 +170,9 @@ class ResourceSection:
     rid, name : str
         Resource RID and display name.
     status : str
-        ``"regressed"`` (a new version regressed), ``"over budget"``, ``"attention"`` (notable changes) or
-        ``"ok"``.
+        The first that applies: ``"regressed"`` (a new version regressed), ``"budget exhausted"`` (no error
+        budget left), ``"at risk"`` (less than :data:`AT_RISK_BELOW`, 25%, of the budget left), ``"attention"``
+        (notable changes) or ``"ok"``.
     kpis : list of Kpi
         Executions, failure rate, p50, p95, p99.
     budget : BudgetStatus
@@ -185,6 +191,10 @@ class ResourceSection:
         :func:`exec_analytics.analysis.version_adoption` by the same buckets (rollouts marked in figures).
     durations : DataFrame
         ``resource_version`` and ``duration_s`` of the period's executions (the distribution figure).
+    whole_seconds : bool
+        Durations of a second or more come (at least partly) in whole seconds: at least 5% of them are whole
+        numbers, which millisecond durations almost never are. Ties at whole seconds can then make the
+        interval of a percentile above a second collapse to one value.
     """
 
     rid: str
@@ -199,6 +209,7 @@ class ResourceSection:
     timeline: pd.DataFrame
     adoption: pd.DataFrame
     durations: pd.DataFrame
+    whole_seconds: bool = False
 
     def kpi(self, name: str) -> Kpi:
         """The KPI called ``name``."""
@@ -228,6 +239,11 @@ class Report:
         ``failure_rate``, ``failure_rate_change``, ``p95``, ``p95_change``, ``budget_remaining``,
         ``new_versions`` (text such as ``"1.4.0: regressed"``).
     resources : list of ResourceSection
+    in_progress : bool
+        The period is not over when the report is built (its end is after ``generated_at``): its figures
+        will still change, and the renderers say so.
+    names : dict
+        The display names given (RID -> name): resources' headings, and callers' labels in tables and figures.
     """
 
     title: str
@@ -241,6 +257,8 @@ class Report:
     source: str | None
     summary: pd.DataFrame
     resources: list[ResourceSection]
+    in_progress: bool = False
+    names: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -333,7 +351,8 @@ def safe_source(source: object) -> str | None:
 
 def _rows_in(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     t = df["start_time"]
-    return df.loc[((t >= start) & (t < end)).to_numpy()]
+    rows: pd.DataFrame = df.loc[((t >= start) & (t < end)).to_numpy()]
+    return rows
 
 
 def _f(value: Any) -> float:
@@ -427,13 +446,38 @@ def _new_versions(
     return out
 
 
+def _status(versions: list[VersionFinding], budget: BudgetStatus, notable: list[str]) -> str:
+    if any(v.verdict == "regressed" for v in versions):
+        return "regressed"
+    # Rounded: exactly the allowed number of bad executions leaves 1e-16 of budget in floating point, not some.
+    if round(budget.remaining, 9) <= 0:
+        return "budget exhausted"
+    if budget.remaining < AT_RISK_BELOW:
+        return "at risk"
+    return "attention" if notable else "ok"
+
+
+#: Share of whole numbers among the durations of a second or more above which they are taken to be reported in
+#: whole seconds: durations with millisecond resolution are whole about once in a thousand.
+WHOLE_SHARE = 0.05
+
+
+def _whole_seconds(durations: pd.Series) -> bool:
+    # The API reports some durations in whole seconds and others in milliseconds, even for one resource: the
+    # ties at whole seconds are what make a percentile's interval collapse.
+    known = durations.dropna().to_numpy(dtype="float64")
+    long = known[known >= 1.0]
+    return bool(len(long)) and float((long == np.round(long)).mean()) >= WHOLE_SHARE
+
+
 def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:
     now = failure_reasons(week)
     before = failure_reasons(prev) if len(prev) else now.iloc[:0]
     seen = set(before["failure_reason"].dropna().astype(str))
     reason = now["failure_reason"].astype("string")
     now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if len(prev) else False)
-    return now.head(top).reset_index(drop=True)
+    top_rows: pd.DataFrame = now.head(top).reset_index(drop=True)
+    return top_rows
 
 
 def _notable(kpis: list[Kpi], budget: BudgetStatus, versions: list[VersionFinding], reasons: pd.DataFrame,
@@ -510,6 +554,7 @@ def build_weekly_report(
     confidence: float = 0.95,
     compare: Mapping[str, Any] | None = None,
     freq: str | None = None,
+    now: object = None,
 ) -> Report:
     """Build the reliability report of one period (by default the last complete ISO week) from the table.
 
@@ -525,7 +570,8 @@ def build_weekly_report(
     resources : str or sequence of str, optional
         Resource RIDs to report on (default: every resource in ``df``), in this order.
     names : mapping, optional
-        Display names, RID -> name; resources without one show their RID.
+        Display names, RID -> name (a plain dict, or a fleet file's ``names``): resources and callers without
+        one show their RID.
     slo : float
         Target share of succeeded executions for the error budget.
     baseline_weeks : int
@@ -540,6 +586,8 @@ def build_weekly_report(
         ``stratify_freq``), except ``confidence``.
     freq : str, optional
         Time bucket of the timeline figures and the burn-down (default: from the period's length).
+    now : str, datetime or Timestamp, optional
+        When the report is built (default: the current time): a period ending after it is flagged as not over.
 
     Returns
     -------
@@ -581,8 +629,7 @@ def build_weekly_report(
         callers = callers[callers["rank"] > 0].reset_index(drop=True) if callers is not None else pd.DataFrame()
         reasons = _reasons(week_rows, prev_rows, top_reasons)
         notable = _notable(kpis, budget, versions, reasons, callers, confidence)
-        status = ("regressed" if any(v.verdict == "regressed" for v in versions) else
-                  "over budget" if budget.remaining < 0 else "attention" if notable else "ok")  # fmt: skip
+        status = _status(versions, budget, notable)
         timeline = (summarize(rows, freq=step, q=(0.5, 0.95, 0.99), confidence=confidence,
                               percentile_confidence=confidence) if len(rows) else pd.DataFrame())  # fmt: skip
         adoption = version_adoption(rows, freq=step, by=None) if len(rows) else pd.DataFrame()
@@ -590,7 +637,8 @@ def build_weekly_report(
         sections.append(ResourceSection(rid=rid, name=(names or {}).get(rid, rid), status=status, kpis=kpis,
                                         budget=budget, new_versions=versions, callers=callers, reasons=reasons,
                                         notable=notable, timeline=timeline, adoption=adoption,
-                                        durations=durations))  # fmt: skip
+                                        durations=durations,
+                                        whole_seconds=_whole_seconds(durations["duration_s"])))  # fmt: skip
     summary = pd.DataFrame([{
         "name": sec.name, "rid": sec.rid, "status": sec.status,
         "executions": sec.kpi("executions").value, "executions_change": sec.kpi("executions").change,
@@ -599,6 +647,8 @@ def build_weekly_report(
         "budget_remaining": sec.budget.remaining,
         "new_versions": ", ".join(f"{v.version}: {v.verdict}" for v in sec.new_versions),
     } for sec in sections])  # fmt: skip
+    built = (to_utc(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")).floor("s")
     return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=slo,
-                  confidence=float(confidence), generated_at=pd.Timestamp.now(tz="UTC").floor("s"),
-                  source=safe_source(df.attrs.get("source")), summary=summary, resources=sections)  # fmt: skip
+                  confidence=float(confidence), generated_at=built, source=safe_source(df.attrs.get("source")),
+                  summary=summary, resources=sections, in_progress=bool(e > built),
+                  names={str(k): str(v) for k, v in (names or {}).items()})  # fmt: skip

@@ -68,7 +68,8 @@ def _section_figures(report: Report, section: ResourceSection) -> dict[str, byte
         _title(ax, f"Error budget burn-down (SLO {fmt.level(section.budget.slo)})")
 
     def callers(ax: Axes) -> None:
-        plots.plot_caller_breakdown(section.callers, ax=ax, reference=section.kpi("failure rate").value)
+        plots.plot_caller_breakdown(section.callers, ax=ax, reference=section.kpi("failure rate").value,
+                                    labels=report.names)  # fmt: skip
         _title(ax, f"Top failing callers, this period ({level} intervals)")
 
     figs = {"failure_rate": _png(rate, (9.5, 3.4)), "duration_percentiles": _png(pct, (9.5, 3.4)),

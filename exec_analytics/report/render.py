@@ -11,23 +11,33 @@ or archived and still shows everything. Markdown draws no figures. Numbers are w
 from __future__ import annotations
 
 import base64
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+import orjson
+import pandas as pd
 
 from .. import formatting as fmt
-from ..plots import VERDICT_COLORS
-from .build import Kpi, Report
+from ..plots import OKABE_ITO, VERDICT_COLORS
+from .build import AT_RISK_BELOW, Kpi, Report
 from .figures import render_figures
 
-__all__ = ["render_html", "render_markdown", "render_summary"]
+__all__ = ["render_html", "render_json", "render_markdown", "render_summary"]
 
 #: Width of the terminal summary, and of its longest resource name (longer ones are cut with "…").
 _WIDTH, _NAME = 120, 32
 
-_STATUS_COLORS = {"regressed": VERDICT_COLORS["regressed"], "over budget": VERDICT_COLORS["regressed"],
-                  "attention": VERDICT_COLORS["inconclusive"], "ok": VERDICT_COLORS["improved"]}  # fmt: skip
+_STATUS_COLORS = {"regressed": VERDICT_COLORS["regressed"], "budget exhausted": VERDICT_COLORS["regressed"],
+                  "at risk": OKABE_ITO["orange"], "attention": OKABE_ITO["blue"],
+                  "ok": VERDICT_COLORS["improved"]}  # fmt: skip
+#: What each status means, under the summary and in the Markdown (the thresholds are the build's).
+STATUS_NOTE = (f"Status: regressed (a new version regressed), budget exhausted (no error budget left), at risk "
+               f"(less than {fmt.percent(AT_RISK_BELOW, 0)} of the period's budget left), attention (notable "
+               "changes), ok.")  # fmt: skip
+#: Next to a percentile interval that collapsed because the API reports the resource's durations to the second.
+WHOLE_SECONDS = "durations reported in whole seconds"
 
 
 def _value(k: Kpi, which: str = "value") -> str:
@@ -35,11 +45,22 @@ def _value(k: Kpi, which: str = "value") -> str:
     return {"count": fmt.count, "fraction": fmt.percent, "s": fmt.seconds}[k.unit](v)
 
 
-def _interval(k: Kpi, confidence: float) -> str:
+def _interval(k: Kpi, confidence: float, whole_seconds: bool = False) -> str:
     if fmt.count(k.low) == fmt.MISSING or fmt.count(k.high) == fmt.MISSING:
         return ""
     show = fmt.percent if k.unit == "fraction" else fmt.seconds
-    return f"{fmt.level(confidence)} CI {show(k.low)} – {show(k.high)}"
+    # Whole-second durations make order-statistic intervals collapse to one value: say why it is not precision.
+    collapsed = k.unit == "s" and k.low == k.high and k.value >= 1 and float(k.value).is_integer()
+    why = f"; {WHOLE_SECONDS}" if whole_seconds and collapsed else ""
+    return f"{fmt.level(confidence)} CI {show(k.low)} – {show(k.high)}{why}"
+
+
+def _not_over(report: Report) -> str:
+    """The warning of a period that is not over when the report was built, or ""."""
+    if not report.in_progress:
+        return ""
+    return (f"This period is not over: it ends {fmt.timestamp(report.end)}, after this report was built "
+            f"({fmt.timestamp(report.generated_at)}); its figures will still change.")  # fmt: skip
 
 
 def _change(k: Kpi) -> str:
@@ -88,7 +109,8 @@ def _environment() -> jinja2.Environment:
                        signed_pp=fmt.pp_change, ts=fmt.timestamp, b64=_b64, text=fmt.text, effect=fmt.effect,
                        metric_name=fmt.metric_name, metric_value=_metric_value, level=fmt.level)  # fmt: skip
     env.globals.update(verdict_colors=VERDICT_COLORS, status_colors=_STATUS_COLORS, no_reason=fmt.NO_REASON,
-                       no_caller=fmt.NO_CALLER)  # fmt: skip
+                       no_caller=fmt.NO_CALLER, status_note=STATUS_NOTE, distribution_note=fmt.DISTRIBUTION_NOTE,
+                       not_over=_not_over)  # fmt: skip
     return env
 
 
@@ -149,6 +171,8 @@ def render_markdown(report: Report) -> str:
            f"Period {ts(report.start)} – {ts(report.end)}, compared with {ts(report.previous_start)} – "
            f"{ts(report.previous_end)}. SLO {fmt.level(report.slo)} succeeded; intervals are "
            f"{fmt.level(report.confidence)}.", ""]  # fmt: skip
+    if report.in_progress:
+        out += [f"> **{_not_over(report)}**", ""]
     if len(report.resources) > 1:
         out += ["| resource | status | executions | failure rate | p95 | budget left | new versions |",
                 "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
@@ -158,12 +182,15 @@ def render_markdown(report: Report) -> str:
                        f"({fmt.pp_change(r.failure_rate_change)}) | {fmt.seconds(r.p95)} "
                        f"({fmt.signed_percent(r.p95_change)}) | {fmt.percent(r.budget_remaining, 0)} "
                        f"| {e(r.new_versions or fmt.MISSING)} |")  # fmt: skip
-        out.append("")
+        out += ["", STATUS_NOTE, ""]
     for sec in report.resources:
-        out += [f"## {e(sec.name)}", "", f"{e(sec.rid)} · status: **{e(sec.status)}**", ""]
+        rid = f"{e(sec.rid)} · " if sec.name != sec.rid else ""
+        out += [f"## {e(sec.name)}", "", f"{rid}status: **{e(sec.status)}**", ""]
+        if len(report.resources) == 1:  # with several, the note is under the summary table
+            out += [STATUS_NOTE, ""]
         out += ["| metric | this period | previous | change |", "|---|---:|---:|---:|"]
         for k in sec.kpis:
-            interval = _interval(k, report.confidence)
+            interval = _interval(k, report.confidence, sec.whole_seconds)
             ci = f" ({interval})" if interval else ""
             out.append(f"| {k.name} | {_value(k)}{ci} | {_value(k, 'previous')} | {_change(k)} |")
         b = sec.budget
@@ -180,12 +207,15 @@ def render_markdown(report: Report) -> str:
                 detail = ", ".join(f"{e(fmt.metric_name(m))}: {e(x)}" for m, x in main.items())
                 out.append(f"- {e(v.version)} vs {e(v.baseline)}: **{e(v.verdict)}**"
                            + (f" ({detail})" if detail else "") + (f" — {e(v.note)}" if v.note else ""))  # fmt: skip
+            if any("distribution" in v.verdicts for v in sec.new_versions):
+                out.append(f"- {e(fmt.DISTRIBUTION_NOTE)}")
             out.append("")
         if len(sec.callers):
             out += ["**Top failing callers**", "", "| caller | executions | failures | failure rate |",
                     "|---|---:|---:|---:|"]  # fmt: skip
             for c in sec.callers.itertuples():
-                out.append(f"| {e(c.caller_rid, fmt.NO_CALLER)} | {fmt.count(c.executions)} | "
+                caller = report.names.get(str(c.caller_rid), c.caller_rid)
+                out.append(f"| {e(caller, fmt.NO_CALLER)} | {fmt.count(c.executions)} | "
                            f"{fmt.count(c.failures)} | {fmt.percent(c.rate)} |")  # fmt: skip
             out.append("")
         if len(sec.reasons):
@@ -217,7 +247,8 @@ def render_summary(report: Report) -> str:
         Plain text: a line with the period, the comparison period and the SLO, then a table with columns
         ``resource``, ``status``, ``executions`` (with change on the previous period), ``failure rate`` (with
         change in percentage points), ``p95`` (with relative change) and ``budget left``; then a line per
-        resource with new versions and their verdicts. Data values are made inert; no line is longer than 120
+        resource with new versions and their verdicts. A period that is not over is said so under the first
+        line. Data values are made inert; no line is longer than 120
         characters.
     """
     if not isinstance(report, Report):
@@ -241,4 +272,72 @@ def render_summary(report: Report) -> str:
             f"SLO {fmt.level(report.slo)}")  # fmt: skip
     versions = [_cut(f"{name} · new versions {v}", _WIDTH) for name, v in zip(s["name"], s["new_versions"],
                 strict=True) if v]  # fmt: skip
-    return "\n".join([_cut(head, _WIDTH), table, *versions]) + "\n"
+    not_over = textwrap.wrap(_not_over(report), _WIDTH)
+    return "\n".join([_cut(head, _WIDTH), *not_over, table, *versions]) + "\n"
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table as JSON-ready records: times as ISO-8601 UTC text, missing values as None."""
+    if not len(frame):
+        return []
+    out: list[dict[str, Any]] = orjson.loads(frame.to_json(orient="records", date_format="iso", date_unit="ms"))
+    return out
+
+
+def _json_number(x: Any) -> float | None:
+    value = fmt.count(x)
+    return None if value == fmt.MISSING else float(x)
+
+
+def _json_time(t: Any) -> str | None:
+    return None if t is None or pd.isna(t) else pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def render_json(report: Report) -> str:
+    """The report's data as JSON, for scripts (no figures are drawn).
+
+    Parameters
+    ----------
+    report : Report
+        From :func:`~exec_analytics.report.build_weekly_report`.
+
+    Returns
+    -------
+    str
+        One JSON object: ``title``, ``start``, ``end``, ``previous_start``, ``previous_end``,
+        ``generated_at`` (ISO-8601 UTC), ``in_progress`` (bool), ``slo``, ``confidence`` (fractions),
+        ``source`` (URL or null) and ``resources``: one object per resource with ``rid``, ``name``,
+        ``status``, ``whole_seconds``, ``kpis`` (``name``, ``unit``, ``value``, ``previous``, ``change``,
+        ``low``, ``high``, ``significant``), ``budget`` (``slo``, ``executions``, ``bad``, ``sli``,
+        ``sli_low``, ``sli_high``, ``consumed``, ``remaining``, ``alerts``), ``new_versions`` (``version``,
+        ``baseline``, ``first_seen``, ``share``, ``verdict``, ``verdicts``, ``note``), ``notable`` (text),
+        ``callers`` and ``reasons`` (the rows of those tables). Rates and shares are fractions, durations
+        seconds, missing numbers null. The schema is documented in ``docs/cli-json.md``.
+    """
+    if not isinstance(report, Report):
+        raise TypeError(f"render_json: report must be a Report, got {type(report).__name__}")
+    resources = []
+    for sec in report.resources:
+        b = sec.budget
+        resources.append({
+            "rid": sec.rid, "name": sec.name, "status": sec.status, "whole_seconds": sec.whole_seconds,
+            "kpis": [{"name": k.name, "unit": k.unit, "value": _json_number(k.value),
+                      "previous": _json_number(k.previous), "change": _json_number(k.change),
+                      "low": _json_number(k.low), "high": _json_number(k.high), "significant": k.significant}
+                     for k in sec.kpis],
+            "budget": {"slo": b.slo, "executions": b.executions, "bad": b.bad, "sli": _json_number(b.sli),
+                       "sli_low": _json_number(b.sli_low), "sli_high": _json_number(b.sli_high),
+                       "consumed": _json_number(b.consumed), "remaining": _json_number(b.remaining),
+                       "alerts": list(b.alerts)},
+            "new_versions": [{"version": v.version, "baseline": v.baseline, "first_seen": _json_time(v.first_seen),
+                              "share": _json_number(v.share), "verdict": v.verdict, "verdicts": dict(v.verdicts),
+                              "note": v.note} for v in sec.new_versions],
+            "notable": list(sec.notable),
+            "callers": _records(sec.callers),
+            "reasons": _records(sec.reasons),
+        })  # fmt: skip
+    out = {"title": report.title, "start": _json_time(report.start), "end": _json_time(report.end),
+           "previous_start": _json_time(report.previous_start), "previous_end": _json_time(report.previous_end),
+           "generated_at": _json_time(report.generated_at), "in_progress": report.in_progress, "slo": report.slo,
+           "confidence": report.confidence, "source": report.source, "resources": resources}  # fmt: skip
+    return orjson.dumps(out, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
