@@ -213,8 +213,8 @@ def sync_fleet(
     workers : int
         Concurrent requests per resource (default 4).
     resources_at_once : int, optional
-        Resources synced concurrently; default enough to fill the in-flight limit (``in_flight / workers``,
-        at most 32).
+        Resources synced concurrently; default twice what fills the in-flight limit (``2 * in_flight /
+        workers``, at most 32).
 
     Returns
     -------
@@ -233,7 +233,9 @@ def sync_fleet(
     limiter = limiter if limiter is not None else Limiter(fleet.limits)
     if resources_at_once is None:
         in_flight = limiter.limits.in_flight
-        resources_at_once = MAX_RESOURCES_AT_ONCE if in_flight is None else math.ceil(in_flight / workers)
+        # Twice what fills the in-flight limit: resources near their end run fewer slices than workers, and
+        # the others' requests, already waiting at the limiter, take the freed slots at once.
+        resources_at_once = MAX_RESOURCES_AT_ONCE if in_flight is None else math.ceil(2 * in_flight / workers)
         resources_at_once = max(1, min(MAX_RESOURCES_AT_ONCE, resources_at_once))
     elif isinstance(resources_at_once, bool) or not isinstance(resources_at_once, int) or resources_at_once < 1:
         raise ValueError(f"resources_at_once must be a positive integer, got {resources_at_once!r}")

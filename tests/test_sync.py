@@ -124,7 +124,7 @@ def test_a_sync_after_one_more_day_fetches_that_day(tmp_path: Path, fleet_worklo
     wl = fleet_workload
     rids = wl.resource_rids
     clock = SimClock(now=SIM_NOW)
-    fleet = write_fleet(tmp_path / "fleet.toml", rids, days=4, cache=tmp_path / "history")
+    fleet = write_fleet(tmp_path / "fleet.toml", rids, days=3, cache=tmp_path / "history")
     with SimulatorServer(wl, clock=clock) as srv:
         cache = ExecutionCache(fleet.cache, clock=clock.now)
         first = sync_fleet(fleet, client_factory=connect(srv), cache=cache, end=SIM_NOW)
@@ -132,7 +132,7 @@ def test_a_sync_after_one_more_day_fetches_that_day(tmp_path: Path, fleet_worklo
         clock.set(later)
         second = sync_fleet(fleet, client_factory=connect(srv), cache=cache, end=later)
     assert first.ok and second.ok
-    start = SIM_NOW - pd.Timedelta(days=4)
+    start = SIM_NOW - pd.Timedelta(days=3)
     for before, after in zip(first.resources, second.resources, strict=True):
         # The history keeps the day that left the window and gains exactly what became visible.
         truth_after = wl.ground_truth(after.rid, start, later, as_of=later)
@@ -140,7 +140,7 @@ def test_a_sync_after_one_more_day_fetches_that_day(tmp_path: Path, fleet_worklo
         assert after.new_executions == len(truth_after) - len(truth_before)
         assert_same_rows(cache.read(after.rid, start, later), truth_after)
         assert before.new_executions == len(truth_before)
-    # One new day (and the 2 h provisional edge) against four days: a fraction of the requests.
+    # One new day (and the 2 h provisional edge) against three days: a fraction of the requests.
     assert 0 < second.requests * 2 < first.requests
 
 
