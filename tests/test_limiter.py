@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +152,23 @@ def test_waiting_for_the_limiter_does_not_eat_the_retry_budget(make_sim: Callabl
 def test_the_client_rejects_a_limiter_of_another_type() -> None:
     with pytest.raises(TypeError, match="limiter"):
         FoundryClient("http://127.0.0.1:1", token="t", limiter="user")  # type: ignore[arg-type]
+
+
+def test_the_simulate_command_enforces_a_token_kinds_limits() -> None:
+    # The banner reads the limits back from the running server's limiter: the flag reached the server.
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "exec_analytics.cli", "simulate", "--port", "0", "--enforce-limits", "service"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl+C"):
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    text = "".join(lines)
+    assert "rate limits (bearer token): unlimited requests/minute, 800 in flight; excess gets 429" in text
