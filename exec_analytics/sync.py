@@ -6,7 +6,9 @@ ending now: the cache fetches only what it lacks and its provisional edge, so a 
 proportion to the new data. What makes it safe to run unattended comes from the cache:
 
 * **Resumable.** The cache commits each load's data and then its coverage; a sync killed at any point
-  (SIGKILL, Ctrl-C, a reboot) leaves complete files, and the next sync fetches only what was not committed.
+  (SIGKILL, a reboot) leaves complete files, and the next sync fetches only what was not committed. On
+  Ctrl-C no new resource starts and the loads under way finish and commit before ``KeyboardInterrupt``
+  propagates (a second Ctrl-C stops at once).
 * **Safe from cron.** Each resource's load holds the cache's lock on that resource. A second sync started
   while one runs *waits* for the resources the first holds (up to the cache's ``lock_timeout``, 15 minutes by
   default), then finds them current and fetches only their provisional edge; a resource still locked past
@@ -274,8 +276,10 @@ def sync_fleet(
         for future in as_completed([pool.submit(one, r) for r in fleet.resources]):
             future.result()  # a bug (not an expected failure) surfaces here
     except BaseException:
-        # Ctrl-C: start no more resources; the ones under way finish their load and commit it.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C (or a bug): start no more resources, let the loads under way finish and commit, then stop. A
+        # second Ctrl-C stops at once; the next sync resumes either way.
+        log.warning("interrupted: finishing the resources under way, starting no more")
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
     after = _rows(store)

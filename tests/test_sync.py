@@ -191,6 +191,37 @@ def test_a_sync_killed_midway_resumes_and_ends_exact(tmp_path: Path, fleet_workl
     assert sum(r.new_executions for r in resumed.resources) > 0  # the kill did leave work undone
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery to a child is POSIX")
+def test_ctrl_c_lets_the_loads_under_way_commit_and_exits_130(tmp_path: Path, fleet_workload: FleetWorkload) -> None:
+    wl = fleet_workload
+    rids = wl.resource_rids
+    fleet_path = tmp_path / "fleet.toml"
+    fleet = write_fleet(fleet_path, rids, days=3, cache=tmp_path / "history")
+    with SimulatorServer(wl, clock=SimClock(now=SIM_NOW), faults=FaultConfig(latency_s=0.02)) as srv:
+        proc = _sync_process(srv, fleet_path, "--workers", "2")
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        while not first.startswith("exec-analytics: synced "):
+            first = proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate()
+        assert proc.returncode == 130
+        assert "exec-analytics: interrupted" in err and out == ""  # no summary of a sync that did not end
+        synced = [first.split()[2].rstrip(":")]
+        synced += [
+            line.split()[2].rstrip(":") for line in err.splitlines() if line.startswith("exec-analytics: synced")
+        ]
+        resumed = sync_fleet(fleet, client_factory=connect(srv), end=SIM_NOW)
+    assert resumed.ok
+    assert_history_exact(ExecutionCache(fleet.cache), wl, rids, SIM_NOW - pd.Timedelta(days=3), SIM_NOW)
+    by_name = {r.name: r for r in resumed.resources}
+    # All ten were under way (the default runs up to 30 resources at once with two workers each): each finished,
+    # committed and said so before the exit, and the re-run has nothing left to fetch for them.
+    assert sorted(synced) == sorted(by_name)
+    for name in synced:
+        assert by_name[name].requests == 0 and by_name[name].new_executions == 0
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="fcntl locks are POSIX")
 def test_two_syncs_at_once_fetch_each_resource_once(tmp_path: Path, fleet_workload: FleetWorkload) -> None:
     wl = fleet_workload
