@@ -118,10 +118,10 @@ class _Server:
 
 
 class _Sampler:
-    """Samples the limiter's request count every ``every`` seconds, for the sliding-window rates."""
+    """Samples the limiter's request count and requests in flight every ``every`` seconds."""
 
     def __init__(self, limiter: Limiter, every: float = 0.5) -> None:
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self._limiter, self._every, self._stop = limiter, every, threading.Event()
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -129,17 +129,21 @@ class _Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - self._t0, self._limiter.stats["requests"]))
+            self._sample()
             self._stop.wait(self._every)
 
-    def stop(self) -> list[tuple[float, float]]:
+    def _sample(self) -> None:
+        stats = self._limiter.stats
+        self.samples.append((time.monotonic() - self._t0, stats["requests"], stats["in_flight"]))
+
+    def stop(self) -> list[tuple[float, float, float]]:
         self._stop.set()
         self._thread.join()
-        self.samples.append((time.monotonic() - self._t0, self._limiter.stats["requests"]))
+        self._sample()
         return self.samples
 
 
-def _window_rates(samples: list[tuple[float, float]], window: float = 60.0) -> list[float]:
+def _window_rates(samples: list[tuple[float, float, float]], window: float = 60.0) -> list[float]:
     """Requests in each sampled window ``(t - 60 s, t]`` that lies inside the run (ends 60 s or more in)."""
     t = np.array([s[0] for s in samples])
     n = np.array([s[1] for s in samples])
@@ -173,7 +177,7 @@ def _exact(cache: ExecutionCache, wl: Workload, rids: list[str], start: pd.Times
     return wrong
 
 
-def _summary(result: SyncResult, stats: dict[str, int]) -> dict[str, Any]:
+def _summary(result: SyncResult, stats: dict[str, int], cpu_s: float) -> dict[str, Any]:
     return {
         "resources": len(result.resources),
         "ok": sum(r.ok for r in result.resources),
@@ -183,6 +187,8 @@ def _summary(result: SyncResult, stats: dict[str, int]) -> dict[str, Any]:
         "429s": stats["throttled_per_minute"] + stats["throttled_in_flight"],
         "peak_in_flight": stats["max_in_flight"],
         "peak_60s_window": stats["max_per_minute"],
+        # Client CPU (all threads) per wall second: near the cores available, the client, not a limit, binds.
+        "client_cpu": round(cpu_s / result.seconds, 2),
     }
 
 
@@ -207,6 +213,7 @@ def main() -> None:
         clock = SimClock(now=NOW)  # the cache's "now", moved with the server's
         cache = ExecutionCache(fleet.cache, clock=clock.now)
         sampler = _Sampler(limiter)
+        cpu = time.process_time()
         first = sync_fleet(fleet, client_factory=_factory(server), limiter=limiter, cache=cache, end=NOW)
         samples = sampler.stop()
         stats = server.stats()
@@ -215,7 +222,7 @@ def main() -> None:
         server.reset()
         rate_row = {
             "phase": "rate-bound",
-            **_summary(first, stats),
+            **_summary(first, stats, time.process_time() - cpu),
             "sustained_per_min": round(statistics.median(rates)) if rates else None,
             "ceiling_per_min": USER.per_minute,
             "rows_per_request": round(first_rows / first.requests, 1),
@@ -233,17 +240,23 @@ def main() -> None:
         flight_limiter = Limiter(Limits(per_minute=None, in_flight=30))
         slow_fleet = _fleet(rids, args.flight_days, work / "slow", flight_limiter.limits)
         slow_cache = ExecutionCache(slow_fleet.cache, clock=lambda: NOW)
+        cpu = time.process_time()
+        sampler = _Sampler(flight_limiter)
         flight = sync_fleet(
             slow_fleet, client_factory=_factory(slow), limiter=flight_limiter, cache=slow_cache, end=NOW
         )
+        in_flight = statistics.mean(s[2] for s in sampler.stop())
         flight_stats = slow.stats()
         slow.stop()
         ceiling = 30 / latency_s * 60
         flight_row = {
             "phase": f"flight-bound {args.latency_ms:g} ms",
-            **_summary(flight, flight_stats),
+            **_summary(flight, flight_stats, time.process_time() - cpu),
             "mean_per_min": round(flight.requests / flight.seconds * 60),
             "ceiling_per_min": round(ceiling),
+            # Little's law: mean in flight / rate = the mean time a request held its slot, latency included.
+            "mean_in_flight": round(in_flight, 1),
+            "mean_slot_ms": round(in_flight / (flight.requests / flight.seconds) * 1000),
             "rows_per_request": round(sum(r.new_executions for r in flight.resources) / flight.requests, 1),
             "inexact_resources": _exact(slow_cache, wl, rids, NOW - pd.Timedelta(days=args.flight_days), NOW),
         }
@@ -254,13 +267,14 @@ def main() -> None:
         later = NOW + pd.Timedelta(days=1)
         server.set_now(later)
         clock.set(later)
+        cpu = time.process_time()
         refresh = sync_fleet(fleet, client_factory=_factory(server), limiter=limiter, cache=cache, end=later)
         refresh_stats = server.stats()
         server.stop()
         new_rows = sum(r.new_executions for r in refresh.resources)
         refresh_row = {
             "phase": "refresh +1 day",
-            **_summary(refresh, refresh_stats),
+            **_summary(refresh, refresh_stats, time.process_time() - cpu),
             "mean_per_min": round(refresh.requests / refresh.seconds * 60),
             "rows_per_request": round(new_rows / max(1, refresh.requests), 1),
             "first_sync_requests": first.requests,
@@ -271,9 +285,10 @@ def main() -> None:
         result["refresh"] = refresh_row
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    columns = ["phase", "ok", "requests", "new_rows", "seconds", "429s", "peak_in_flight", "peak_60s_window",
-               "sustained_per_min", "mean_per_min", "ceiling_per_min", "rows_per_request", "sustained_rows_per_min",
-               "physical_rows_per_min", "inexact_resources"]  # fmt: skip
+    columns = ["phase", "ok", "requests", "new_rows", "seconds", "client_cpu", "429s", "peak_in_flight",
+               "peak_60s_window", "sustained_per_min", "mean_per_min", "ceiling_per_min", "rows_per_request",
+               "sustained_rows_per_min", "physical_rows_per_min", "mean_in_flight", "mean_slot_ms",
+               "inexact_resources"]  # fmt: skip
     print_table(rows, columns)
     write_json("sync", result)
 
