@@ -174,12 +174,12 @@ class SyncResult:
             "seconds": [f"{r.seconds:.1f}" for r in rows],
             "error": [fmt.text(f"{r.error_type}: {r.error}") if not r.ok else "" for r in rows],
         }
-        minutes = self.seconds / 60
-        rate = f", {self.requests / minutes:,.0f} requests/minute" if minutes > 0 else ""
+        # No requests-per-minute figure: over a run shorter than the limit's window it would overstate the pace
+        # (a sliding window lets a whole minute's requests go at once).
         total = (
             f"{len(rows) - len(self.failed)} of {fmt.plural(len(rows), 'resource')} synced, "
             f"{fmt.plural(sum(r.new_executions for r in rows), 'new execution')}, "
-            f"{fmt.plural(self.requests, 'request')} in {self.seconds:.1f} s{rate}"
+            f"{fmt.plural(self.requests, 'request')} in {self.seconds:.1f} s"
         )
         head = f"sync {self.start.isoformat()} .. {self.end.isoformat()} into {fmt.text(self.cache)}"
         return "\n".join([head, fmt.table(columns, left=("resource", "status", "error")), total]) + "\n"
