@@ -3,6 +3,7 @@
 The public API::
 
     from exec_analytics import FoundryClient, ExecutionCache, load_executions, filters
+    from exec_analytics import load_fleet, sync_fleet           # a fleet's history, kept current
     from exec_analytics import analysis, plots, report      # statistics, figures, the weekly report
     from exec_analytics.simulator import SimulatorServer    # the built-in Foundry simulator
 """
@@ -33,7 +34,9 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .fleet import Fleet, load_fleet
 from .loader import load_executions
+from .sync import SyncResult, sync_fleet
 
 try:
     __version__ = version("exec_analytics")
@@ -47,6 +50,7 @@ __all__ = [
     "EndpointUnavailableError",
     "ExecAnalyticsError",
     "ExecutionCache",
+    "Fleet",
     "FoundryClient",
     "InvalidFilterError",
     "InvalidPageTokenError",
@@ -59,14 +63,17 @@ __all__ = [
     "ResponseTooLargeError",
     "SchemaError",
     "ServerError",
+    "SyncResult",
     "TransportError",
     "__version__",
     "analysis",
     "filters",
     "load_executions",
+    "load_fleet",
     "plots",
     "report",
     "simulator",
+    "sync_fleet",
 ]
 
 

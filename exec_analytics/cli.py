@@ -832,6 +832,13 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--seed", type=int, default=0, help="workload seed (same seed, same executions)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every resource's traffic")
     p.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency added to every request")
+    p.add_argument(
+        "--enforce-limits",
+        choices=("user", "service"),
+        default=None,
+        help="answer 429 past a token kind's documented limits (user: 5,000/min and 30 in flight; service: 800 "
+        "in flight), as Foundry does",
+    )
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -839,8 +846,83 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .simulator import FaultConfig, serve
 
     faults = FaultConfig(latency_s=args.latency_ms / 1000.0) if args.latency_ms else None
-    serve(args.port, args.seed, faults=faults, scale=args.scale)
+    serve(args.port, args.seed, faults=faults, scale=args.scale, limits=args.enforce_limits)
     return 0
+
+
+def _add_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .sync import DEFAULT_SYNC_WORKERS, SYNC_PARTIAL_EXIT, SYNC_SCHEMA
+
+    p = sub.add_parser(
+        "sync",
+        help="bring the history of every resource of a fleet file up to date, within the token's rate limits",
+        formatter_class=_Formatter,
+        description=(
+            "Bring the history of every resource in FLEET (a TOML fleet file) up to date over its last `days`,\n"
+            "fetching only what the history lacks and its provisional edge. Resources sync concurrently under\n"
+            "one limiter on the token's requests per minute and in flight. Safe to kill and re-run (it resumes),\n"
+            "and to run from cron (a second sync waits for the resources the first holds, then finds them\n"
+            "current). The summary goes to stdout, progress and errors to stderr."
+        ),
+        epilog=textwrap.dedent(
+            f"""\
+            exit status: 0 when every resource synced, {SYNC_PARTIAL_EXIT} when at least one did not (the others
+            are synced), 2 for an invalid fleet file or arguments.
+
+            --format json prints one object (schema "{SYNC_SCHEMA}"): ok, start, end, cache, seconds,
+            requests, new_executions, synced, failed, max_in_flight, limiter_wait_s, and resources: a list of
+            {{rid, name, ok, new_executions, requests, seconds, error_type, error}}.
+
+            example:
+              # crontab: every hour at :15
+              15 * * * *  FOUNDRY_HOSTNAME=acme.palantirfoundry.com FOUNDRY_TOKEN=... \\
+                          exec-analytics sync /etc/exec-analytics/fleet.toml --format json >> sync.log
+            """
+        ),
+    )
+    p.add_argument("fleet", type=Path, metavar="FLEET", help="the fleet file (TOML)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="summary format (default table)")
+    p.add_argument("--hostname", help="Foundry hostname or base URL (default: $FOUNDRY_HOSTNAME)")
+    p.add_argument("--end", default=None, help="end of the window, ISO-8601 with a zone (default: now)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=DEFAULT_SYNC_WORKERS,
+        help=f"concurrent requests per resource (default {DEFAULT_SYNC_WORKERS}; the limiter bounds the total)",
+    )
+    p.set_defaults(func=_cmd_sync)
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    import logging
+
+    from .client import FoundryClient
+    from .client.limiter import Limiter
+    from .fleet import load_fleet
+    from .sync import SYNC_PARTIAL_EXIT, sync_fleet
+
+    fleet = load_fleet(args.fleet)
+    hostname = args.hostname
+
+    def connect(limiter: Limiter) -> FoundryClient:
+        return FoundryClient(hostname=hostname, limiter=limiter)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("exec-analytics: %(message)s"))
+    logger = logging.getLogger("exec_analytics.sync")
+    logger.addHandler(handler)
+    saved = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        result = sync_fleet(fleet, client_factory=connect, end=args.end, workers=args.workers)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(result.table())
+    return 0 if result.ok else SYNC_PARTIAL_EXIT
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -885,6 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_compare(sub)
     _add_simulate(sub)
+    _add_sync(sub)
     return parser
 
 

@@ -106,7 +106,7 @@ def test_bad_token_exits_3_without_showing_it(
 def test_every_command_has_help_with_an_example() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(sub.choices) == {"cache", "compare", "demo", "fetch", "report", "simulate"}
+    assert set(sub.choices) == {"cache", "compare", "demo", "fetch", "report", "simulate", "sync"}
     for name, p in sub.choices.items():
         assert "example:" in p.format_help(), name
 

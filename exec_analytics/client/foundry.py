@@ -33,6 +33,7 @@ import requests
 
 from exec_analytics.client.auth import OAuthTokenSource, check_secret
 from exec_analytics.client.clock import SYSTEM_CLOCK, Clock
+from exec_analytics.client.limiter import Limiter
 from exec_analytics.client.responses import (
     THROTTLE_STATUSES,
     Page,
@@ -170,6 +171,10 @@ class FoundryClient:
         Returns a new :class:`requests.Session` for the pool (default
         :func:`exec_analytics.client.new_session`; a factory of your own should start from it to keep the
         attempt deadline on the response headers).
+    limiter : Limiter, optional
+        Paces every listExecutions attempt to a token's requests per minute and in flight (see
+        :mod:`exec_analytics.client.limiter`); share one between clients of the same token. Its waits come
+        on top of the retry budget. Default: none (only the throttle gate reacts to 429s).
 
     Raises
     ------
@@ -183,6 +188,8 @@ class FoundryClient:
         The normalised base URL.
     gate : ThrottleGate
         Shared by every thread using this client: a 429/503 anywhere pauses them all.
+    limiter : Limiter or None
+        The limiter given, if any.
     """
 
     def __init__(
@@ -205,6 +212,7 @@ class FoundryClient:
         settings: Settings | None = None,
         clock: Clock | None = None,
         session_factory: Callable[[], requests.Session] | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         # Secrets are set first so that __repr__ works even if validation below fails.
         self._token: str | None = None
@@ -258,6 +266,9 @@ class FoundryClient:
             )
 
         self.gate = ThrottleGate(self._clock)
+        if limiter is not None and not isinstance(limiter, Limiter):
+            raise TypeError(f"limiter must be a Limiter or None, got {type(limiter).__name__}")
+        self.limiter = limiter
         self._policy = RetryPolicy(self.max_attempts, self.retry_budget, self.backoff_base, self.backoff_cap)
         self._rng = random.Random()
         self._pool = SessionPool(
@@ -460,7 +471,18 @@ class FoundryClient:
             if resource_rid is not None:
                 token = self._oauth.get() if self._oauth is not None else self._token
             attempts += 1
-            out = self._attempt(url, data, content_type, token, deadline, path, attempts)
+            # Only listExecutions counts toward the rate limits, not the OAuth token endpoint.
+            limiter = self.limiter if resource_rid is not None else None
+            if limiter is not None:
+                # Pacing ourselves is not the server failing: the wait does not eat into the retry budget.
+                waited = limiter.acquire()
+                started += waited
+                deadline += waited
+            try:
+                out = self._attempt(url, data, content_type, token, deadline, path, attempts)
+            finally:
+                if limiter is not None:
+                    limiter.release()
             kind, parsed = self._classify(out, path, resource_rid)
             if kind is None:
                 return out, parsed

@@ -58,11 +58,15 @@ class RateLimits:
         Requests admitted and not yet answered; None: no limit.
     retry_after : bool
         Send ``Retry-After`` on a 429 past the per-minute limit.
+    window_s : float
+        The length of the per-minute window in seconds (default :data:`WINDOW_S`); tests and benchmarks
+        scale it down, e.g. 120 requests per 2 s, to measure the same behaviour in seconds.
     """
 
     per_minute: int | None = 5_000
     in_flight: int | None = 30
     retry_after: bool = True
+    window_s: float = WINDOW_S
 
     def __post_init__(self) -> None:
         for name in ("per_minute", "in_flight"):
@@ -71,6 +75,9 @@ class RateLimits:
                 raise ValueError(f"RateLimits.{name} must be a positive integer or None, got {value!r}")
         if not isinstance(self.retry_after, bool):
             raise TypeError(f"RateLimits.retry_after must be a bool, got {self.retry_after!r}")
+        window = self.window_s
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window < math.inf:
+            raise ValueError(f"RateLimits.window_s must be a positive number of seconds, got {window!r}")
 
 
 #: The documented limits by token kind.
@@ -97,7 +104,7 @@ class LimitStats:
     max_in_flight : int
         The most requests in flight at once.
     max_per_minute : int
-        The most requests admitted in any 60-second window ``(t - 60 s, t]``.
+        The most requests admitted in any window ``(t - window_s, t]`` (60 s unless the limits scale it).
     """
 
     admitted: int = 0
@@ -184,12 +191,13 @@ class RateLimiter:
             if account is None:
                 account = self._accounts[principal] = _Account()
             window = account.window
-            while window and window[0] + WINDOW_S <= now:
+            span = limits.window_s if limits is not None else WINDOW_S
+            while window and window[0] + span <= now:
                 window.popleft()
             throttle = None
             if limits is not None:
                 if limits.per_minute is not None and len(window) >= limits.per_minute:
-                    wait = math.ceil(window[0] + WINDOW_S - now) if limits.retry_after else None
+                    wait = math.ceil(window[0] + span - now) if limits.retry_after else None
                     throttle = Throttle("requestsPerMinute", limits.per_minute, wait)
                 elif limits.in_flight is not None and account.in_flight >= limits.in_flight:
                     throttle = Throttle("concurrentRequests", limits.in_flight, None)
