@@ -214,9 +214,10 @@ def _add_fetch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _add_cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
-        type=Path,
+        type=str,
         default=None,
-        help="cache directory (default: $EXEC_ANALYTICS_CACHE_DIR, else the per-user cache directory)",
+        metavar="PATH_OR_URL",
+        help="cache directory or s3:// URL (default: $EXEC_ANALYTICS_CACHE_DIR, else the per-user cache directory)",
     )
 
 

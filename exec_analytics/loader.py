@@ -17,9 +17,9 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
