@@ -129,6 +129,36 @@ def _names(args: argparse.Namespace) -> dict[str, str]:
     return dict(args.name)
 
 
+def _add_fleet(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="FLEET",
+        help="a fleet file (TOML, see `sync`): its resources, their names and the history's location "
+        "(--name and --cache-dir still win)",
+    )
+
+
+def _resources(args: argparse.Namespace, given: Sequence[str]) -> list[str]:
+    """The RIDs a command works on: as given, or from ``--fleet``, whose names and history location apply too.
+
+    With a fleet, a resource may be named instead of its RID, and no resource at all means the whole fleet.
+    """
+    if args.fleet is None:
+        if not given:
+            raise ValueError("give at least one RID, or --fleet FLEET")
+        return list(given)
+    from .fleet import load_fleet
+
+    fleet = load_fleet(args.fleet)
+    by_name = {name: rid for rid, name in fleet.names.items()}
+    rids = [by_name.get(r, r) for r in given] or list(fleet.rids)
+    args.name = [*fleet.names.items(), *args.name]  # an explicit --name wins
+    if args.cache_dir is None and not args.no_cache and fleet.cache is not None:
+        args.cache_dir = fleet.cache
+    return rids
+
+
 def _print_json(value: object) -> None:
     """A command's result on stdout as indented JSON (NaN as null); diagnostics go to stderr."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n")
@@ -508,7 +538,13 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             """
         ),
     )
-    p.add_argument("rids", nargs="+", metavar="RID", help="resource RID(s) of functions or automations")
+    p.add_argument(
+        "rids",
+        nargs="*",
+        metavar="RID",
+        help="resource RID(s) of functions or automations; with --fleet, every resource of the fleet by default, "
+        "and a resource may be given by its name",
+    )
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--week", help="ISO week, e.g. 2026-W47 (Monday to Monday, UTC)")
     when.add_argument("--start", help="period start, ISO-8601 with a zone (needs --end)")
@@ -536,6 +572,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="target share of succeeded executions (default 0.99, a common production target; the demo uses 0.95)",
     )
     _add_names(p)
+    _add_fleet(p)
     _add_source_options(p)
     p.set_defaults(func=_cmd_report)
 
@@ -586,9 +623,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     kind = _report_format(args.out, args.format)
     _check_out_path(args.out)
     # One period before the report's own: week-over-week changes and the baselines of new versions.
-    df = _load(args, args.rids, start - (end - start), end)
+    rids = _resources(args, args.rids)
+    df = _load(args, rids, start - (end - start), end)
     period = {"week": args.week} if args.week else {"start": start, "end": end}
-    report = build_weekly_report(df, **period, resources=args.rids, names=_names(args), slo=args.slo)
+    report = build_weekly_report(df, **period, resources=rids, names=_names(args), slo=args.slo)
     if report.in_progress:
         print(f"warning: the period is not over (it ends {fmt.timestamp(report.end)}); its figures will still "
               "change", file=sys.stderr)  # fmt: skip
@@ -629,7 +667,7 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             """
         ),
     )
-    p.add_argument("rid", metavar="RID", help="resource RID of the function or automation")
+    p.add_argument("rid", metavar="RID", help="resource RID of the function or automation (or its name, with --fleet)")
     p.add_argument("--baseline", required=True, help="version to compare against")
     p.add_argument("--candidate", required=True, help="version under test")
     p.add_argument("--start", help="window start (default: 28 days before --end)")
@@ -672,6 +710,7 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     # The older spelling of --format json, kept for existing scripts.
     p.add_argument("--json", action="store_const", const="json", dest="format", help=argparse.SUPPRESS)
     _add_names(p)
+    _add_fleet(p)
     _add_source_options(p)
     p.set_defaults(func=_cmd_compare)
 
@@ -707,6 +746,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     end = to_utc(args.end, "--end") if args.end else pd.Timestamp.now(tz="UTC").floor("ms")
     start = to_utc(args.start, "--start") if args.start else end - pd.Timedelta(days=28)
+    (args.rid,) = _resources(args, [args.rid])
     # Only the two versions are needed: the server filters, so the transfer is theirs alone.
     df = _load(args, [args.rid], start, end, where=filters.version_in([args.baseline, args.candidate]))
     # The flag is passed only when given, so the library's default applies otherwise.

@@ -318,3 +318,41 @@ def test_a_period_that_is_not_over_is_flagged(
     assert captured.err.startswith("warning: the period is not over (it ends ")
     assert "This period is not over" in captured.out
     assert "This period is not over" in md.read_text()
+
+
+def test_report_and_compare_take_a_fleet_file_for_resources_names_and_history(
+    foundry_env: SimulatorServer,
+    workload: Workload,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main_rid = workload.main.rid
+    other = next(r for r in workload.resource_rids if r != main_rid)
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(
+        f'cache = "h"\n[[resources]]\nrid = "{main_rid}"\nname = "pricing"\n'
+        f'[[resources]]\nrid = "{other}"\nname = "billing"\n'
+    )
+    cache = ["--cache-dir", str(tmp_path / "h")]  # the fleet's history, relative to the fleet file
+    for rid in (main_rid, other):
+        assert main(["fetch", rid, "--start", "2026-11-14T00:00Z", "--end", "2026-11-20T00:00Z", *cache,
+                     "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    _offline(monkeypatch)
+    before = foundry_env.request_count
+    md = tmp_path / "r.md"
+    # No RID: every resource of the fleet, named, read from the fleet's history with no request.
+    args = ["report", "--fleet", str(fleet), "--start", "2026-11-17T00:00Z", "--end", "2026-11-20T00:00Z"]
+    assert main([*args, "--out", str(md), "--no-progress"]) == 0
+    text, summary = md.read_text(), capsys.readouterr().out
+    assert all(name in text and name in summary for name in ("pricing", "billing"))
+    # A resource given by its name; --name still wins over the fleet's.
+    assert main(["compare", "pricing", "--fleet", str(fleet), *COMPARE, "--name", f"{main_rid}=pricing-api",
+                 "--format", "json", "--no-progress"]) == 10  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["resource_rid"] for r in rows} == {main_rid} and {r["resource_name"] for r in rows} == {"pricing-api"}
+    assert foundry_env.request_count == before
+    # Without RIDs and without a fleet there is nothing to report on.
+    assert main(["report", "--week", "2026-W47", "--out", str(md), "--no-progress"]) == 2
+    assert "--fleet" in capsys.readouterr().err
