@@ -4,8 +4,16 @@ settled cache, names, failed writes and periods that are not over. Over real HTT
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -356,3 +364,32 @@ def test_report_and_compare_take_a_fleet_file_for_resources_names_and_history(
     # Without RIDs and without a fleet there is nothing to report on.
     assert main(["report", "--week", "2026-W47", "--out", str(md), "--no-progress"]) == 2
     assert "--fleet" in capsys.readouterr().err
+
+
+def test_the_progress_bar_on_a_terminal_ends_at_100_percent_without_a_warning(
+    sim: SimulatorServer, workload: Workload, tmp_path: Path
+) -> None:
+    """``fetch`` with its standard error on a pseudo-terminal: the bar shows by default, as a user sees it."""
+    master, slave = pty.openpty()
+    # A terminal has a size (a bare pseudo-terminal reports 0 columns, and tqdm then draws nothing).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {**os.environ, "FOUNDRY_HOSTNAME": sim.url, "FOUNDRY_TOKEN": sim.token}
+    cmd = [sys.executable, "-m", "exec_analytics.cli", "fetch", *workload.resource_rids, *WINDOW,
+           "--cache-dir", str(tmp_path / "h"), "--workers", "4"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, screen.decode(errors="replace")
+    text = screen.decode(errors="replace")
+    shown = [int(p) for p in re.findall(r"executions:\s+(\d+)%", text)]
+    assert shown and shown[-1] == 100 and shown == sorted(shown), text
+    assert "Warning" not in text and "<-" not in text, text  # no TqdmWarning, no negative time remaining
