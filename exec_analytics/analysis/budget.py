@@ -124,7 +124,7 @@ def error_budget(
     summary = df if isinstance(df, Summary) else None
     if summary is not None and latency_threshold is not None:
         raise ValueError("error_budget: latency_threshold needs the executions table; a summary's counts cannot")
-    df, weights = weighted_rows(df, by, None, "error_budget") if summary is not None else (df, None)
+    df, weights = weighted_rows(df, by, None, "error_budget") if isinstance(df, Summary) else (df, None)
     require_columns(df, ["start_time", "status", *(["duration_s"] if latency_threshold is not None else [])],
                     "error_budget")  # fmt: skip
     slo = check_slo(slo)

@@ -99,7 +99,7 @@ def caller_breakdown(
     caller_concentration : how concentrated executions and failures are among callers (top-k shares, HHI).
     """
     summary = df if isinstance(df, Summary) else None
-    df, weights = weighted_rows(df, "caller_rid", None, "caller_breakdown") if summary is not None else (df, None)
+    df, weights = weighted_rows(df, "caller_rid", None, "caller_breakdown") if isinstance(df, Summary) else (df, None)
     require_columns(df, ["caller_rid", "status", *([] if summary is not None else ["duration_s"])], "caller_breakdown")
     if rank_by not in _RANK_KEYS:
         raise ValueError(f"rank_by must be one of {', '.join(_RANK_KEYS)}, got {rank_by!r}")

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import pandas as pd
+from dask.base import compute
+from dask.delayed import delayed
 
 from .build import HISTORY_COLUMNS, bucket_length, from_frame, history_dataset, statuses
 from .model import DEFAULT_K, Summary
@@ -64,8 +65,9 @@ def build(
     step, ok = bucket_length(freq), statuses(success_statuses)
     files = history_dataset(path).files
     ddf = dd.read_parquet(files, columns=list(HISTORY_COLUMNS), filters=filters)
-    parts = [dask.delayed(_summarize)(p, step, int(k), ok) for p in ddf.to_delayed()]
+    parts = [delayed(_summarize)(p, step, int(k), ok) for p in ddf.to_delayed()]
     while len(parts) > 1:
-        parts = [dask.delayed(_merge)(*parts[i : i + fan_in]) for i in range(0, len(parts), max(fan_in, 2))]
-    (result,) = dask.compute(parts[0])
-    return result
+        parts = [delayed(_merge)(*parts[i : i + fan_in]) for i in range(0, len(parts), max(fan_in, 2))]
+    (result,) = compute(parts[0])
+    summary: Summary = result
+    return summary
