@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from .model import COUNT_KEYS, DEFAULT_K, SKETCH_KEYS, Summary, make_summary
+from .model import COUNT_KEYS, DEFAULT_K, SKETCH_KEYS, Summary, group_keys, key_frame
 
 __all__ = ["HISTORY_COLUMNS", "from_frame", "from_parquet", "history_dataset", "statuses"]
 
@@ -93,36 +93,26 @@ def from_frame(
         raise ValueError(f"from_frame: missing column(s) {', '.join(missing)}; expected the executions table")
     step_ms = int(step // pd.Timedelta(milliseconds=1))
     bucket = (_start_ms(frame["start_time"]) // step_ms) * step_ms
-    # Category columns stay categorical: grouping on their codes is several times faster than on strings.
+    # Category columns stay categorical: grouping works on their codes, never on the strings.
     keyed = pd.DataFrame({c: frame[c].array for c in (*_ROW_KEYS, "status", "failure_reason")})
-    keyed["bucket_start"] = bucket
-    counts = (
-        keyed.groupby(list(COUNT_KEYS), dropna=False, sort=False, observed=True)
-        .size()
-        .rename("executions")
-        .reset_index()
-    )
+    keyed["bucket_start"] = pd.Series(bucket.view("datetime64[ms]")).dt.tz_localize("UTC").array
+    codes, first = group_keys(keyed, COUNT_KEYS)
+    counts = key_frame(keyed, COUNT_KEYS, first)
+    counts["executions"] = np.bincount(codes, minlength=len(first)).astype(np.int64)
 
     durations = frame["duration_s"].to_numpy(dtype=np.float64)
     known = ~np.isnan(durations)
-    status = frame["status"]
-    good = status.isin(ok).to_numpy(dtype=bool)
-    outcome = np.where(good, "succeeded", "failed")
-    sk_rows = keyed.loc[known, [*_ROW_KEYS, "bucket_start"]].assign(outcome=outcome[known])
-    sk_rows = sk_rows[list(SKETCH_KEYS)]
-    sketches = _sketch_groups(sk_rows, durations[known], int(k))
-    counts["bucket_start"] = pd.to_datetime(counts["bucket_start"].to_numpy(), unit="ms", utc=True)
-    sketches["bucket_start"] = pd.to_datetime(sketches["bucket_start"].to_numpy(), unit="ms", utc=True)
-    return make_summary(counts, sketches, freq=step, k=int(k), success_statuses=ok)
+    good = frame["status"].isin(ok).to_numpy(dtype=bool)
+    keyed["outcome"] = pd.Categorical.from_codes(np.where(good, 0, 1), categories=["succeeded", "failed"])
+    sketches = _sketch_groups(keyed.loc[known].reset_index(drop=True), durations[known], int(k))
+    return Summary(counts, sketches, freq=step, k=int(k), success_statuses=ok)
 
 
 def _sketch_groups(rows: pd.DataFrame, values: np.ndarray, k: int) -> pd.DataFrame:
-    """One KLL sketch per distinct key row of ``rows`` over the matching ``values``."""
-    if rows.empty:
-        return pd.DataFrame({**{c: rows[c] for c in SKETCH_KEYS}, "durations": [], "sketch": []})
-    codes = rows.groupby(list(SKETCH_KEYS), dropna=False, sort=False, observed=True).ngroup().to_numpy()
+    """One KLL sketch per distinct :data:`SKETCH_KEYS` of ``rows`` over the matching ``values``."""
+    codes, first = group_keys(rows, SKETCH_KEYS)
     order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes)
+    sizes = np.bincount(codes, minlength=len(first))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     # datasketches rejects read-only arrays; the gather makes a fresh, writable one.
     ordered = np.ascontiguousarray(values[order])
@@ -131,8 +121,7 @@ def _sketch_groups(rows: pd.DataFrame, values: np.ndarray, k: int) -> pd.DataFra
         sketch = datasketches.kll_doubles_sketch(k)
         sketch.update(ordered[bounds[g] : bounds[g + 1]])
         blobs[g] = bytes(sketch.serialize())
-    first = order[bounds[:-1]]
-    out = rows.iloc[first].reset_index(drop=True)
+    out = key_frame(rows, SKETCH_KEYS, first)
     out["durations"] = sizes.astype(np.int64)
     out["sketch"] = blobs
     return out

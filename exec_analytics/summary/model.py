@@ -37,6 +37,8 @@ __all__ = [
     "OUTCOMES",
     "SKETCH_KEYS",
     "Summary",
+    "group_keys",
+    "key_frame",
     "merge_sketches",
 ]
 
@@ -63,18 +65,57 @@ _DROPPABLE = ("resource_version", "caller_rid", "failure_reason")
 _TS = "datetime64[ms, UTC]"
 
 
-def _normalise(frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
-    """Keys as ``string`` (NA for missing) and ``bucket_start`` as ms UTC, sorted by key, RangeIndex."""
-    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, int]:
+    """Integer codes of one key column in sort order (text lexicographic, times ascending), NA last."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        uniq, codes = np.unique(np.asarray(col.astype(_TS).array.asi8, dtype=np.int64), return_inverse=True)
+        return codes.astype(np.int64), len(uniq)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        # Category order is the order of appearance (e.g. an Arrow dictionary): rank the categories as text.
+        cats = np.asarray(col.cat.categories.astype(str), dtype=object)
+        rank = np.empty(len(cats) + 1, dtype=np.int64)
+        rank[np.argsort(cats, kind="stable")] = np.arange(len(cats))
+        rank[-1] = len(cats)  # code -1 (NA) sorts last
+        return rank[col.cat.codes.to_numpy()], len(cats) + 1
+    codes, uniques = pd.factorize(col, sort=True, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    codes[codes < 0] = len(uniques)
+    return codes, len(uniques) + 1
+
+
+def group_keys(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Group code per row over ``keys`` and the first row of each group; groups in key order, NA last.
+
+    Mixed-radix integer codes and one ``np.unique``: no hashing of strings, and the groups come out in the
+    canonical order of a summary's rows, so no sort of the result is needed.
+    """
+    combined = np.zeros(len(frame), dtype=np.int64)
+    card = 1
+    for key in keys:
+        codes, n = _sorted_codes(frame[key])
+        if card * n >= 1 << 62:  # compact first; np.unique keeps the order, so the result stays sorted
+            _, combined = np.unique(combined, return_inverse=True)
+            card = int(combined.max()) + 1
+        combined = combined * n + codes
+        card *= n
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    return inverse.astype(np.intp), first
+
+
+def key_frame(frame: pd.DataFrame, keys: Sequence[str], rows: np.ndarray) -> pd.DataFrame:
+    """The ``keys`` of ``frame`` at ``rows`` with a summary's dtypes: ``string`` (NA) and ms UTC times."""
+    columns: dict[str, object] = {}
     for k in keys:
         col = frame[k]
         if k == "bucket_start":
-            out[k] = col.astype(_TS).array
+            columns[k] = col.astype(_TS).array.take(rows)
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            # Gather category labels by code: no per-row Python objects beyond the few rows kept.
+            labels = np.append(np.asarray(col.cat.categories.astype(object), dtype=object), None)
+            columns[k] = pd.array(labels[col.cat.codes.to_numpy()[rows]], dtype="string")
         else:
-            out[k] = pd.array(col.astype(object).where(col.notna(), None).to_numpy(), dtype="string")
-    for v in values:
-        out[v] = frame[v].to_numpy()
-    return out.sort_values(list(keys), na_position="last", kind="stable").reset_index(drop=True)
+            columns[k] = pd.array(col.to_numpy(dtype=object, na_value=None)[rows], dtype="string")
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
 
 
 def merge_sketches(blobs: Iterable[bytes], k: int) -> bytes:
@@ -85,27 +126,16 @@ def merge_sketches(blobs: Iterable[bytes], k: int) -> bytes:
     return bytes(merged.serialize())
 
 
-def _group_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Group code per row (NA a value of its own) and the first row of each group."""
-    codes = frame.groupby(list(keys), dropna=False, sort=False, observed=True).ngroup().to_numpy()
-    _, first = np.unique(codes, return_index=True)
-    return codes, first
-
-
 def _sum_counts(counts: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    if counts.empty:
-        return counts[[*keys, "executions"]].reset_index(drop=True)
-    codes, first = _group_codes(counts, keys)
-    total = np.bincount(codes, weights=counts["executions"].to_numpy(dtype=np.float64)).astype(np.int64)
-    out = counts.iloc[first][list(keys)].reset_index(drop=True)
-    out["executions"] = total
-    return _normalise(out, keys, ["executions"])
+    codes, first = group_keys(counts, keys)
+    out = key_frame(counts, keys, first)
+    weights = counts["executions"].to_numpy(dtype=np.float64)
+    out["executions"] = np.bincount(codes, weights=weights, minlength=len(first)).astype(np.int64)
+    return out
 
 
 def _merge_sketch_rows(sketches: pd.DataFrame, keys: Sequence[str], k: int) -> pd.DataFrame:
-    if sketches.empty:
-        return sketches[[*keys, "durations", "sketch"]].reset_index(drop=True)
-    codes, first = _group_codes(sketches, keys)
+    codes, first = group_keys(sketches, keys)
     n_groups = len(first)
     durations = np.bincount(codes, weights=sketches["durations"].to_numpy(dtype=np.float64), minlength=n_groups)
     blobs = sketches["sketch"].to_numpy()
@@ -116,10 +146,10 @@ def _merge_sketch_rows(sketches: pd.DataFrame, keys: Sequence[str], k: int) -> p
     bounds = np.concatenate([[0], np.cumsum(size)])
     for g in np.flatnonzero(size > 1):
         merged[g] = merge_sketches(blobs[order[bounds[g] : bounds[g + 1]]], k)
-    out = sketches.iloc[first][list(keys)].reset_index(drop=True)
+    out = key_frame(sketches, keys, first)
     out["durations"] = durations.astype(np.int64)
     out["sketch"] = merged
-    return _normalise(out, keys, ["durations", "sketch"])
+    return out
 
 
 @dataclass(frozen=True)
@@ -306,8 +336,8 @@ class Summary:
         sk["sketch"] = blobs
         return replace(
             out,
-            counts=_normalise(counts.to_pandas(), out.count_keys, ["executions"]),
-            sketches=_normalise(sk, out.sketch_keys, ["durations", "sketch"]),
+            counts=_sum_counts(counts.to_pandas(), out.count_keys),
+            sketches=_merge_sketch_rows(sk, out.sketch_keys, out.k),
         )
 
 
