@@ -53,7 +53,7 @@ def _view(frame: pd.DataFrame, summary: Summary, names: Iterable[str], func: str
     for name in names:
         if name in summary.dropped or (name == "caller_kind" and "caller_rid" in summary.dropped):
             raise ValueError(f"{func}: this summary was regrouped without {name}; it cannot group by it")
-    out = pd.DataFrame({c: _categorical(frame[c], c) for c in _STRING_KEYS if c in frame.columns})
+    out: pd.DataFrame = pd.DataFrame({c: _categorical(frame[c], c) for c in _STRING_KEYS if c in frame.columns})
     out["start_time"] = frame["bucket_start"].to_numpy() if len(frame) else frame["bucket_start"]
     out["start_time"] = out["start_time"].astype("datetime64[ms, UTC]")
     return out
@@ -180,7 +180,7 @@ def summary_percentiles(
     both = both.reset_index(drop=True)
     groups: Groups = group_rows(both, keys, freq, func=func)
     n_counts = len(counts)
-    out = groups.keys.copy()
+    out: pd.DataFrame = groups.keys.copy()
     out["executions"] = count(groups.codes[:n_counts], groups.n_groups, summary.counts["executions"].to_numpy())
     sk_codes = groups.codes[n_counts:].copy()
     if outcome != "all":

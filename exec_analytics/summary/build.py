@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from .model import COUNT_KEYS, DEFAULT_K, SKETCH_KEYS, Summary, group_keys, key_frame
+from .model import COUNT_KEYS, DEFAULT_K, OUTCOMES, SKETCH_KEYS, Summary, epoch_ms, group_keys, key_frame
 
 __all__ = ["HISTORY_COLUMNS", "from_frame", "from_parquet", "history_dataset", "statuses"]
 
@@ -44,7 +44,7 @@ def statuses(success_statuses: Iterable[str] | str) -> tuple[str, ...]:
 def bucket_length(freq: str | pd.Timedelta) -> pd.Timedelta:
     """``freq`` as a positive whole number of milliseconds (fixed length; buckets align to the epoch)."""
     try:
-        td = pd.Timedelta(freq)
+        td: pd.Timedelta = pd.Timedelta(freq)
     except (TypeError, ValueError):
         raise ValueError(f"freq must be a fixed length such as '1D' or '1h', got {freq!r}") from None
     if td <= pd.Timedelta(0) or td % pd.Timedelta(milliseconds=1):
@@ -55,8 +55,7 @@ def bucket_length(freq: str | pd.Timedelta) -> pd.Timedelta:
 def _start_ms(col: pd.Series) -> np.ndarray:
     if not isinstance(col.dtype, pd.DatetimeTZDtype):
         raise ValueError(f"start_time must be a timezone-aware (UTC) datetime column, got {col.dtype}")
-    # Truncating to ms floors every time after 1970; every execution is.
-    return np.asarray(col.astype("datetime64[ms, UTC]").array.asi8, dtype=np.int64)
+    return epoch_ms(col)
 
 
 def from_frame(
@@ -103,7 +102,7 @@ def from_frame(
     durations = frame["duration_s"].to_numpy(dtype=np.float64)
     known = ~np.isnan(durations)
     good = frame["status"].isin(ok).to_numpy(dtype=bool)
-    keyed["outcome"] = pd.Categorical.from_codes(np.where(good, 0, 1), categories=["succeeded", "failed"])
+    keyed["outcome"] = pd.Categorical.from_codes(np.where(good, 0, 1), dtype=pd.CategoricalDtype(list(OUTCOMES)))
     sketches = _sketch_groups(keyed.loc[known].reset_index(drop=True), durations[known], int(k))
     return Summary(counts, sketches, freq=step, k=int(k), success_statuses=ok)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 import datasketches
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "OUTCOMES",
     "SKETCH_KEYS",
     "Summary",
+    "epoch_ms",
     "group_keys",
     "key_frame",
     "merge_sketches",
@@ -62,14 +64,20 @@ SKETCH_KEYS: tuple[str, ...] = ("resource_rid", "bucket_start", "resource_versio
 OUTCOMES: tuple[str, ...] = ("succeeded", "failed")
 
 _DROPPABLE = ("resource_version", "caller_rid", "failure_reason")
-_TS = "datetime64[ms, UTC]"
+_TS: Final = "datetime64[ms, UTC]"
+
+
+def epoch_ms(col: pd.Series) -> np.ndarray:
+    """A timezone-aware datetime column as int64 milliseconds since the epoch (floored: all times are after 1970)."""
+    values: pd.DatetimeIndex = pd.DatetimeIndex(col.astype(_TS))
+    return np.asarray(values.asi8, dtype=np.int64)
 
 
 def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, int]:
     """Integer codes of one key column in sort order (text lexicographic, times ascending), NA last."""
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        uniq, codes = np.unique(np.asarray(col.astype(_TS).array.asi8, dtype=np.int64), return_inverse=True)
-        return codes.astype(np.int64), len(uniq)
+        uniq, codes = np.unique(epoch_ms(col), return_inverse=True)
+        return np.asarray(codes, dtype=np.int64), len(uniq)
     if isinstance(col.dtype, pd.CategoricalDtype):
         # Category order is the order of appearance (e.g. an Arrow dictionary): rank the categories as text.
         cats = np.asarray(col.cat.categories.astype(str), dtype=object)
@@ -111,11 +119,13 @@ def key_frame(frame: pd.DataFrame, keys: Sequence[str], rows: np.ndarray) -> pd.
             columns[k] = col.astype(_TS).array.take(rows)
         elif isinstance(col.dtype, pd.CategoricalDtype):
             # Gather category labels by code: no per-row Python objects beyond the few rows kept.
-            labels = np.append(np.asarray(col.cat.categories.astype(object), dtype=object), None)
+            labels = np.asarray([*col.cat.categories.astype(object), None], dtype=object)
             columns[k] = pd.array(labels[col.cat.codes.to_numpy()[rows]], dtype="string")
         else:
-            columns[k] = pd.array(col.to_numpy(dtype=object, na_value=None)[rows], dtype="string")
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+            values = np.asarray(col.astype(object).where(col.notna(), None), dtype=object)
+            columns[k] = pd.array(values[rows], dtype="string")
+    out: pd.DataFrame = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+    return out
 
 
 def merge_sketches(blobs: Iterable[bytes], k: int) -> bytes:
@@ -266,9 +276,9 @@ class Summary:
 
         def rebucket(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             frame = frame.drop(columns=[c for c in dropped if c in frame.columns])
-            ms = np.asarray(frame["bucket_start"].astype(_TS).array.asi8, dtype=np.int64)
-            start = (ms // step_ms) * step_ms
-            return frame.assign(bucket_start=pd.to_datetime(start, unit="ms", utc=True).as_unit("ms"))
+            start = (epoch_ms(frame["bucket_start"]) // step_ms) * step_ms
+            out: pd.DataFrame = frame.assign(bucket_start=pd.to_datetime(start, unit="ms", utc=True).as_unit("ms"))
+            return out
 
         return replace(
             out,

@@ -68,6 +68,6 @@ def build(
     parts = [delayed(_summarize)(p, step, int(k), ok) for p in ddf.to_delayed()]
     while len(parts) > 1:
         parts = [delayed(_merge)(*parts[i : i + fan_in]) for i in range(0, len(parts), max(fan_in, 2))]
-    (result,) = compute(parts[0])
+    (result,) = compute(parts[0])  # type: ignore[no-untyped-call]  # dask.base.compute has no annotations
     summary: Summary = result
     return summary
