@@ -224,3 +224,17 @@ def test_error_budget_is_exact_on_aligned_windows(rows: pd.DataFrame) -> None:
         error_budget(fine, window="1D", now=now + pd.Timedelta("1min"))
     with pytest.raises(ValueError, match="latency_threshold"):
         error_budget(fine, window="1D", now=now, latency_threshold=1.0)
+
+
+def test_plain_string_columns_and_an_empty_frame(rows: pd.DataFrame, summary: Summary) -> None:
+    # The same executions with object columns instead of categoricals give the same summary.
+    plain = rows.astype({c: object for c in ("status", "failure_reason", "resource_rid", "resource_version",
+                                             "caller_rid")})  # fmt: skip
+    again = from_frame(plain)
+    pd.testing.assert_frame_equal(again.counts, summary.counts)
+    pd.testing.assert_frame_equal(_sketch_facts(again), _sketch_facts(summary))
+    empty = from_frame(rows.iloc[:0])
+    assert empty.counts.empty and empty.sketches.empty
+    pd.testing.assert_frame_equal((empty + summary).counts, summary.counts)
+    one = failure_rate(empty)
+    assert one["executions"].tolist() == [0] and np.isnan(one["rate"].iloc[0])
