@@ -7,16 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import datasketches
+import distributed
 import numpy as np
 import pandas as pd
 import pytest
 from _summary_data import exact_rank_span, load_history
 
 from exec_analytics.analysis import duration_percentiles, failure_rate
-from exec_analytics.summary import from_frame
-
-distributed = pytest.importorskip("distributed")
-on_dask = pytest.importorskip("exec_analytics.summary.on_dask")
+from exec_analytics.summary import from_frame, on_dask
 
 
 @pytest.fixture(scope="module")

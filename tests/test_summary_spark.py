@@ -15,13 +15,12 @@ import pytest
 from _summary_data import exact_rank_span, load_history
 
 from exec_analytics.analysis import caller_breakdown, duration_percentiles, failure_reasons
-from exec_analytics.summary import from_frame
+from exec_analytics.summary import from_frame, on_spark
 
-pytest.importorskip("pyspark")
+# pyspark comes with the test extra; the one thing a machine may lack is Java, and only then does this skip.
 if shutil.which("java") is None:
     pytest.skip("Spark needs a Java runtime and none is on PATH (.ci/run installs openjdk-17-jre-headless)",
                 allow_module_level=True)  # fmt: skip
-on_spark = pytest.importorskip("exec_analytics.summary.on_spark")
 
 
 @pytest.fixture(scope="module")
