@@ -7,7 +7,7 @@ Run: ``python benchmarks/bench_fleet_summary.py [--history DIR] [--rows N] [--re
    with ``benchmarks/gen_history.py`` into ``--history`` unless it is there already (a size flag: 100M rows
    is ~2.5 GB and takes a minute or two to write on two cores).
 2. The summary at daily buckets, timed with the Dask engine on a ``distributed.LocalCluster`` of 2 worker
-   processes with 1 thread each (peak RSS per worker read from each worker's ``ru_maxrss``), and with the
+   processes with 1 thread each (peak RSS per worker: each worker's ``VmHWM``), and with the
    Spark engine in ``local[2]``.
 3. The single-machine anchor: DuckDB (2 threads) over the same files computing the same counts (``GROUP BY``
    the six count keys) and, per sketch key, ``count`` and ``approx_quantile`` at p50/p90/p95/p99.
@@ -25,7 +25,6 @@ Prints the figures and writes ``benchmarks/results/fleet_summary.json``.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -79,6 +78,13 @@ def run_duckdb(history: Path) -> dict[str, Any]:
     return {"seconds": seconds, "count_rows": counts.num_rows, "quantile_rows": quantiles.num_rows}
 
 
+def _peak_rss_mb() -> int:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux keeps that across exec, so a worker started
+    from a parent that once held 2 GB would report the parent's peak."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmHWM:"))
+
+
 def run_dask(history: Path) -> tuple[Summary, dict[str, Any]]:
     import distributed
 
@@ -95,8 +101,8 @@ def run_dask(history: Path) -> tuple[Summary, dict[str, Any]]:
         began = time.perf_counter()
         summary = on_dask.build(history, freq="1D")
         seconds = time.perf_counter() - began
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    peak_mb = [round(v / 1024) for v in peaks.values()]
+        peaks = client.run(_peak_rss_mb)
+    peak_mb = list(peaks.values())
     return summary, {"seconds": seconds, "peak_rss_mb_per_worker": peak_mb}
 
 
