@@ -92,10 +92,11 @@ def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, int]:
 
 
 def group_keys(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Group code per row over ``keys`` and the first row of each group; groups in key order, NA last.
+    """Group code per row over ``keys`` and one row of each group; groups in key order, NA last.
 
-    Mixed-radix integer codes and one ``np.unique``: no hashing of strings, and the groups come out in the
-    canonical order of a summary's rows, so no sort of the result is needed.
+    Mixed-radix integer codes: no hashing of strings, and the groups come out in the canonical order of a
+    summary's rows, so no sort of the result is needed. While the possible combinations are few (a partition's
+    keys), a dense table finds them in O(rows); otherwise one ``np.unique`` sorts.
     """
     combined = np.zeros(len(frame), dtype=np.int64)
     card = 1
@@ -106,6 +107,15 @@ def group_keys(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np
             card = int(combined.max()) + 1
         combined = combined * n + codes
         card *= n
+    n_rows = len(frame)
+    if card <= max(4 * n_rows, 1 << 16):
+        present = np.bincount(combined, minlength=card) > 0
+        remap = np.cumsum(present) - 1
+        inverse = remap[combined].astype(np.intp)
+        # Any row of a group carries its keys: the last write per group wins, whichever it is.
+        row = np.zeros(int(present.sum()), dtype=np.intp)
+        row[inverse] = np.arange(n_rows, dtype=np.intp)
+        return inverse, row
     _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
     return inverse.astype(np.intp), first
 
@@ -146,7 +156,7 @@ def _sum_counts(counts: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 def _merge_sketch_rows(sketches: pd.DataFrame, keys: Sequence[str], k: int) -> pd.DataFrame:
     codes, first = group_keys(sketches, keys)
-    n_groups = len(first)
+    n_groups = len(first)  # first: one row of each group
     durations = np.bincount(codes, weights=sketches["durations"].to_numpy(dtype=np.float64), minlength=n_groups)
     blobs = sketches["sketch"].to_numpy()
     size = np.bincount(codes, minlength=n_groups)
