@@ -17,7 +17,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..summary import Summary
 from ..timeutil import epoch_ms, from_epoch_ms, to_utc
+from ._from_summary import check_windows, count, weighted_rows
 from ._groups import check_confidence, failed_mask, freq_ms, group_rows, require_columns, start_ms
 from ._intervals import rate_interval
 
@@ -68,7 +70,7 @@ def _now(df: pd.DataFrame, now: object, t_ms: np.ndarray) -> int | None:
 
 
 def error_budget(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     slo: float = 0.99,
     window: str | pd.Timedelta = "28D",
@@ -83,8 +85,11 @@ def error_budget(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table (``start_time``, ``status``; ``duration_s`` with ``latency_threshold``).
+    df : DataFrame or Summary
+        The executions table (``start_time``, ``status``; ``duration_s`` with ``latency_threshold``), or a
+        summary of it: exact counts, when ``now`` and every window fall on its bucket boundaries (burn-rate
+        alerts need buckets of 5 minutes or a divisor); ``now`` defaults to the end of its last bucket. A
+        latency SLI needs rows (a sketch only estimates how many executions were slower).
     slo : float
         Target share of good executions, strictly between 0 and 1 (0.99: 1% may be bad).
     window : str or Timedelta
@@ -116,6 +121,10 @@ def error_budget(
         ``min_executions``); and ``alert_page_1h_5m``, ``alert_page_6h_30m``, ``alert_ticket_3d_6h`` (bool).
         Ratios are NaN where there are no executions.
     """
+    summary = df if isinstance(df, Summary) else None
+    if summary is not None and latency_threshold is not None:
+        raise ValueError("error_budget: latency_threshold needs the executions table; a summary's counts cannot")
+    df, weights = weighted_rows(df, by, None, "error_budget") if isinstance(df, Summary) else (df, None)
     require_columns(df, ["start_time", "status", *(["duration_s"] if latency_threshold is not None else [])],
                     "error_budget")  # fmt: skip
     slo = check_slo(slo)
@@ -127,6 +136,10 @@ def error_budget(
     span = freq_ms(window, "window")
     t_ms = start_ms(df)
     end = _now(df, now, t_ms)
+    if summary is not None:
+        if now is None and len(t_ms):
+            end = int(t_ms.max()) + summary.freq_ms  # the end of the last bucket
+        check_windows(summary, end, {"SLO": span, **{w: freq_ms(v) for w, v in _BURN_WINDOWS.items()}}, "error_budget")
     groups = group_rows(df, by, None, func="error_budget")
     bad = failed_mask(df, success_statuses)
     if latency_threshold is not None:
@@ -140,8 +153,9 @@ def error_budget(
             return zero, zero
         inside = (t_ms >= end - length) & (t_ms < end)
         codes = groups.codes[inside]
-        return (np.bincount(codes, minlength=groups.n_groups).astype(np.int64),
-                np.bincount(codes[bad[inside]], minlength=groups.n_groups).astype(np.int64))  # fmt: skip
+        w = None if weights is None else weights[inside]
+        return (count(codes, groups.n_groups, w),
+                count(codes[bad[inside]], groups.n_groups, None if w is None else w[bad[inside]]))  # fmt: skip
 
     out = groups.keys.copy()
     out["window_start"] = from_epoch_ms(end - span) if end is not None else pd.NaT

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..rids import caller_kind
+from ..summary import Summary
+from ._from_summary import caller_sketches, count, sketch_quantiles, weighted_rows
 from ._groups import (
     check_confidence,
     check_quantiles,
@@ -44,7 +46,7 @@ def _caller_codes(df: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
 
 
 def caller_breakdown(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     top: int | None = 10,
     rank_by: str = "excess_low",
@@ -57,8 +59,9 @@ def caller_breakdown(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table (``caller_rid``, ``status``, ``duration_s``).
+    df : DataFrame or Summary
+        The executions table (``caller_rid``, ``status``, ``duration_s``), or a summary of it (counts exact,
+        percentiles from merged sketches, as in :func:`duration_percentiles`).
     top : int or None
         Keep the ``top`` best-ranked callers and collect the rest into one ``(other)`` row; None keeps all.
     rank_by : {"excess_low", "rate_low", "failures", "executions"}
@@ -95,7 +98,9 @@ def caller_breakdown(
     --------
     caller_concentration : how concentrated executions and failures are among callers (top-k shares, HHI).
     """
-    require_columns(df, ["caller_rid", "status", "duration_s"], "caller_breakdown")
+    summary = df if isinstance(df, Summary) else None
+    df, weights = weighted_rows(df, "caller_rid", None, "caller_breakdown") if isinstance(df, Summary) else (df, None)
+    require_columns(df, ["caller_rid", "status", *([] if summary is not None else ["duration_s"])], "caller_breakdown")
     if rank_by not in _RANK_KEYS:
         raise ValueError(f"rank_by must be one of {', '.join(_RANK_KEYS)}, got {rank_by!r}")
     if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1):
@@ -105,8 +110,9 @@ def caller_breakdown(
     codes, cats = _caller_codes(df)
     n_callers = len(cats) + 1
     bad = failed_mask(df, success_statuses)
-    n = np.bincount(codes, minlength=n_callers).astype(np.int64)
-    x = np.bincount(codes[bad], minlength=n_callers).astype(np.int64)
+    bad_weights = None if weights is None else weights[bad]
+    n = count(codes, n_callers, weights)
+    x = count(codes[bad], n_callers, bad_weights)
     low, _ = rate_interval(x, n, confidence)
     overall = x.sum() / max(n.sum(), 1)
     excess = n * (low - overall)
@@ -123,13 +129,16 @@ def caller_breakdown(
     n_rows = len(keep) + (1 if len(folded) else 0)
     row_codes = final[codes]
 
-    rn = np.bincount(row_codes, minlength=n_rows).astype(np.int64)
-    rx = np.bincount(row_codes[bad], minlength=n_rows).astype(np.int64)
+    rn = count(row_codes, n_rows, weights)
+    rx = count(row_codes[bad], n_rows, bad_weights)
     r_low, r_high = rate_interval(rx, rn, confidence)
-    mask = duration_mask(df, None, "all")
-    values = df["duration_s"].to_numpy(dtype="float64")[mask]
-    sorted_groups = sort_within_groups(values, row_codes[mask], n_rows)
-    pct = sorted_groups.quantiles(qs)
+    if summary is not None:
+        durations, pct, _, _ = sketch_quantiles(caller_sketches(summary, cats, final, n_rows), qs, None)
+    else:
+        mask = duration_mask(df, None, "all")
+        values = df["duration_s"].to_numpy(dtype="float64")[mask]
+        sorted_groups = sort_within_groups(values, row_codes[mask], n_rows)
+        durations, pct = sorted_groups.counts, sorted_groups.quantiles(qs)
 
     total, total_failures = int(n.sum()), int(x.sum())
     labels = np.append(np.asarray(cats.astype(object)), np.array([pd.NA], dtype=object))
@@ -149,7 +158,7 @@ def caller_breakdown(
         "rate_high": r_high,
         # Meaningless for a bundle of callers: the bundle's interval is not any caller's.
         "excess_failures_low": np.append((rn * (r_low - overall))[: len(keep)], [np.nan] * (n_rows - len(keep))),
-        "durations": sorted_groups.counts,
+        "durations": durations,
     })  # fmt: skip
     for j, name in enumerate(percentile_names(qs)):
         out[name] = pct[:, j]

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..summary import Summary
+from ._from_summary import summary_percentiles
 from ._groups import (
     check_confidence,
     check_quantiles,
@@ -31,7 +33,7 @@ DEFAULT_Q = (0.5, 0.9, 0.95, 0.99)
 
 
 def duration_percentiles(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     by: str | Sequence[str] | None = None,
     freq: str | pd.Timedelta | None = None,
@@ -44,9 +46,11 @@ def duration_percentiles(
 
     Parameters
     ----------
-    df : DataFrame
+    df : DataFrame or Summary
         The executions table (needs ``duration_s``; ``status`` unless ``outcome="all"``; ``start_time`` with
-        ``freq``).
+        ``freq``), or a :class:`~exec_analytics.summary.Summary` of it: counts exact, percentiles from merged
+        KLL sketches (exact while a group's sketch holds every value; otherwise within the sketch's rank error,
+        and each interval widened by that error so it stays conservative).
     by : str or list of str, optional
         Grouping columns, as in :func:`failure_rate` (``caller_kind`` is derived; NA is its own group).
     freq : str or Timedelta, optional
@@ -78,11 +82,14 @@ def duration_percentiles(
     NaN durations (an unknown unit) are left out of the percentiles but still counted in ``executions``.
     Computed without a Python loop over groups: one sort of packed (group, duration) keys, then gathers.
     """
-    require_columns(df, ["duration_s", *(["status"] if outcome != "all" else []), *_time(freq)],
-                    "duration_percentiles")  # fmt: skip
     qs = check_quantiles(q)
     if confidence is not None:
         confidence = check_confidence(confidence)
+    if isinstance(df, Summary):
+        return summary_percentiles(df, by=by, freq=freq, qs=qs, confidence=confidence, outcome=outcome,
+                                   success_statuses=success_statuses, names=percentile_names(qs))  # fmt: skip
+    require_columns(df, ["duration_s", *(["status"] if outcome != "all" else []), *_time(freq)],
+                    "duration_percentiles")  # fmt: skip
     groups = group_rows(df, by, freq, func="duration_percentiles")
     bad = failed_mask(df, success_statuses) if outcome != "all" else None
     out = groups.keys.copy()

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..summary import Summary
+from ._from_summary import count, weighted_rows
 from ._groups import (
     as_list,
     check_confidence,
@@ -27,7 +29,7 @@ __all__ = ["failure_rate", "failure_reasons"]
 
 
 def failure_rate(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     by: str | Sequence[str] | None = None,
     freq: str | pd.Timedelta | None = None,
@@ -38,8 +40,9 @@ def failure_rate(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table (needs ``status``, and ``start_time`` with ``freq``).
+    df : DataFrame or Summary
+        The executions table (needs ``status``, and ``start_time`` with ``freq``), or a
+        :class:`~exec_analytics.summary.Summary` of it (exact counts; ``freq`` a whole number of its buckets).
     by : str or list of str, optional
         Grouping columns, e.g. ``"resource_version"`` or ``["resource_rid", "caller_rid"]``; ``"caller_kind"``
         is derived from ``caller_rid``. Missing values (e.g. executions without a caller) form their own
@@ -68,12 +71,14 @@ def failure_rate(
     ValueError
         Unknown column, bad ``freq`` or ``confidence``.
     """
+    # A summary is a frame of distinct executions weighted by their count: the same code below counts both.
+    df, weights = weighted_rows(df, by, freq, "failure_rate") if isinstance(df, Summary) else (df, None)
     require_columns(df, ["status", *_time(freq)], "failure_rate")
     confidence = check_confidence(confidence)
     groups = group_rows(df, by, freq, func="failure_rate")
     bad = failed_mask(df, success_statuses)
-    n = np.bincount(groups.codes, minlength=groups.n_groups).astype(np.int64)
-    x = np.bincount(groups.codes[bad], minlength=groups.n_groups).astype(np.int64)
+    n = count(groups.codes, groups.n_groups, weights)
+    x = count(groups.codes[bad], groups.n_groups, None if weights is None else weights[bad])
     return _rate_frame(groups.keys, n, x, confidence)
 
 
@@ -95,7 +100,7 @@ def _time(freq: object) -> list[str]:
 
 
 def failure_reasons(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     by: str | Sequence[str] | None = None,
     confidence: float = 0.95,
@@ -108,8 +113,8 @@ def failure_reasons(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table (needs ``status`` and ``failure_reason``).
+    df : DataFrame or Summary
+        The executions table (needs ``status`` and ``failure_reason``), or a summary of it (exact counts).
     by : str or list of str, optional
         Grouping columns, as in :func:`failure_rate`. When it includes ``resource_version``, each reason is
         also marked ``new`` in the first version (in version order) where it occurs, unless that is the first
@@ -134,15 +139,21 @@ def failure_reasons(
     names = as_list(by)
     if "failure_reason" in names:
         raise ValueError("failure_reasons: by must not include failure_reason; it is always a key of the result")
+    df, weights = (
+        weighted_rows(df, [*names, "failure_reason"], None, "failure_reasons")
+        if isinstance(df, Summary)
+        else (df, None)
+    )
     require_columns(df, ["status", "failure_reason"], "failure_reasons")
     confidence = check_confidence(confidence)
     bad = failed_mask(df, success_statuses)
     outer = group_rows(df, names, None, func="failure_reasons")
-    executions = np.bincount(outer.codes, minlength=outer.n_groups).astype(np.int64)
-    fails = np.bincount(outer.codes[bad], minlength=outer.n_groups).astype(np.int64)
+    bad_weights = None if weights is None else weights[bad]
+    executions = count(outer.codes, outer.n_groups, weights)
+    fails = count(outer.codes[bad], outer.n_groups, bad_weights)
 
     inner = group_rows(df.loc[bad], [*names, "failure_reason"], None, func="failure_reasons")
-    counts = np.bincount(inner.codes, minlength=inner.n_groups).astype(np.int64)
+    counts = count(inner.codes, inner.n_groups, bad_weights)
     out = inner.keys.copy()
     # Each (group, reason) row's outer group: the codes of the failed rows under both groupings.
     parent = np.zeros(inner.n_groups, dtype=np.intp)

@@ -1,0 +1,237 @@
+"""Fleet benchmark: the weekly fleet summary with Dask and Spark beside DuckDB, on a Parquet history on disk.
+
+Run: ``python benchmarks/bench_fleet_summary.py [--history DIR] [--rows N] [--resources R] [--days D]
+[--no-spark] [--subset K]``
+
+1. A history of ``--rows`` executions over ``--resources`` resources and ``--days`` UTC days is generated
+   with ``benchmarks/gen_history.py`` into ``--history`` unless it is there already (a size flag: 100M rows
+   is ~2.5 GB and takes a minute or two to write on two cores).
+2. The summary at daily buckets, timed with the Dask engine on a ``distributed.LocalCluster`` of 2 worker
+   processes with 1 thread each (peak RSS per worker: each worker's ``VmHWM``), and with the
+   Spark engine in ``local[2]``.
+3. The single-machine anchor: DuckDB (2 threads) over the same files computing the same counts (``GROUP BY``
+   the six count keys) and, per sketch key, ``count`` and ``approx_quantile`` at p50/p90/p95/p99.
+4. Sizes: the history's Parquet bytes over the summary's (written as Parquet, zstd), with the full keys and
+   regrouped without callers.
+5. The fleet report from the summary: failure rate and percentiles (with intervals) per resource and
+   version, failure reasons per resource, the caller breakdown.
+6. Accuracy on ``--subset`` resources whose rows fit in memory: counts and rates against the rows (must be
+   identical), each percentile's observed rank error against the stated bound, and whether every widened
+   interval contains the exact one.
+
+Prints the figures and writes ``benchmarks/results/fleet_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gen_history import generate
+
+from exec_analytics import schema
+from exec_analytics.analysis import (
+    caller_breakdown,
+    duration_percentiles,
+    failure_rate,
+    failure_reasons,
+)
+from exec_analytics.summary import Summary, history_dataset
+
+from _common import write_json
+
+Q = (0.5, 0.9, 0.95, 0.99)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*.parquet"))
+
+
+def run_duckdb(history: Path) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    src = f"read_parquet('{history}/**/*.parquet')"
+    day = "epoch_ms(start_time) // 86400000"
+    began = time.perf_counter()
+    counts = con.execute(
+        f"SELECT resource_rid, {day} AS day, resource_version, caller_rid, status, failure_reason, count(*) AS n "
+        f"FROM {src} GROUP BY ALL"
+    ).to_arrow_table()
+    quantiles = con.execute(
+        f"SELECT resource_rid, {day} AS day, resource_version, caller_rid, "
+        "CASE WHEN status = 'SUCCEEDED' THEN 'succeeded' ELSE 'failed' END AS outcome, count(duration_s) AS n, "
+        f"approx_quantile(duration_s, {list(Q)}) AS q FROM {src} WHERE NOT isnan(duration_s) GROUP BY ALL"
+    ).to_arrow_table()
+    seconds = time.perf_counter() - began
+    return {"seconds": seconds, "count_rows": counts.num_rows, "quantile_rows": quantiles.num_rows}
+
+
+def _peak_rss_mb() -> int:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux keeps that across exec, so a worker started
+    from a parent that once held 2 GB would report the parent's peak."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmHWM:"))
+
+
+def run_dask(history: Path) -> tuple[Summary, dict[str, Any]]:
+    import distributed
+
+    from exec_analytics.summary import on_dask
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit="4GB", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        # Warm workers, as on a running cluster: the package imports before the clock starts.
+        client.run(lambda: __import__("exec_analytics.summary.build"))
+        began = time.perf_counter()
+        summary = on_dask.build(history, freq="1D")
+        seconds = time.perf_counter() - began
+        peaks = client.run(_peak_rss_mb)
+    peak_mb = list(peaks.values())
+    return summary, {"seconds": seconds, "peak_rss_mb_per_worker": peak_mb}
+
+
+def run_spark(history: Path) -> tuple[Summary, dict[str, Any]]:
+    from pyspark.sql import SparkSession
+
+    from exec_analytics.summary import on_spark
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    try:
+        began = time.perf_counter()
+        summary = on_spark.build(spark, history, freq="1D")
+        seconds = time.perf_counter() - began
+    finally:
+        spark.stop()
+    return summary, {"seconds": seconds}
+
+
+def fleet_report(summary: Summary) -> dict[str, Any]:
+    began = time.perf_counter()
+    by = ["resource_rid", "resource_version"]
+    rates = failure_rate(summary, by=by)
+    pct = duration_percentiles(summary, by=by, q=Q, confidence=0.95)
+    reasons = failure_reasons(summary, by="resource_rid")
+    callers = caller_breakdown(summary, top=20)
+    seconds = time.perf_counter() - began
+    return {"seconds": seconds, "rows": {"rates": len(rates), "percentiles": len(pct), "reasons": len(reasons),
+                                         "callers": len(callers)}}  # fmt: skip
+
+
+def accuracy(history: Path, summary: Summary, subset: int) -> dict[str, Any]:
+    dataset = history_dataset(history)
+    rids = sorted({Path(f).parent.parent.name.split("=", 1)[1] for f in dataset.files})[:subset]
+    files = [f for f in dataset.files if Path(f).parent.parent.name.split("=", 1)[1] in rids]
+    rows = schema.to_frame(pq.ParquetDataset(files).read())
+    sub = replace(
+        summary,
+        counts=summary.counts[summary.counts["resource_rid"].isin(rids)].reset_index(drop=True),
+        sketches=summary.sketches[summary.sketches["resource_rid"].isin(rids)].reset_index(drop=True),
+    )
+    by = ["resource_rid", "resource_version"]
+    exact_rates = failure_rate(sub, by=by, freq="1D").equals(failure_rate(rows, by=by, freq="1D"))
+    exact_reasons = failure_reasons(sub, by=by).equals(failure_reasons(rows, by=by))
+    got = duration_percentiles(sub, by=by, q=Q, confidence=0.95)
+    want = duration_percentiles(rows, by=by, q=Q, confidence=0.95)
+    max_err, contained, intervals = 0.0, 0, 0
+    for i in range(len(want)):
+        mask = np.ones(len(rows), dtype=bool)
+        for k in by:
+            mask &= (rows[k].astype(object) == want.loc[i, k]).to_numpy(dtype=bool)
+        values = np.sort(rows.loc[mask, "duration_s"].to_numpy())
+        for q in Q:
+            name = f"p{q * 100:g}"
+            x = got.loc[i, name]
+            below = np.searchsorted(values, x, "left") / len(values)
+            at = np.searchsorted(values, x, "right") / len(values)
+            max_err = max(max_err, max(below - q, q - at, 0.0))
+            if np.isfinite(want.loc[i, f"{name}_low"]):
+                intervals += 1
+                contained += bool(got.loc[i, f"{name}_low"] <= want.loc[i, f"{name}_low"]
+                                  and got.loc[i, f"{name}_high"] >= want.loc[i, f"{name}_high"])  # fmt: skip
+    return {
+        "resources": len(rids),
+        "rows": len(rows),
+        "counts_and_rates_identical": bool(exact_rates and exact_reasons),
+        "max_rank_error_observed": max_err,
+        "rank_error_bound": summary.rank_error(),
+        "intervals_containing_exact": f"{contained}/{intervals}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--history", type=Path, default=Path(tempfile.gettempdir()) / "exec_analytics_fleet")
+    parser.add_argument("--rows", type=int, default=100_000_000)
+    parser.add_argument("--resources", type=int, default=200)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--subset", type=int, default=5, help="resources checked against their rows")
+    args = parser.parse_args()
+    result: dict[str, Any] = {}
+    if not args.history.exists():
+        result["generate"] = generate(args.history, rows=args.rows, resources=args.resources, days=args.days)
+        print("generated", result["generate"])
+    rows = sum(pq.read_metadata(f).num_rows for f in history_dataset(args.history).files)
+    result["history"] = {"rows": rows, "bytes": _size(args.history)}
+    print("history", result["history"])
+
+    result["duckdb"] = run_duckdb(args.history)
+    print("duckdb", result["duckdb"])
+    summary, result["dask"] = run_dask(args.history)
+    print("dask", result["dask"])
+    assert summary.counts["executions"].sum() == rows
+    if not args.no_spark:
+        spark_summary, result["spark"] = run_spark(args.history)
+        result["spark"]["counts_equal_dask"] = spark_summary.counts.equals(summary.counts)
+        print("spark", result["spark"])
+    result["dask_over_duckdb"] = result["dask"]["seconds"] / result["duckdb"]["seconds"]
+    result["rows_per_second_per_core"] = {
+        name: rows / result[name]["seconds"] / 2 for name in ("duckdb", "dask", "spark") if name in result
+    }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary.write(Path(tmp) / "full")
+        summary.regroup(drop=["caller_rid"]).write(Path(tmp) / "no_callers")
+        full, no_callers = _size(Path(tmp) / "full"), _size(Path(tmp) / "no_callers")
+    result["summary"] = {
+        "count_rows": len(summary.counts),
+        "sketch_rows": len(summary.sketches),
+        "bytes": full,
+        "history_over_summary": result["history"]["bytes"] / full,
+        "bytes_without_callers": no_callers,
+        "history_over_summary_without_callers": result["history"]["bytes"] / no_callers,
+    }
+    print("summary", result["summary"])
+    result["report_from_summary"] = fleet_report(summary)
+    print("report", result["report_from_summary"])
+    result["accuracy"] = accuracy(args.history, summary, args.subset)
+    print("accuracy", result["accuracy"])
+    write_json("fleet_summary", result)
+
+
+if __name__ == "__main__":
+    main()

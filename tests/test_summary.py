@@ -1,0 +1,240 @@
+"""The mergeable summary (pandas engine): merge laws, regrouping, Parquet round trip, and analysis from a
+summary against analysis from the rows it summarizes (counts exact, percentiles within the rank bound)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasketches
+import numpy as np
+import pandas as pd
+import pytest
+from _summary_data import exact_rank_span, load_history
+
+from exec_analytics.analysis import (
+    caller_breakdown,
+    duration_percentiles,
+    error_budget,
+    failure_rate,
+    failure_reasons,
+)
+from exec_analytics.summary import COUNT_KEYS, Summary, from_frame, from_parquet
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    return load_history(tmp_path_factory.mktemp("summary"))
+
+
+@pytest.fixture(scope="module")
+def rows(history: tuple[pd.DataFrame, Path]) -> pd.DataFrame:
+    return history[0]
+
+
+@pytest.fixture(scope="module")
+def summary(rows: pd.DataFrame) -> Summary:
+    return from_frame(rows, freq="1D")
+
+
+def _sketch_facts(s: Summary) -> pd.DataFrame:
+    """Per sketch row: keys, n, min and max (what every merge order must keep exactly)."""
+    facts = s.sketches.drop(columns="sketch").copy()
+    sketches = [datasketches.kll_doubles_sketch.deserialize(b) for b in s.sketches["sketch"]]
+    facts["n"] = [int(k.n) for k in sketches]
+    facts["min"] = [k.get_min_value() for k in sketches]
+    facts["max"] = [k.get_max_value() for k in sketches]
+    return facts
+
+
+def _reference_counts(rows: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """Counts per summary key straight from the rows with pandas, independently of the builder."""
+    keyed = rows.assign(bucket_start=rows["start_time"].dt.floor(freq).astype("datetime64[ms, UTC]"))
+    keys = list(COUNT_KEYS)
+    out = keyed.groupby(keys, dropna=False, observed=True).size().rename("executions").reset_index()
+    for k in keys:
+        if k != "bucket_start":
+            out[k] = out[k].astype(object).where(out[k].notna(), None).astype("string")
+    return out.sort_values(keys, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def test_counts_equal_a_plain_pandas_groupby(rows: pd.DataFrame, summary: Summary) -> None:
+    assert summary.counts["executions"].sum() == len(rows)
+    pd.testing.assert_frame_equal(summary.counts, _reference_counts(rows, "1D"))
+    assert summary.sketches["durations"].sum() == rows["duration_s"].notna().sum()
+    assert set(summary.sketches["outcome"]) == {"succeeded", "failed"}
+
+
+def test_merge_is_associative_and_order_independent(rows: pd.DataFrame, summary: Summary) -> None:
+    rng = np.random.default_rng(7)
+    part = rng.integers(0, 3, len(rows))  # three interleaved partitions, not contiguous slices
+    a, b, c = (from_frame(rows[part == i].reset_index(drop=True)) for i in range(3))
+    orders = [(a + b) + c, a + (b + c), c.merge(a, b), (b + c) + a]
+    for merged in orders:
+        pd.testing.assert_frame_equal(merged.counts, summary.counts)
+        pd.testing.assert_frame_equal(_sketch_facts(merged), _sketch_facts(summary))
+    # Sketch bytes may differ between orders (KLL compaction is randomised); quantiles stay within the bound.
+    eps = summary.rank_error()
+    big = summary.sketches["durations"].to_numpy().argmax()
+    keys = summary.sketches.iloc[big]
+    mask = np.ones(len(rows), dtype=bool)
+    for k in ("resource_rid", "resource_version", "caller_rid"):
+        mask &= (rows[k].astype(object) == keys[k]).to_numpy(dtype=bool)
+    day = rows["start_time"].dt.floor("1D") == keys["bucket_start"]
+    ok = rows["status"].astype(object).eq("SUCCEEDED") == (keys["outcome"] == "succeeded")
+    values = rows.loc[mask & day.to_numpy() & ok.to_numpy(), "duration_s"].to_numpy()
+    assert len(values) == keys["durations"] > 1000  # large enough that the sketch compacts
+    for merged in orders:
+        sketch = datasketches.kll_doubles_sketch.deserialize(merged.sketches["sketch"].iloc[big])
+        assert sketch.is_estimation_mode()
+        for q in (0.5, 0.9, 0.99):
+            below, at = exact_rank_span(values, sketch.get_quantile(q))
+            assert below - eps <= q <= at + eps
+
+
+def test_regroup_equals_counting_coarser_keys(rows: pd.DataFrame, summary: Summary) -> None:
+    weekly = summary.regroup(drop=["caller_rid"], freq="2D")
+    assert "caller_rid" not in weekly.counts.columns and weekly.freq == pd.Timedelta("2D")
+    ref = _reference_counts(rows, "2D")
+    keys = [k for k in COUNT_KEYS if k != "caller_rid"]
+    ref = ref.groupby(keys, dropna=False).executions.sum().reset_index()
+    ref = ref.sort_values(keys, na_position="last", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(weekly.counts, ref, check_dtype=False)
+    assert weekly.sketches["durations"].sum() == summary.sketches["durations"].sum()
+    with pytest.raises(ValueError, match="whole multiple"):
+        summary.regroup(freq="36h")
+    with pytest.raises(ValueError, match="regrouped without caller_rid"):
+        caller_breakdown(weekly)
+
+
+def test_merge_refuses_summaries_of_different_shape(rows: pd.DataFrame, summary: Summary) -> None:
+    with pytest.raises(ValueError, match="freq"):
+        summary + from_frame(rows, freq="1h")
+    with pytest.raises(ValueError, match="k"):
+        summary + from_frame(rows, k=200)
+
+
+def test_parquet_round_trip_and_the_history_as_it_lies(history: tuple[pd.DataFrame, Path], summary: Summary,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    summary.write(tmp_path / "s")
+    back = Summary.read(tmp_path / "s")
+    pd.testing.assert_frame_equal(back.counts, summary.counts)
+    pd.testing.assert_frame_equal(back.sketches, summary.sketches)
+    assert (back.freq, back.k, back.success_statuses) == (summary.freq, summary.k, summary.success_statuses)
+    on_disk = from_parquet(history[1])  # file by file from the cache's hive directories, then merged
+    pd.testing.assert_frame_equal(on_disk.counts, summary.counts)
+    pd.testing.assert_frame_equal(_sketch_facts(on_disk), _sketch_facts(summary))
+
+
+def test_unknown_durations_are_counted_but_not_sketched(rows: pd.DataFrame) -> None:
+    some = rows.iloc[:2000].copy()
+    some.loc[some.index[::10], "duration_s"] = np.nan
+    s = from_frame(some)
+    assert s.counts["executions"].sum() == 2000
+    assert s.sketches["durations"].sum() == 1800
+    got = duration_percentiles(s, by="resource_rid", q=(0.5,))
+    want = duration_percentiles(some, by="resource_rid", q=(0.5,))
+    pd.testing.assert_frame_equal(got[["resource_rid", "executions", "durations"]],
+                                  want[["resource_rid", "executions", "durations"]])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Analysis from a summary == analysis from rows
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_failure_rate_and_reasons_are_exact(rows: pd.DataFrame, summary: Summary) -> None:
+    for kwargs in ({}, {"by": "resource_version", "freq": "1D"}, {"by": ["resource_rid", "caller_kind"]}):
+        pd.testing.assert_frame_equal(failure_rate(summary, **kwargs), failure_rate(rows, **kwargs))
+    for by in (None, "resource_version", ["resource_rid", "resource_version"]):
+        pd.testing.assert_frame_equal(failure_reasons(summary, by=by), failure_reasons(rows, by=by))
+    with pytest.raises(ValueError, match="whole number"):
+        failure_rate(summary, freq="6h")
+
+
+def test_caller_breakdown_counts_exact_percentiles_within_bound(rows: pd.DataFrame, summary: Summary) -> None:
+    got = caller_breakdown(summary, top=5, q=(0.5, 0.95))
+    want = caller_breakdown(rows, top=5, q=(0.5, 0.95))
+    exact = [c for c in want.columns if c not in ("p50", "p95")]
+    pd.testing.assert_frame_equal(got[exact], want[exact])
+    eps = summary.rank_error()
+    codes = rows["caller_rid"].astype(object)
+    for _, row in got.iterrows():
+        if row["rank"] == 0:
+            continue
+        mine = codes.isna() if pd.isna(row["caller_rid"]) else codes.eq(row["caller_rid"])
+        values = rows.loc[mine.to_numpy(dtype=bool), "duration_s"].to_numpy()
+        for q, name in ((0.5, "p50"), (0.95, "p95")):
+            below, at = exact_rank_span(values, row[name])
+            assert below - eps <= q <= at + eps, (row["caller_rid"], name)
+
+
+def test_percentiles_exact_while_sketches_hold_every_value(rows: pd.DataFrame, summary: Summary) -> None:
+    # Per (version, caller) and day most groups are small: their sketches never compacted.
+    kw = {"by": ["resource_version", "caller_rid"], "freq": "1D", "q": (0.5, 0.9), "confidence": 0.95}
+    got, want = duration_percentiles(summary, **kw), duration_percentiles(rows, **kw)
+    small = (want["durations"] <= summary.k).to_numpy()
+    assert small.sum() > 20
+    pd.testing.assert_frame_equal(got[small].reset_index(drop=True), want[small].reset_index(drop=True))
+
+
+def test_percentile_intervals_are_widened_conservatively(rows: pd.DataFrame, summary: Summary) -> None:
+    kw = {"by": "resource_rid", "q": (0.5, 0.95, 0.99), "confidence": 0.95}
+    got, want = duration_percentiles(summary, **kw), duration_percentiles(rows, **kw)
+    pd.testing.assert_frame_equal(got[["resource_rid", "executions", "durations"]],
+                                  want[["resource_rid", "executions", "durations"]])  # fmt: skip
+    big = (want["durations"] > 3 * summary.k).to_numpy()  # these groups' merged sketches compacted
+    assert big.sum() >= 2
+    eps = summary.rank_error()
+    for i in np.flatnonzero(big):
+        rid = want.loc[i, "resource_rid"]
+        values = rows.loc[rows["resource_rid"].eq(rid).to_numpy(dtype=bool), "duration_s"].to_numpy()
+        for q in (0.5, 0.95, 0.99):
+            name = f"p{q * 100:g}"
+            below, at = exact_rank_span(values, got.loc[i, name])
+            assert below - eps <= q <= at + eps
+            # Conservative: the widened interval contains the exact one.
+            assert got.loc[i, f"{name}_low"] <= want.loc[i, f"{name}_low"]
+            assert got.loc[i, f"{name}_high"] >= want.loc[i, f"{name}_high"]
+    with pytest.raises(ValueError, match="not split by status"):
+        duration_percentiles(summary, by="status")
+
+
+def test_outcome_percentiles_follow_the_build_statuses(rows: pd.DataFrame, summary: Summary) -> None:
+    got = duration_percentiles(summary, by="resource_version", outcome="failed", q=(0.5,))
+    want = duration_percentiles(rows, by="resource_version", outcome="failed", q=(0.5,))
+    pd.testing.assert_frame_equal(got[["resource_version", "executions", "durations"]],
+                                  want[["resource_version", "executions", "durations"]])  # fmt: skip
+    with pytest.raises(ValueError, match="success_statuses"):
+        duration_percentiles(summary, outcome="failed", success_statuses=("SUCCEEDED", "FAILED"))
+
+
+def test_error_budget_is_exact_on_aligned_windows(rows: pd.DataFrame) -> None:
+    fine = from_frame(rows, freq="5min")
+    now = pd.Timestamp("2026-11-18T12:00Z")
+    for by in (None, "resource_rid"):
+        got = error_budget(fine, slo=0.99, window="1D", now=now, by=by)
+        want = error_budget(rows, slo=0.99, window="1D", now=now, by=by)
+        pd.testing.assert_frame_equal(got, want)
+    # Default "now": the end of the last bucket, which is also after the last execution.
+    last = rows["start_time"].max().floor("5min") + pd.Timedelta("5min")
+    pd.testing.assert_frame_equal(error_budget(fine, window="1D"), error_budget(rows, window="1D", now=last))
+    with pytest.raises(ValueError, match="cannot resolve"):
+        error_budget(from_frame(rows, freq="1h"), window="1D", now=now)
+    with pytest.raises(ValueError, match="bucket boundary"):
+        error_budget(fine, window="1D", now=now + pd.Timedelta("1min"))
+    with pytest.raises(ValueError, match="latency_threshold"):
+        error_budget(fine, window="1D", now=now, latency_threshold=1.0)
+
+
+def test_plain_string_columns_and_an_empty_frame(rows: pd.DataFrame, summary: Summary) -> None:
+    # The same executions with object columns instead of categoricals give the same summary.
+    plain = rows.astype({c: object for c in ("status", "failure_reason", "resource_rid", "resource_version",
+                                             "caller_rid")})  # fmt: skip
+    again = from_frame(plain)
+    pd.testing.assert_frame_equal(again.counts, summary.counts)
+    pd.testing.assert_frame_equal(_sketch_facts(again), _sketch_facts(summary))
+    empty = from_frame(rows.iloc[:0])
+    assert empty.counts.empty and empty.sketches.empty
+    pd.testing.assert_frame_equal((empty + summary).counts, summary.counts)
+    one = failure_rate(empty)
+    assert one["executions"].tolist() == [0] and np.isnan(one["rate"].iloc[0])
