@@ -171,6 +171,7 @@ def test_the_step_reports_its_size_interval_and_what_coincided():
     assert row["before_low"] <= truth[0] <= row["before_high"]
     assert row["after_low"] <= truth[1] <= row["after_high"]
     assert 1.6 < row["value_after"] / row["value_before"] < 2.5
+    assert 1.6 < row["adjusted_ratio"] < 2.5  # the callers' mix did not move: adjusted and raw agree
     assert row["version"] == "1.1.0" and row["version_share_before"] == 0 and row["version_share_after"] == 1
     assert "version 1.1.0 went from 0% to 100%" in row["coincided"]
     assert row["cost_reduction"] > row["penalty"]
@@ -181,6 +182,7 @@ def test_a_pure_mix_shift_is_no_change_point_unless_asked_for_the_raw_metric():
     assert change_points(df, metric="p50", **WEEK).empty
     raw = change_points(df, metric="p50", adjust_for=None, **WEEK)
     assert found_near(raw, 80)
+    assert raw.loc[raw["cost_reduction"].idxmax(), "change"] > 0  # traffic moved to the slow callers
 
 
 def test_the_simulator_incident_is_found_with_its_reason(workload):

@@ -57,8 +57,8 @@ _SHARE_STEP = 0.1  # a version's share must move by this much across a change to
 _COLUMNS = [
     "resource_rid", "metric", "period_start", "moment_low", "moment_high", "value_before", "value_after",
     "before_low", "before_high", "after_low", "after_high", "change", "executions_before", "executions_after",
-    "cost_reduction", "penalty", "version", "version_share_before", "version_share_after", "new_callers",
-    "new_reasons", "top_reason", "top_reason_rate_before", "top_reason_rate_after", "coincided",
+    "adjusted_ratio", "cost_reduction", "penalty", "version", "version_share_before", "version_share_after",
+    "new_callers", "new_reasons", "top_reason", "top_reason_rate_before", "top_reason_rate_after", "coincided",
 ]  # fmt: skip
 
 
@@ -122,7 +122,11 @@ def change_points(
         metric over the stretches on either side, up to the neighbouring change points: a rate, or seconds),
         ``before_low``, ``before_high``, ``after_low``, ``after_high`` (their intervals: Clopper-Pearson,
         or order statistics), ``change`` (after minus before), ``executions_before``, ``executions_after``
-        (int64), ``cost_reduction`` and ``penalty`` (float64: how much better two stretches fit than one,
+        (int64), ``adjusted_ratio`` (float64: the shift at a fixed mix, which is what is detected; for the
+        failure rate, failures over those expected from each stratum's rate, after over before; for a
+        percentile, the share of executions above their stratum's percentile, after over before; 1 is no
+        shift, and it can disagree in direction with the raw values when the mix moved too),
+        ``cost_reduction`` and ``penalty`` (float64: how much better two stretches fit than one,
         and the threshold it beat), ``version`` (the version whose share grew most, when by at least 10
         points, else NA) with ``version_share_before``, ``version_share_after``, ``new_callers`` and
         ``new_reasons`` (str: callers, failure reasons seen after the shift and not before, comma-separated;
@@ -181,13 +185,16 @@ def change_points(
         for i, tau in enumerate(cuts):
             a, b = bounds[i], bounds[i + 2]
             gain = float(_gains(y[a:b], e[a:b], min_size)[tau - a])
+            at_mix = _adjusted(y[a:tau], e[a:tau], metric), _adjusted(y[tau:b], e[tau:b], metric)
+            ratio = at_mix[1] / at_mix[0] if at_mix[0] > 0 else np.nan
             low_b, high_b = _moment_interval(y[a:b], e[a:b], tau - a, min_size, confidence, n_sim, rng)
             before = (bucket >= a) & (bucket < tau)
             after = (bucket >= tau) & (bucket < b)
             row: dict[str, object] = {
                 "resource_rid": str(rid), "metric": metric,
                 "period_start": _ts((lo + tau) * step), "moment_low": _ts((lo + a + low_b) * step),
-                "moment_high": _ts((lo + a + high_b) * step), "cost_reduction": gain, "penalty": penalty,
+                "moment_high": _ts((lo + a + high_b) * step), "adjusted_ratio": ratio, "cost_reduction": gain,
+                "penalty": penalty,
             }  # fmt: skip
             row.update(_values(part, before, after, metric, success_statuses, confidence))
             row.update(_coincided(part, before, after, success_statuses))
@@ -206,6 +213,15 @@ def change_points(
 def _ts(ms: int) -> pd.Timestamp:
     ts: pd.Timestamp = pd.Timestamp(ms, unit="ms", tz="UTC")
     return ts
+
+
+def _adjusted(y: np.ndarray, e: np.ndarray, metric: str) -> float:
+    """The metric of a stretch at a fixed mix: failures over those expected, or the share of executions
+    above their stratum's percentile."""
+    if metric == "failure_rate":
+        return float(y[:, 1].sum() / max(e[:, 1].sum(), 1e-300))
+    above = METRICS[metric].index(_QUANTILE[metric]) + 1
+    return float(y[:, above:].sum() / max(y.sum(), 1.0))
 
 
 def _categories(
