@@ -214,3 +214,16 @@ def test_bad_arguments_raise():
     for kwargs in ({"metric": "p99"}, {"alpha": 0}, {"min_size": 0}, {"n_sim": 5}, {"freq": "W"}, {"freq": "1s"}):
         with pytest.raises(ValueError):
             change_points(df, **kwargs)
+
+
+def test_each_resource_is_answered_on_its_own():
+    one = synthetic_week(12, per_week=20_000, step_hour=60, failure_step=2.0)
+    other = synthetic_week(13, per_week=20_000).assign(resource_rid="ri.function-registry.main.function.other")
+    other["resource_rid"] = other["resource_rid"].astype("category")
+    both = pd.concat([one, other], ignore_index=True)
+    both["resource_rid"] = both["resource_rid"].astype("category")
+    alone = change_points(one, metric="failure_rate", **WEEK)
+    together = change_points(both, metric="failure_rate", **WEEK)
+    mine = together[together["resource_rid"] == "ri.function-registry.main.function.synthetic"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone, mine)
+    assert found_near(alone, 60)

@@ -28,6 +28,7 @@ a parametric bootstrap of the fitted two-stretch model around it.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -157,9 +158,10 @@ def change_points(
         )
     rids = df["resource_rid"] if "resource_rid" in df.columns else pd.Series("", index=df.index)
     rid_codes, rid_values = pd.factorize(rids.astype(object), sort=True)
-    rng = np.random.default_rng(seed)
     rows: list[dict[str, object]] = []
     for r, rid in enumerate(rid_values):
+        # One stream per resource, keyed by its RID: a resource's answer does not depend on the others loaded.
+        rng = np.random.default_rng([seed, zlib.crc32(str(rid).encode())])
         mask = (rid_codes == r) & (t >= lo * step) & (t < hi * step)
         part = df.loc[mask]
         bucket = (t[mask] // step - lo).astype(np.intp)
