@@ -154,9 +154,8 @@ def explain_change(
         Missing columns, overlapping or empty windows, bad ``confidence``, ``alpha`` or ``n_boot``.
     """
     names = as_list(by)
-    require_columns(
-        df, ["start_time", "status", "duration_s", *[n for n in names if n != "caller_kind"]], "explain_change"
-    )
+    needed = ["start_time", "status", *(["duration_s"] if percentiles is not None else []), *names]
+    require_columns(df, [n for n in needed if n != "caller_kind"], "explain_change")
     confidence = check_confidence(confidence)
     alpha = check_confidence(alpha, "alpha")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 50:
