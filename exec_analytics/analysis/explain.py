@@ -158,6 +158,7 @@ def explain_change(
     require_columns(df, [n for n in needed if n != "caller_kind"], "explain_change")
     confidence = check_confidence(confidence)
     alpha = check_confidence(alpha, "alpha")
+    q = None if percentiles is None else check_quantiles(percentiles)
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 50:
         raise ValueError(f"n_boot must be an integer of at least 50, got {n_boot!r}")
     p_start, p_end = validate_window(*period)
@@ -201,8 +202,7 @@ def explain_change(
     means[..., :-1] += np.where(counts.sum(axis=-1, keepdims=True) > 0, 0.5, 0.0)
     boot = _decompose(rng.poisson(np.broadcast_to(means, (n_boot, *shape))).astype(np.float64))
     rows = _rate_rows(point, boot, counts, mix_label, mix_values, ver_values, reason_values, _VERSION in names)
-    if percentiles is not None:
-        q = check_quantiles(percentiles)
+    if q is not None:
         rows += _latency_rows(sub, cur, mix.codes, mix.n_groups, mix_label, q, n_boot, rng)
     table = pd.DataFrame(rows)
     table = _finish(table, confidence, alpha, min_rate_change, min_latency_change)
