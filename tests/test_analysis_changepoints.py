@@ -143,7 +143,7 @@ def test_quiet_weeks_rarely_report_a_change_point():
 
 @pytest.mark.parametrize(("metric", "step"), [("failure_rate", {"failure_step": 2.0}), ("p95", {"latency_step": 1.3})])
 def test_a_step_is_found_at_its_moment(metric, step):
-    detected, on_time, trials = 0, 0, 25
+    detected, on_time, trials = 0, 0, 20
     for seed, hour in enumerate(step_hours(trials)):
         df = synthetic_week(100 + seed, per_week=20_000, step_hour=int(hour), **step)
         before = (df["start_time"] < MONDAY + pd.Timedelta(hours=int(hour))).sum()
