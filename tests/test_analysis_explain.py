@@ -167,3 +167,27 @@ def test_bad_arguments_raise(regression):
         explain_change(df, period, previous, n_boot=10)
     with pytest.raises(ValueError, match="both windows"):
         explain_change(df, period, (previous[0] - WEEK * 10, previous[0] - WEEK * 9))
+
+
+def test_parts_match_a_direct_computation_of_das_guptas_formula():
+    df = synthetic_week(9, weeks=2, per_week=8_000, step_hour=200, failure_step=1.5, mix_shift=0.8)
+    result = explain_change(df, SECOND, FIRST, by=("caller_rid",), percentiles=None, n_boot=50)
+    # Reference: shares and rates per caller with pandas, then the symmetric decomposition term by term.
+    week = np.where(df["start_time"] >= SECOND[0], "period", "previous")
+    g = (
+        df.assign(week=week, failed=df["status"] != "SUCCEEDED")
+        .groupby(["caller_rid", "week"], observed=True)["failed"]
+        .agg(["size", "mean"])
+        .unstack("week")
+    )
+    w = g["size"] / g["size"].sum()
+    r = g["mean"]
+    rate = (w * r).sum()
+    centre = rate.mean()
+    mix = (w["period"] - w["previous"]) * ((r["period"] + r["previous"]) / 2 - centre)
+    within = (w["period"] + w["previous"]) / 2 * (r["period"] - r["previous"])
+    t = result.table
+    for component, expected in (("mix", mix), ("within", within)):
+        got = t[t["component"] == component].set_index("segment")["contribution"]
+        np.testing.assert_allclose(got.loc[expected.index.astype(str)].to_numpy(), expected.to_numpy(), atol=1e-15)
+    assert t.loc[t["component"] == "total", "contribution"].iloc[0] == pytest.approx(rate["period"] - rate["previous"])
