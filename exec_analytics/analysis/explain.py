@@ -26,12 +26,11 @@ its executions reweighted to the previous period's segment shares: ``Q1 - Q0 = (
 mix then within.
 
 Intervals come from a seeded Poisson bootstrap of the counts (and of the executions, for percentiles), so they
-are deterministic given the data and the seed. A part is listed as a cause only when its metric's total change
-is material (``min_rate_change``, ``min_latency_change``) and distinguishable from zero (Holm across metrics)
-and the part itself differs from zero after Holm's correction over every part of those metrics (serial
-gatekeeping), so a quiet week reads "nothing changed" and a change lists no false cause, each with probability
-at least ``1 - alpha``. A metric that did not change lists no causes even if its parts moved in opposite
-directions; the table still shows each part's interval.
+are deterministic given the data and the seed. A row is a cause when it differs from zero after Holm's
+correction over every row of the table (so a quiet week reads "nothing changed", and a change lists no false
+cause, each with probability at least ``1 - alpha``) and it is material: at least ``min_rate_change`` of the
+failure rate, or ``min_latency_change`` of the percentile. A regression offset by an improvement elsewhere (an
+incident ending) is listed with it, even when the total did not move.
 """
 
 from __future__ import annotations
@@ -76,7 +75,7 @@ class ChangeExplanation:
     sentences : list of str
         Plain sentences for a report: the headline change, then its causes, largest first.
     changed : bool
-        Whether any metric's total change is distinguishable from zero.
+        Whether anything is a cause (the total of a metric included).
     """
 
     table: pd.DataFrame
@@ -138,8 +137,8 @@ def explain_change(
         ``" x "``; ``resource_version``, ``failure_reason``; NA for totals), ``segment`` (str, the segment's
         value; NA for totals), ``failure_reason`` (str; for rows of one version split by reason, NA otherwise),
         ``contribution`` (float64: fraction of executions for rates, seconds for percentiles), ``low``, ``high``
-        (the interval), ``p_value`` (two-sided, bootstrap normal), ``p_adjusted`` (Holm, gated: 1 for the parts
-        of a metric whose total did not change), ``cause`` (bool), ``share_previous``, ``share_period`` (the
+        (the interval), ``p_value`` (two-sided, bootstrap normal), ``p_adjusted`` (Holm over all rows), ``cause``
+        (bool: significant and material), ``share_previous``, ``share_period`` (the
         segment's share of executions: of all for mix segments and versions, NA otherwise), ``value_previous``,
         ``value_period`` (the segment's failure rate, or the percentile: for a version, ``value_previous`` is
         how the same callers did in the previous period; for a percentile, the counterfactual is the
@@ -206,7 +205,7 @@ def explain_change(
         rows += _latency_rows(sub, cur, mix.codes, mix.n_groups, mix_label, q, n_boot, rng)
     table = pd.DataFrame(rows)
     table = _finish(table, confidence, alpha, min_rate_change, min_latency_change)
-    changed = bool(table.loc[table["component"] == "total", "cause"].any())
+    changed = bool(table["cause"].any())
     return ChangeExplanation(table, _sentences(table, mix_label), changed)
 
 
@@ -402,21 +401,15 @@ def _finish(
         p = np.where(se > 0, 2 * stats.norm.sf(np.abs(est) / se), np.where(est == 0, 1.0, 0.0))
     table["low"], table["high"] = est - z * se, est + z * se
     table["p_value"] = p
-    # Serial gatekeeping: first the totals (Holm across metrics); then, only for the metrics whose total
-    # changed, their parts (Holm across all of them). A change that did not happen has no causes, and the
-    # chance of naming any false cause stays at most alpha.
-    total = (table["component"] == "total").to_numpy()
-    adjusted = np.ones(len(p))
-    adjusted[total] = _holm(p[total])
-    # A change must also matter: statistically real but tiny shifts (a busy resource measures 1% moves of
-    # its median) are not what "what changed" is for.
-    size = np.abs(est) / np.where(table["metric"] == "failure_rate", 1.0, table["value_previous"].abs())
-    material = size >= np.where(table["metric"] == "failure_rate", min_rate_change, min_latency_change)
-    gate = table.loc[total & (adjusted < alpha) & material, "metric"]
-    parts = ~total & table["metric"].isin(gate).to_numpy()
-    adjusted[parts] = _holm(p[parts])
+    # Holm over every row (totals and parts), so the chance of naming any false cause stays at most alpha;
+    # and a cause must also matter: statistically real but tiny parts (a busy resource measures a 1% move of
+    # its median, or a caller's share drifting by a point) are not what "what changed" is for.
+    is_rate = (table["metric"] == "failure_rate").to_numpy()
+    size = np.abs(est) / np.where(is_rate, 1.0, table["value_previous"].abs().to_numpy())
+    material = size >= np.where(is_rate, min_rate_change, min_latency_change)
+    adjusted = _holm(p)
     table["p_adjusted"] = adjusted
-    table["cause"] = (adjusted < alpha) & (~total | material)
+    table["cause"] = (adjusted < alpha) & material
     columns = ["metric", "component", "by", "segment", "failure_reason", "contribution", "low", "high", "p_value",
                "p_adjusted", "cause", "share_previous", "share_period", "value_previous", "value_period",
                "executions_previous", "executions_period"]  # fmt: skip
