@@ -26,7 +26,12 @@ STUDY = ROOT / "notebooks" / "03_version_comparison.ipynb"
 
 def test_notebooks_exist() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_quickstart.ipynb", "02_weekly_reliability.ipynb", "03_version_comparison.ipynb"} <= names
+    assert {
+        "01_quickstart.ipynb",
+        "02_weekly_reliability.ipynb",
+        "03_version_comparison.ipynb",
+        "05_what_changed.ipynb",
+    } <= names
 
 
 @pytest.mark.timeout(600)

@@ -10,6 +10,8 @@ its docstring lists: counts beside every rate, intervals beside every estimate.
 - :func:`version_regressions`, :func:`version_adoption`: every version against its predecessor; rollouts.
 - :func:`caller_breakdown`, :func:`caller_concentration`: who is hurting, and how concentrated traffic is.
 - :func:`error_budget`: SLI, budget and multiwindow burn-rate alerts.
+- :func:`explain_change`: why a failure rate or percentile changed between two periods (mix or within).
+- :func:`change_points`: when within a window a metric shifted, and what coincided.
 - :func:`rate_interval`: the interval of every rate above, for counts merged by hand.
 
 A shared vocabulary: ``by`` (grouping columns; ``caller_kind`` is derived from ``caller_rid``), ``freq``
@@ -21,6 +23,8 @@ from ._intervals import RATE_METHODS, rate_interval
 from .budget import BURN_ALERTS, error_budget
 from .burndown import budget_burndown
 from .callers import OTHER, caller_breakdown, caller_concentration
+from .changepoints import change_points
+from .explain import ChangeExplanation, explain_change
 from .percentiles import duration_percentiles, summarize
 from .rates import failure_rate, failure_reasons
 from .regressions import version_adoption, version_regressions
@@ -31,12 +35,15 @@ __all__ = [
     "OTHER",
     "RATE_METHODS",
     "VERDICTS",
+    "ChangeExplanation",
     "budget_burndown",
     "caller_breakdown",
     "caller_concentration",
+    "change_points",
     "compare_versions",
     "duration_percentiles",
     "error_budget",
+    "explain_change",
     "failure_rate",
     "failure_reasons",
     "rate_interval",

@@ -1,0 +1,184 @@
+"""Calibration of change_points and explain_change on weeks with a known truth.
+
+Run: ``python benchmarks/calibrate_changes.py [--trials N]``
+
+Weeks come from ``synthetic_week`` in ``tests/test_analysis_changepoints.py``: office-hours diurnal traffic,
+a dozen callers of different failure rates and latencies whose shares follow a random walk (``drift``: its
+log-sd per week), and optionally a step at a known hour. For each scenario, N trials (default 200):
+
+- ``change_points`` on quiet weeks: share of resource-weeks with a change point, per metric and on any of
+  the three, with the callers' mix held fixed (the default) and on the raw metric (``adjust_for=None``).
+- ``change_points`` on a step (2x failure rate, +30% latency) at a random hour between Tuesday and Saturday,
+  at three traffic levels: share of trials where a change is found, share of those within 2 buckets of the
+  truth, median timing error in buckets, and how often the moment's interval covers the true hour.
+- ``explain_change`` on quiet pairs of weeks: share of pairs that read "nothing changed".
+- ``explain_change`` on the simulator's rollouts for several workload seeds: the 1.3.0 rollout (traffic
+  moved, no caller changed) must not be within 1.3.0; the 1.4.0 regression must be within 1.4.0, on the
+  reasons the profile multiplies.
+
+The penalty of change_points is the 1 - alpha quantile (alpha = 0.01 by default) of the best split's cost
+reduction on ``n_sim`` simulations of the window without a change (same buckets, same traffic, same mix): it
+is calibrated by simulation on every call, and this script checks the false-alarm rate it gives on data the
+simulation did not generate (mix drift, diurnal traffic). Prints the tables and writes
+``benchmarks/results/calibrate_changes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from test_analysis_changepoints import METRIC_NAMES, MONDAY, WEEK, step_hours, synthetic_week
+
+from exec_analytics import schema
+from exec_analytics.analysis import change_points, explain_change
+from exec_analytics.simulator import Workload
+
+from _common import print_table, write_json
+
+STEPS: dict[str, tuple[str, dict[str, float], str]] = {
+    "failure rate x2": ("failure_rate", {"failure_step": 2.0}, "1h"),
+    "failure rate x2, 4h buckets": ("failure_rate", {"failure_step": 2.0}, "4h"),
+    "p95 +30%": ("p95", {"latency_step": 1.3}, "1h"),
+    "p50 +30%": ("p50", {"latency_step": 1.3}, "1h"),
+}
+
+
+def quiet_change_points(trials: int) -> list[dict[str, Any]]:
+    rows = []
+    for drift in (0.0, 0.15, 0.3):
+        for adjust in ("caller_rid", None):
+            started = time.perf_counter()
+            hits = {m: 0 for m in METRIC_NAMES}
+            any_hit = 0
+            for seed in range(trials):
+                df = synthetic_week(10_000 + seed, per_week=20_000, drift=drift)
+                found = {m: len(change_points(df, metric=m, adjust_for=adjust, seed=seed, **WEEK)) > 0
+                         for m in METRIC_NAMES}  # fmt: skip
+                for m, hit in found.items():
+                    hits[m] += hit
+                any_hit += any(found.values())
+            rows.append({"drift": drift, "adjust_for": str(adjust), "weeks": trials,
+                         **{f"false_{m}": f"{hits[m] / trials:.3f}" for m in METRIC_NAMES},
+                         "false_any": f"{any_hit / trials:.3f}",
+                         "seconds": f"{time.perf_counter() - started:.0f}"})  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
+def step_change_points(trials: int, only: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for name, (metric, step, freq) in STEPS.items():
+        if only is not None and name != only:
+            continue
+        bucket_h = pd.Timedelta(freq) / pd.Timedelta(hours=1)
+        for per_week in (2_500, 5_000, 20_000):
+            started = time.perf_counter()
+            found, on_time, covered, errors, smaller_side = 0, 0, 0, [], []
+            for seed, hour in enumerate(step_hours(trials, seed=per_week)):
+                df = synthetic_week(20_000 + seed, per_week=per_week, step_hour=int(hour), **step)
+                before = int((df["start_time"] < MONDAY + pd.Timedelta(hours=int(hour))).sum())
+                smaller_side.append(min(before, len(df) - before))
+                cp = change_points(df, metric=metric, freq=freq, seed=seed, **WEEK)  # type: ignore[arg-type]
+                if cp.empty:
+                    continue
+                found += 1
+                # Errors in buckets: the true step lies in the bucket starting at floor(hour / bucket).
+                truth = hour // bucket_h
+                buckets = (cp["period_start"] - MONDAY).dt.total_seconds().to_numpy() / 3600 / bucket_h
+                nearest = int(np.argmin(np.abs(buckets - truth)))
+                errors.append(abs(buckets[nearest] - truth))
+                on_time += errors[-1] <= 2
+                low = (cp["moment_low"].iloc[nearest] - MONDAY).total_seconds() / 3600 / bucket_h
+                high = (cp["moment_high"].iloc[nearest] - MONDAY).total_seconds() / 3600 / bucket_h
+                covered += low <= truth <= high
+            rows.append({"step": name, "freq": freq, "per_week": per_week, "min_side": int(np.min(smaller_side)),
+                         "trials": trials,
+                         "found": f"{found / trials:.3f}", "within_2": f"{on_time / max(found, 1):.3f}",
+                         "median_error_buckets": f"{np.median(errors) if errors else float('nan'):.1f}",
+                         "interval_covers": f"{covered / max(found, 1):.3f}",
+                         "seconds": f"{time.perf_counter() - started:.0f}"})  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
+def quiet_explain(trials: int) -> list[dict[str, Any]]:
+    rows = []
+    first = (MONDAY, MONDAY + pd.Timedelta(days=7))
+    second = (MONDAY + pd.Timedelta(days=7), MONDAY + pd.Timedelta(days=14))
+    for drift in (0.0, 0.1, 0.2):
+        started = time.perf_counter()
+        changed = 0
+        for seed in range(trials):
+            df = synthetic_week(30_000 + seed, weeks=2, per_week=10_000, drift=drift)
+            changed += explain_change(df, second, first, n_boot=200, seed=seed).changed
+        rows.append({"drift": drift, "pairs": trials, "nothing_changed": f"{1 - changed / trials:.3f}",
+                     "seconds": f"{time.perf_counter() - started:.0f}"})  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
+
+
+def simulator_rollouts(seeds: range) -> list[dict[str, Any]]:
+    rows = []
+    for seed in seeds:
+        wl = Workload(seed=seed)
+        p = wl.main
+        for version in (p.confounded_version, p.regressed_version):
+            spec = next(v for v in p.versions if v.version == version)
+            assert spec.canary_start is not None
+            monday = spec.canary_start.normalize() - pd.Timedelta(days=spec.canary_start.day_of_week)
+            gt = wl.ground_truth(p.rid, monday - pd.Timedelta(days=7), monday + pd.Timedelta(days=7))
+            df = schema.to_frame(pa.Table.from_pandas(gt[list(schema.COLUMNS)], preserve_index=False))
+            result = explain_change(
+                df, (monday, monday + pd.Timedelta(days=7)), (monday - pd.Timedelta(days=7), monday)
+            )
+            t = result.table
+            rows_v = t[(t["metric"] == "failure_rate") & (t["by"] == "resource_version") & (t["segment"] == version)]
+            whole = rows_v[rows_v["failure_reason"].isna()].iloc[0]
+            reasons = rows_v[rows_v["failure_reason"].notna() & rows_v["cause"] & (rows_v["contribution"] > 0)]
+            worse = sorted(r for r, m in p.failure_multipliers[version].items() if m > 1)
+            lat = t[(t["metric"] == "p50") & (t["component"] != "total")].set_index("component")["cause"]
+            rows.append({"seed": seed, "version": version, "truth": "regressed" if worse else "mix only",
+                         "within_cause": bool(whole["cause"]), "within_pp": f"{100 * whole['contribution']:+.2f}",
+                         "reasons_named": ",".join(sorted(reasons["failure_reason"])) or "-",
+                         "expected_reasons": ",".join(worse) or "-",
+                         "p50_within": bool(lat["within"]), "p50_mix": bool(lat["mix"]),
+                         "correct": bool(whole["cause"]) == bool(worse)
+                         and sorted(reasons["failure_reason"]) == worse})  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200, help="weeks (or pairs of weeks) per scenario")
+    parser.add_argument("--seeds", type=int, default=5, help="simulator workload seeds")
+    args = parser.parse_args()
+    quiet = quiet_change_points(args.trials)
+    steps = step_change_points(args.trials)
+    pairs = quiet_explain(args.trials)
+    sim = simulator_rollouts(range(args.seeds))
+    print("\nchange_points, quiet weeks (share of weeks with a change point):")
+    print_table(quiet, list(quiet[0]))
+    print("\nchange_points, one step at a random hour:")
+    print_table(steps, list(steps[0]))
+    print("\nexplain_change, quiet pairs of weeks:")
+    print_table(pairs, list(pairs[0]))
+    print("\nexplain_change, the simulator's rollouts:")
+    print_table(sim, list(sim[0]))
+    write_json("calibrate_changes", {"quiet_change_points": quiet, "steps": steps, "quiet_explain": pairs,
+                                     "simulator": sim})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
