@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from exec_analytics.analysis import compare_versions
 
@@ -78,6 +79,7 @@ def regressed_share(scenario: dict[str, float], seeds: range, **options: object)
     return float(verdicts.any(axis=1).mean()), verdicts.mean()
 
 
+@pytest.mark.slow
 def test_identical_versions_during_rollouts_rarely_regress_at_default_settings():
     total, alarms = 0, 0.0
     for name, scenario in SCENARIOS.items():

@@ -127,6 +127,7 @@ def found_near(cp: pd.DataFrame, hour: int, tolerance: int = 2) -> bool:
     return bool(np.any(np.abs(hours - hour) <= tolerance))
 
 
+@pytest.mark.slow
 def test_quiet_weeks_rarely_report_a_change_point():
     # A resource-week with a change point on any of the three metrics counts once, as a report would show it.
     trials = 40

@@ -137,6 +137,7 @@ def test_a_failure_step_in_one_caller_is_within_that_caller():
     assert "(no reason)" in set(causes["segment"])  # the added failures carry no reason
 
 
+@pytest.mark.slow
 def test_quiet_pairs_of_weeks_say_nothing_changed():
     # Nothing changes in any caller; shares drift by about 10% (relative) a week, which moves the percentiles
     # by less than their noise. Larger drifts are real mix changes and are reported as such (see the

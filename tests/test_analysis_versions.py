@@ -139,6 +139,7 @@ def test_deterministic_for_a_seed(sim):
 # --- A/A: identical behaviour must stay quiet ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_aa_comparisons_rarely_regress_and_p_values_are_calibrated(sim):
     _, df = sim
     steady = df[(df["start_time"] >= "2026-11-11") & (df["start_time"] < "2026-11-17")].reset_index(drop=True)

@@ -129,6 +129,7 @@ def _assert_readable_and_sound(
     return len(got)
 
 
+@pytest.mark.slow
 def test_refreshes_killed_at_random_moments_leave_a_cache_that_one_refresh_completes(
     make_sim: Callable[..., SimulatorServer], workload: Workload, sim_now: pd.Timestamp, location: Location
 ) -> None:

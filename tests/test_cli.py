@@ -111,6 +111,7 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "example:" in p.format_help(), name
 
 
+@pytest.mark.slow
 def test_demo_writes_the_report_through_the_real_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--weeks", "2", "--out-dir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -114,6 +114,7 @@ def test_dask_reads_the_dataset(history: Path, workload: Workload) -> None:
     importlib.util.find_spec("pyspark") is None or shutil.which("java") is None,
     reason="pyspark (test extra) or a Java runtime is not installed",
 )
+@pytest.mark.slow
 def test_spark_reads_the_dataset_with_its_partition_columns(history: Path, workload: Workload) -> None:
     from pyspark.sql import SparkSession
 

@@ -26,6 +26,7 @@ def client() -> Iterator[distributed.Client]:
         yield c
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_dask_builds_the_pandas_summary(client: distributed.Client, tmp_path: Path) -> None:
     rows, history = load_history(tmp_path)

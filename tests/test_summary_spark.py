@@ -39,6 +39,7 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_spark_builds_the_pandas_summary(spark: Any, tmp_path: Path) -> None:

@@ -121,6 +121,7 @@ def test_sync_makes_every_resource_exact_and_one_failure_does_not_stop_the_other
     assert srv.token not in table and srv.token not in str(summary)
 
 
+@pytest.mark.slow
 def test_a_sync_after_one_more_day_fetches_that_day(tmp_path: Path, fleet_workload: FleetWorkload) -> None:
     wl = fleet_workload
     rids = wl.resource_rids
