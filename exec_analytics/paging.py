@@ -60,6 +60,9 @@ MAX_PAGES_WITHOUT_PROGRESS = 50
 _SLICES_PER_WORKER = 4
 #: Never split a remainder shorter than this: below it, the restart costs more than it saves.
 _MIN_SPLIT_MS = 2_000
+#: Never split a remainder expected to hold fewer than this many pages per worker sharing it: every split costs a
+#: page read twice (the kept part restarts at the proven bound) plus a partial last page per part.
+_MIN_PAGES_PER_SPLIT_PART = 2
 #: Expected pages per first slice of a cached load's stretch (see ``interval_slices``).
 _PAGES_PER_FIRST_SLICE = 4
 
@@ -208,6 +211,8 @@ class _Chain:
         self.end_ms = self.bound = self.proven = end_ms
         self.prev_oldest: int | None = None
         self.tokens: set[str] = set()
+        #: Executions the chain returned, to estimate how dense what remains is.
+        self.rows = 0
         #: Consecutive pages that brought neither a lower bound nor an execution not seen before in the chain.
         self.stalled = 0
         #: Identities seen since the bound last dropped (ordered) or in the whole chain (out of order); filled
@@ -228,6 +233,7 @@ class _Chain:
         Progress is a lower bound (ordered chains only) or an execution the chain had not returned before.
         """
         lowered = False
+        self.rows += page.n_executions
         if ordered and page.oldest_start is not None:
             oldest = epoch_ms(page.oldest_start)
             # A page's oldest start may be shared by executions not yet returned, hence the +1 ms. Clamped at
@@ -299,6 +305,16 @@ class _Worker:
         finally:
             self.concurrency.release()
 
+    def _worth_splitting(self, chain: _Chain, remaining_ms: int, idle: int) -> bool:
+        """Whether ``remaining_ms`` is worth sharing with ``idle`` workers, judged by the chain's density so far."""
+        if remaining_ms < _MIN_SPLIT_MS * (idle + 1):
+            return False
+        seen_ms = chain.end_ms - chain.bound
+        if seen_ms <= 0 or chain.rows == 0:
+            return True  # nothing to judge the density by yet
+        expected_pages = chain.rows / seen_ms * remaining_ms / self.page_size
+        return expected_pages >= _MIN_PAGES_PER_SPLIT_PART * (idle + 1)
+
     def _page_slice(self, sl: Slice) -> None:
         # The API returns newest first, so a page's oldest start bounds what its chain still has to return:
         # that is what lets a slice be split, and restarted when a token expires. Pages out of that order
@@ -367,7 +383,7 @@ class _Worker:
                 )
             chain.tokens.add(token)
             idle = self.sched.idle_workers() if ordered else 0
-            if idle and reported - sl.start_ms >= _MIN_SPLIT_MS * (idle + 1):
+            if idle and self._worth_splitting(chain, reported - sl.start_ms, idle):
                 # Hand the older part of what is not yet counted as covered to idle workers, and keep the rest
                 # up to the proven bound, re-requested because a page token is bound to the window it was
                 # issued for.

@@ -41,6 +41,7 @@ def test_progress_bar_ends_at_exactly_100_percent_without_warnings(
     # Splits (one first slice per worker: idle workers early) and restarts (tokens expire after a page) both
     # re-read parts of a slice, the cases where increments used to sum past the total.
     monkeypatch.setattr(paging, "_SLICES_PER_WORKER", 1)
+    monkeypatch.setattr(paging, "_MIN_PAGES_PER_SPLIT_PART", 0)  # split even thin remainders: re-reads are the point
     monkeypatch.setattr(paging, "tqdm", _RecordingBar)
     _RecordingBar.bars = []
     srv = make_sim(page_token_ttl_s=0.004, faults=FaultConfig(latency_s=0.005))
