@@ -239,7 +239,7 @@ def _mark_change_points(ax: Axes, change_points: pd.DataFrame | None, colors: Ma
         c = colors[metric]
         first = metric not in labelled
         labelled.add(metric)
-        name = _literal(metric)
+        name = _literal(fmt.metric_name(metric))
         ax.axvspan(float(x0), float(x1), color=c, alpha=0.15, linewidth=0, zorder=0, gid=CHANGE_INTERVAL_GID,
                    label=f"{name} change: interval for its moment" if first else "_nolegend_")  # fmt: skip
         ax.axvline(float(x), color=c, linestyle=(0, (1, 1.5)), linewidth=1.6, zorder=2, gid=CHANGE_POINT_GID,

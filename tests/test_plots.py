@@ -372,7 +372,7 @@ def test_change_points_are_drawn_at_their_moment_with_its_interval(df, ax):
     np.testing.assert_allclose([float(ln.get_xdata()[0]) for ln in lines], _dates(found["period_start"]))
     assert ax.get_xlim() == pytest.approx(limits)  # marking changes moves no axis
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["failure rate", "failure_rate change: interval for its moment", "failure_rate change point"]
+    assert legend == ["failure rate", "failure rate change: interval for its moment", "failure rate change point"]
 
 
 def test_percentile_change_points_take_their_percentile_colour(df, ax):

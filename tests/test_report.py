@@ -483,6 +483,8 @@ def test_what_changed_names_the_regression_within_1_4_0(wl, df, report, html) ->
     shown = _what_changed_html(html, 1)  # the table of shifts: moment, its interval, size, what coincided
     assert f"{formatting.timestamp(first['moment_low'])} – {formatting.timestamp(first['moment_high'])}" in shown
     assert formatting.pp_change(first["change"]) in shown and first["coincided"] in shown
+    # A percentile's within part is the change at the previous mix, not a segment's.
+    assert "p95 within (at the previous mix)" in " ".join(shown.split()) and "caller_rid –" not in shown
     # Ranked near the top of a multi-resource report, with its first sentence.
     assert list(report.changed["rid"]) == [wl.main.rid]
     assert report.changed["headline"].iloc[0] == what.sentences[0]

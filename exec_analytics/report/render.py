@@ -102,9 +102,12 @@ def _metric_level(row: Mapping[str, Any], column: str) -> str:
 
 
 def _cause_part(row: Mapping[str, Any]) -> str:
-    """Which part of the change a cause row is: ``mix of caller_rid X``, ``within version 1.4.0 (timeout)``."""
+    """Which part of the change a cause row is: ``mix caller_rid X``, ``within version 1.4.0 (timeout)``."""
     if row["component"] == "total":
         return "total"
+    if not isinstance(row["segment"], str):
+        # A percentile's within and mix parts are not per segment: within is the change at the previous mix.
+        return "within (at the previous mix)" if row["component"] == "within" else "mix"
     by = "version" if row["by"] == "resource_version" else fmt.text(row["by"])
     reason = row["failure_reason"]
     detail = f" ({fmt.text(reason)})" if isinstance(reason, str) else ""
