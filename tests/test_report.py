@@ -492,7 +492,10 @@ def test_what_changed_names_the_regression_within_1_4_0(wl, df, report, html) ->
     assert what.sentences[0] in top
     summary = render_summary(report).splitlines()
     changed_lines = [line for line in summary if " · changed: " in line]
-    assert changed_lines == [(f"{sec.name} · changed: {what.sentences[0]}")[:119] + "…"]
+    headline = what.sentences[0]
+    short = re.sub(r" \((\+[0-9.]+ pp), interval [^()]* to [^()]*\)", r" (\1)", headline)
+    assert short != headline and short.startswith("Failure rate ") and "within version 1.4.0 (timeout)" in short
+    assert changed_lines == [(f"{sec.name} · changed: {short}")[:119] + "…"]
 
 
 def test_a_quiet_resource_says_nothing_changed(wl, report, html) -> None:

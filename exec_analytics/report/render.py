@@ -11,6 +11,7 @@ or archived and still shows everything. Markdown draws no figures. Numbers are w
 from __future__ import annotations
 
 import base64
+import re
 import textwrap
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,8 @@ _STATUS_COLORS = {"regressed": VERDICT_COLORS["regressed"], "budget exhausted": 
 STATUS_NOTE = (f"Status: regressed (a new version regressed), budget exhausted (no error budget left), at risk "
                f"(less than {fmt.percent(AT_RISK_BELOW, 0)} of the period's budget left), attention (notable "
                "changes), ok.")  # fmt: skip
+#: The interval of a total in explain_change's headline, "(+0.32 pp, interval +0.03 pp to +0.61 pp)".
+_INTERVAL = re.compile(r" \(([^()]*), interval [^()]* to [^()]*\)")
 #: Next to a percentile interval that collapsed because the API reports the resource's durations to the second.
 WHOLE_SECONDS = "durations reported in whole seconds"
 
@@ -311,8 +314,8 @@ def render_summary(report: Report) -> str:
         ``resource``, ``status``, ``executions`` (with change on the previous period), ``failure rate`` (with
         change in percentage points), ``p95`` (with relative change) and ``budget left``; then a line per
         resource with new versions and their verdicts; then a line per resource that changed, ranked as in
-        :attr:`Report.changed`, with its headline. A period that is not over is said so under the first
-        line. Data values are made inert; no line is longer than 120 characters.
+        :attr:`Report.changed`, with its headline (without the total's interval). A period that is not over
+        is said so under the first line. Data values are made inert; no line is longer than 120 characters.
     """
     if not isinstance(report, Report):
         raise TypeError(f"render_summary: report must be a Report, got {type(report).__name__}")
@@ -335,7 +338,9 @@ def render_summary(report: Report) -> str:
             f"SLO {fmt.level(report.slo)}")  # fmt: skip
     versions = [_cut(f"{name} · new versions {v}", _WIDTH) for name, v in zip(s["name"], s["new_versions"],
                 strict=True) if v]  # fmt: skip
-    changed = [_cut(f"{c.name} · changed: {c.headline}", _WIDTH) for c in report.changed.itertuples()]
+    # A terminal line is short: the headline keeps the total's change but not its interval (the report has it).
+    changed = [_cut(f"{_cut(c.name, _NAME)} · changed: " + _INTERVAL.sub(r" (\1)", str(c.headline)), _WIDTH)
+               for c in report.changed.itertuples()]  # fmt: skip
     not_over = textwrap.wrap(_not_over(report), _WIDTH)
     return "\n".join([_cut(head, _WIDTH), *not_over, table, *versions, *changed]) + "\n"
 
