@@ -421,6 +421,12 @@ def test_report_json_has_the_documented_schema(report) -> None:
     assert len(main["callers"]) == len(sec.callers) and len(main["reasons"]) == len(sec.reasons)
     assert main["new_versions"][0]["verdicts"] == sec.new_versions[0].verdicts
     what = main["what_changed"]
+    assert set(what) == {"changed", "sentences", "causes", "change_points", "moments", "note"}
+    assert all(isinstance(t, str) for t in what["sentences"] + what["moments"])
+    assert set(doc["changed"][0]) == {"name", "rid", "failure_rate_change", "p50_change", "headline"}
+    assert {"metric", "component", "by", "segment", "contribution", "low", "high", "cause"} <= set(what["causes"][0])
+    assert {"metric", "period_start", "moment_low", "moment_high", "change", "coincided"} <= set(
+        what["change_points"][0])  # fmt: skip
     assert what["changed"] is True and what["sentences"] == sec.what_changed.sentences
     assert what["moments"] == sec.what_changed.moments and what["note"] == ""
     assert [c["contribution"] for c in what["causes"]] == pytest.approx(list(sec.what_changed.causes["contribution"]))
