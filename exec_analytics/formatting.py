@@ -40,6 +40,7 @@ __all__ = [
     "pp_change",
     "seconds",
     "signed_percent",
+    "signed_seconds",
     "table",
     "text",
     "timestamp",
@@ -199,6 +200,21 @@ def seconds(x: Any) -> str:
         elif round(scaled, 1) * size < upper:
             return f"{scaled:.1f} {name}"
     return f"{v / 3600:.1f} h"  # pragma: no cover - the last unit has no upper bound
+
+
+def signed_seconds(x: Any) -> str:
+    """A change of duration with its sign, in the unit that fits it: ``0.041`` -> ``"+41.0 ms"``.
+
+    Returns
+    -------
+    str
+        ``"+"`` or ``"-"`` then :func:`seconds` of its size (``"0 s"`` for zero), or :data:`MISSING`.
+    """
+    v = _number(x)
+    if v is None:
+        return MISSING
+    size = seconds(abs(v))
+    return size if _is_zero(size) else ("-" if v < 0 else "+") + size
 
 
 _seconds = seconds  # for frame(), whose keyword of the same name hides it

@@ -34,6 +34,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentF
 from . import formatting as fmt
 
 __all__ = [
+    "CHANGE_INTERVAL_GID",
+    "CHANGE_POINT_GID",
     "LOW_VOLUME_LABEL",
     "OKABE_ITO",
     "PALETTE",
@@ -210,6 +212,42 @@ def _mark_rollouts(ax: Axes, pairs: list[tuple[str, pd.Timestamp]]) -> None:
         )  # fmt: skip
 
 
+#: Columns of :func:`~exec_analytics.analysis.change_points` output that the plots draw.
+_CHANGE_COLUMNS = ("metric", "period_start", "moment_low", "moment_high")
+#: ``gid`` of the artists a change point draws, so that a figure's change points can be found again.
+CHANGE_POINT_GID, CHANGE_INTERVAL_GID = "change-point", "change-point-interval"
+
+
+def _mark_change_points(ax: Axes, change_points: pd.DataFrame | None, colors: Mapping[str, str]) -> bool:
+    """Draw each change point of the metrics in ``colors``: a band over its moment's interval, a line at it.
+
+    Returns whether anything was drawn (the caller then shows a legend that explains the marks).
+    """
+    if change_points is None:
+        return False
+    _require(change_points, _CHANGE_COLUMNS, "change_points")
+    rows = change_points[change_points["metric"].astype(str).isin(list(colors))]
+    if not len(rows):
+        return False
+    lo, hi = ax.get_xlim()
+    # Date numbers, not datetime64: mixing the two in axvspan makes matplotlib rescale the axis.
+    at = mdates.date2num(_times(rows["period_start"]))  # type: ignore[no-untyped-call]
+    low = mdates.date2num(_times(rows["moment_low"]))  # type: ignore[no-untyped-call]
+    high = mdates.date2num(_times(rows["moment_high"]))  # type: ignore[no-untyped-call]
+    labelled: set[str] = set()
+    for metric, x, x0, x1 in zip(rows["metric"].astype(str), at, low, high, strict=True):
+        c = colors[metric]
+        first = metric not in labelled
+        labelled.add(metric)
+        name = _literal(fmt.metric_name(metric))
+        ax.axvspan(float(x0), float(x1), color=c, alpha=0.15, linewidth=0, zorder=0, gid=CHANGE_INTERVAL_GID,
+                   label=f"{name} change: interval for its moment" if first else "_nolegend_")  # fmt: skip
+        ax.axvline(float(x), color=c, linestyle=(0, (1, 1.5)), linewidth=1.6, zorder=2, gid=CHANGE_POINT_GID,
+                   label=f"{name} change point" if first else "_nolegend_")  # fmt: skip
+    ax.set_xlim(lo, hi)
+    return True
+
+
 def _series(data: pd.DataFrame, hue: str | None) -> list[tuple[str | None, pd.DataFrame]]:
     if hue is None:
         return [(None, data)]
@@ -227,8 +265,9 @@ def plot_failure_rate(
     label: str | None = None,
     color: str | None = None,
     names: Mapping[str, str] | None = None,
+    change_points: pd.DataFrame | None = None,
 ) -> Axes:
-    """Failure rate over time with its confidence band, version rollouts marked.
+    """Failure rate over time with its confidence band, version rollouts and change points marked.
 
     Parameters
     ----------
@@ -249,12 +288,17 @@ def plot_failure_rate(
         Legend label and colour of a single series.
     names : mapping, optional
         Display names of the ``hue`` values (e.g. resource RID -> name); others are shown as they are.
+    change_points : DataFrame, optional
+        :func:`~exec_analytics.analysis.change_points` output; its ``failure_rate`` rows are drawn as a
+        dotted line at ``period_start`` over a band from ``moment_low`` to ``moment_high`` (the interval for
+        the moment), explained in the legend.
 
     Returns
     -------
     matplotlib.axes.Axes
         The Axes: one line per series (x = period start, y = ``rate`` as a fraction shown in percent) and,
-        with ``band``, one ``PolyCollection`` per series.
+        with ``band``, one ``PolyCollection`` per series; per change point, a band and a line whose ``gid``
+        is :data:`CHANGE_INTERVAL_GID` and :data:`CHANGE_POINT_GID`.
     """
     _require(data, ["period_start", "rate", "rate_low", "rate_high"], "plot_failure_rate")
     ax = _axes(ax)
@@ -269,12 +313,13 @@ def plot_failure_rate(
                             color=c, alpha=0.2, linewidth=0, step=None)  # fmt: skip
     start = pd.Timestamp(data["period_start"].min()) if len(data) else None
     _mark_rollouts(ax, _rollout_times(rollouts, start))
+    changes = _mark_change_points(ax, change_points, {"failure_rate": OKABE_ITO["vermillion"]})
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
     ax.set_ylim(bottom=0)
     ax.set_ylabel("failure rate (% of executions)")
     _date_axis(ax)
     _style(ax)
-    if hue is not None or label:
+    if hue is not None or label or changes:
         # Beside the plot, as for the percentiles: inside, it hides lines and bands.
         ax.legend(frameon=False, fontsize=9, title=_legend_title(hue), title_fontsize=9, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # fmt: skip
@@ -288,8 +333,9 @@ def plot_duration_percentiles(
     percentiles: Sequence[str] = ("p50", "p95", "p99"),
     log: bool = True,
     rollouts: pd.DataFrame | Mapping[str, Any] | None = None,
+    change_points: pd.DataFrame | None = None,
 ) -> Axes:
-    """Duration percentiles over time, one line per percentile.
+    """Duration percentiles over time, one line per percentile, change points marked.
 
     Parameters
     ----------
@@ -304,11 +350,15 @@ def plot_duration_percentiles(
         Logarithmic duration axis (percentiles often differ by an order of magnitude).
     rollouts : DataFrame or mapping, optional
         Version rollouts to mark, as in :func:`plot_failure_rate`.
+    change_points : DataFrame, optional
+        :func:`~exec_analytics.analysis.change_points` output; its rows of the drawn percentiles are marked
+        as in :func:`plot_failure_rate`, in the colour of their percentile.
 
     Returns
     -------
     matplotlib.axes.Axes
-        One line per percentile, labelled with its name (x = period start, y = seconds).
+        One line per percentile, labelled with its name (x = period start, y = seconds); change points as
+        in :func:`plot_failure_rate`.
     """
     _require(data, ["period_start"], "plot_duration_percentiles")
     cols = [p for p in percentiles if p in data.columns]
@@ -324,6 +374,8 @@ def plot_duration_percentiles(
                 markevery=max(1, len(part) // 12), markersize=4)  # fmt: skip
     start = pd.Timestamp(data["period_start"].min()) if len(data) else None
     _mark_rollouts(ax, _rollout_times(rollouts, start))
+    _mark_change_points(ax, change_points, {c: _PERCENTILE_COLORS.get(c, PALETTE[i % len(PALETTE)])
+                                            for i, c in enumerate(cols)})  # fmt: skip
     if log:
         ax.set_yscale("log")
         _duration_ticks(ax.yaxis)

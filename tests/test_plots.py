@@ -340,3 +340,59 @@ def test_failure_rate_legend_covers_no_data(df, ax):
     ax.figure.canvas.draw()
     renderer = ax.figure.canvas.get_renderer()
     assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+# --- change points ----------------------------------------------------------------------------------------------
+
+
+def _change_marks(ax) -> tuple[list, list]:
+    bands = [p for p in ax.patches if p.get_gid() == plots.CHANGE_INTERVAL_GID]
+    lines = [ln for ln in ax.get_lines() if ln.get_gid() == plots.CHANGE_POINT_GID]
+    return bands, lines
+
+
+def test_change_points_are_drawn_at_their_moment_with_its_interval(df, ax):
+    from exec_analytics.analysis import change_points
+
+    rates = failure_rate(df, freq="6h")
+    found = change_points(df, metric="failure_rate", freq="1h", start=START, end=END, n_sim=200)
+    assert len(found) >= 1  # 1.4.0's timeouts raise the failure rate within the window
+    fig, plain = plt.subplots()
+    try:
+        plots.plot_failure_rate(rates, ax=plain)
+        limits = plain.get_xlim()
+    finally:
+        plt.close(fig)
+    plots.plot_failure_rate(rates, ax=ax, change_points=found)
+    bands, lines = _change_marks(ax)
+    assert len(bands) == len(lines) == len(found)
+    # The band spans the interval for the moment, the line sits at the moment: the analysis' own times.
+    np.testing.assert_allclose([b.get_x() for b in bands], _dates(found["moment_low"]))
+    np.testing.assert_allclose([b.get_x() + b.get_width() for b in bands], _dates(found["moment_high"]))
+    np.testing.assert_allclose([float(ln.get_xdata()[0]) for ln in lines], _dates(found["period_start"]))
+    assert ax.get_xlim() == pytest.approx(limits)  # marking changes moves no axis
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["failure rate", "failure rate change: interval for its moment", "failure rate change point"]
+
+
+def test_percentile_change_points_take_their_percentile_colour(df, ax):
+    t = pd.Timestamp("2026-11-18T10:00Z")
+    h = pd.Timedelta("1h")
+    found = pd.DataFrame({"metric": ["p95", "failure_rate", "p50"], "period_start": [t, t + 2 * h, t + 20 * h],
+                          "moment_low": [t - 3 * h, t, t + 20 * h],
+                          "moment_high": [t + h, t + 4 * h, t + 21 * h]})  # fmt: skip
+    plots.plot_duration_percentiles(duration_percentiles(df, freq="6h"), ax=ax, change_points=found)
+    bands, lines = _change_marks(ax)
+    drawn = found[found["metric"] != "failure_rate"]  # the failure rate's change is not a percentile's
+    np.testing.assert_allclose([b.get_x() for b in bands], _dates(drawn["moment_low"]))
+    np.testing.assert_allclose([float(ln.get_xdata()[0]) for ln in lines], _dates(drawn["period_start"]))
+    series = {ln.get_label(): ln.get_color() for ln in ax.get_lines() if ln.get_gid() is None}
+    assert [ln.get_color() for ln in lines] == [series["p95"], series["p50"]]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "p95 change point" in texts and "p50 change: interval for its moment" in texts
+
+
+def test_change_points_without_their_columns_are_refused(df, ax):
+    with pytest.raises(ValueError, match="change_points: data lacks column"):
+        plots.plot_failure_rate(failure_rate(df, freq="6h"), ax=ax,
+                                change_points=pd.DataFrame({"metric": ["failure_rate"]}))  # fmt: skip

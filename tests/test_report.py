@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from exec_analytics import schema
+from exec_analytics import formatting, schema
 from exec_analytics.report import (
     Report,
     build_weekly_report,
@@ -410,7 +410,7 @@ def test_report_json_has_the_documented_schema(report) -> None:
 
     doc = json.loads(render_json(report))
     assert set(doc) == {"title", "start", "end", "previous_start", "previous_end", "generated_at", "in_progress",
-                        "slo", "confidence", "source", "resources"}  # fmt: skip
+                        "slo", "confidence", "source", "changed", "resources"}  # fmt: skip
     assert doc["start"] == "2026-11-17T00:00:00Z" and doc["end"] == "2026-11-21T00:00:00Z"
     assert doc["source"] == "https://foundry.example.com:8443/api" and doc["slo"] == 0.95
     main = doc["resources"][0]
@@ -420,6 +420,22 @@ def test_report_json_has_the_documented_schema(report) -> None:
     assert {k["name"]: k["value"] for k in main["kpis"]} == pytest.approx({k.name: k.value for k in sec.kpis})
     assert len(main["callers"]) == len(sec.callers) and len(main["reasons"]) == len(sec.reasons)
     assert main["new_versions"][0]["verdicts"] == sec.new_versions[0].verdicts
+    what = main["what_changed"]
+    assert set(what) == {"changed", "sentences", "causes", "change_points", "moments", "note"}
+    assert all(isinstance(t, str) for t in what["sentences"] + what["moments"])
+    assert set(doc["changed"][0]) == {"name", "rid", "failure_rate_change", "p50_change", "headline"}
+    assert {"metric", "component", "by", "segment", "contribution", "low", "high", "cause"} <= set(what["causes"][0])
+    assert {"metric", "period_start", "moment_low", "moment_high", "change", "coincided"} <= set(
+        what["change_points"][0])  # fmt: skip
+    assert what["changed"] is True and what["sentences"] == sec.what_changed.sentences
+    assert what["moments"] == sec.what_changed.moments and what["note"] == ""
+    assert [c["contribution"] for c in what["causes"]] == pytest.approx(list(sec.what_changed.causes["contribution"]))
+    cps = sec.what_changed.change_points
+    assert [c["period_start"] for c in what["change_points"]] == [
+        t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in cps["period_start"]]  # fmt: skip
+    assert [c["rid"] for c in doc["changed"]] == list(report.changed["rid"])
+    assert doc["changed"][0]["headline"] == sec.what_changed.headline
+    assert doc["resources"][1]["what_changed"]["changed"] is False
 
 
 def test_names_replace_rids_in_headings_and_caller_tables(df, report, wl) -> None:
@@ -433,3 +449,166 @@ def test_names_replace_rids_in_headings_and_caller_tables(df, report, wl) -> Non
     html = render_html(rep, figures={})
     assert ">nightly sentinel</td>" in html and f">{top}</td>" not in html
     assert rep.names == names
+
+
+# --- what changed --------------------------------------------------------------------------------------------
+
+
+def _what_changed_html(html: str, position: int) -> str:
+    """The What-changed part of the ``position``-th resource's section, as text."""
+    part = html.split(f'<h3 id="changes-{position}">What changed</h3>', 1)[1].split("<h3>Error budget</h3>", 1)[0]
+    return unescape(re.sub(r"<[^>]+>", " ", part))
+
+
+def test_what_changed_names_the_regression_within_1_4_0(wl, df, report, html) -> None:
+    from exec_analytics.analysis import explain_change
+
+    sec = report.resources[0]
+    what = sec.what_changed
+    assert what.changed and what.note == ""
+    # The simulator's 1.4.0 regression (timeouts) is attributed within that version, to timeouts.
+    assert "within version 1.4.0 (timeout)" in what.sentences[0]
+    assert "within version 1.4.0 (timeout)" in _what_changed_html(html, 1)
+    assert "within version 1.4.0 (timeout)" in render_markdown(report)
+    # The causes are exactly explain_change's causes over the period and the previous one of the same length.
+    rows = df[(df["resource_rid"] == wl.main.rid).to_numpy()]
+    truth = explain_change(rows, (START, END), (HISTORY, START), confidence=report.confidence).table
+    truth = truth[truth["cause"]]
+    assert len(what.causes) == len(truth) > 0 and bool(what.causes["cause"].all())
+    assert sorted(what.causes["contribution"]) == pytest.approx(sorted(truth["contribution"]))
+    assert what.causes.query("metric == 'failure_rate' and by == 'resource_version' and segment == '1.4.0'")[
+        "contribution"].gt(0).any()  # fmt: skip
+    # The failure rate shifted while 1.4.0 rolled out (2026-11-17..20), and the shift is up, with 1.4.0 named.
+    rate = what.change_points[what.change_points["metric"] == "failure_rate"]
+    assert len(rate) >= 1
+    first = rate.iloc[0]
+    assert pd.Timestamp("2026-11-17T09:00Z") <= first["period_start"] <= pd.Timestamp("2026-11-20T12:00Z")
+    assert first["moment_low"] <= first["period_start"] <= first["moment_high"] and first["change"] > 0
+    assert "1.4.0" in first["coincided"] and "1.4.0" in what.moments[0]
+    assert set(what.change_points["metric"]) <= {"failure_rate", "p50", "p95"}
+    shown = _what_changed_html(html, 1)  # the table of shifts: moment, its interval, size, what coincided
+    assert f"{formatting.timestamp(first['moment_low'])} – {formatting.timestamp(first['moment_high'])}" in shown
+    assert formatting.pp_change(first["change"]) in shown and first["coincided"] in shown
+    # A percentile's within part is the change at the previous mix, not a segment's.
+    assert "p95 within (at the previous mix)" in " ".join(shown.split()) and "caller_rid –" not in shown
+    # Ranked near the top of a multi-resource report, with its first sentence.
+    assert list(report.changed["rid"]) == [wl.main.rid]
+    assert report.changed["headline"].iloc[0] == what.sentences[0]
+    top = unescape(re.sub(r"<[^>]+>", " ", html.split('<h2 id="changed">', 1)[1].split('<h2 id="r1">', 1)[0]))
+    assert what.sentences[0] in top
+    summary = render_summary(report).splitlines()
+    changed_lines = [line for line in summary if " · changed: " in line]
+    headline = what.sentences[0]
+    short = re.sub(r" \((\+[0-9.]+ pp), interval [^()]* to [^()]*\)", r" (\1)", headline)
+    assert short != headline and short.startswith("Failure rate ") and "within version 1.4.0 (timeout)" in short
+    assert changed_lines == [(f"{sec.name} · changed: {short}")[:119] + "…"]
+
+
+def test_a_quiet_resource_says_nothing_changed(wl, report, html) -> None:
+    sec = report.resources[1]
+    assert sec.rid == wl.resources[2].rid
+    what = sec.what_changed
+    # No part of its change on the previous period is a cause, and no metric shifted within the period.
+    assert not what.changed and not len(what.causes) and not len(what.change_points) and what.moments == []
+    assert what.headline == "Nothing changed."
+    assert "nothing changed beyond noise" in what.sentences[0]
+    assert "Nothing changed: no part of the change" in _what_changed_html(html, 2)
+    md = render_markdown(report).split(f"## {sec.name}", 1)[1]
+    assert "**What changed**\n\nNothing changed: no part of the change" in md
+    assert sec.rid not in set(report.changed["rid"])
+    assert not any(line.startswith(f"{sec.name} · changed") for line in render_summary(report).splitlines())
+
+
+def test_changed_resources_are_ranked_by_failure_rate_then_p50(report) -> None:
+    from dataclasses import replace
+
+    from exec_analytics.report.build import Kpi, WhatChanged, _ranked_changes
+
+    base = report.resources[0]
+
+    def section(name: str, rate: float, p50: float, changed: bool = True):
+        kpis = [replace(k, value=k.previous + rate if k.name == "failure rate" else k.previous * (1 + p50))
+                if k.name in ("failure rate", "p50") else k for k in base.kpis]  # fmt: skip
+        assert isinstance(kpis[1], Kpi)
+        return replace(base, name=name, rid=f"ri.{name}", kpis=kpis,
+                       what_changed=WhatChanged(changed=changed, moments=[f"{name} moved."]))  # fmt: skip
+
+    ranked = _ranked_changes([section("a", 0.001, 0.5), section("b", -0.02, 0.0), section("c", 0.001, -0.9),
+                              section("d", 0.5, 0.5, changed=False)])  # fmt: skip
+    assert list(ranked["name"]) == ["b", "c", "a"]  # |rate change| first, then |p50 change|; d did not change
+    assert list(ranked["headline"]) == ["b moved.", "c moved.", "a moved."]
+    assert list(ranked.columns) == ["name", "rid", "failure_rate_change", "p50_change", "headline"]
+
+
+def test_what_changed_text_is_escaped_and_inert(hostile) -> None:
+    from dataclasses import replace
+
+    from exec_analytics.report import WhatChanged
+
+    evil = f"{HOSTILE}{MATHTEXT}{INVISIBLE}"
+    sec = hostile.resources[0]
+    causes = pd.DataFrame({"metric": ["failure_rate"], "component": ["within"], "by": ["resource_version"],
+                           "segment": [evil], "failure_reason": [evil], "contribution": [0.01], "low": [0.005],
+                           "high": [0.015], "cause": [True], "share_previous": [float("nan")],
+                           "share_period": [float("nan")], "value_previous": [0.01],
+                           "value_period": [0.02]})  # fmt: skip
+    t = pd.Timestamp("2026-11-11T06:00Z")
+    points = pd.DataFrame({"metric": ["failure_rate"], "period_start": [t], "moment_low": [t - pd.Timedelta("1h")],
+                           "moment_high": [t + pd.Timedelta("1h")], "value_before": [0.01], "value_after": [0.02],
+                           "change": [0.01],
+                           "coincided": [f"version {evil} went from 0% to 50% of executions"]})  # fmt: skip
+    what = WhatChanged(changed=True, sentences=[f"Failure rate up: +1.00 pp within version {evil} ({evil})."],
+                       causes=causes, change_points=points,
+                       moments=[f"Failure rate shifted; coincided with {evil}."])  # fmt: skip
+    changed = pd.DataFrame({"name": [sec.name], "rid": [sec.rid], "failure_rate_change": [0.01],
+                            "p50_change": [0.0], "headline": [what.headline]})  # fmt: skip
+    rep = replace(hostile, resources=[replace(sec, what_changed=what)], changed=changed)
+    html = render_html(rep)  # draws the figures too, with the hostile change point's band and line
+    assert "<script" not in html and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    section = _what_changed_html(html, 1)
+    assert f"within version {HOSTILE}$\\frac{{$" in section and "0% to 50%" in section
+    md = render_markdown(rep)
+    summary = render_summary(rep)
+    assert "<script" not in md and "&lt;script&gt;" in md and "\\frac{$" in md
+    assert "<script>" in summary  # the terminal shows the data as it is, made inert
+    for text in (html, md, summary):
+        assert not set(INVISIBLE) & set(text)
+
+
+def test_report_figures_mark_the_change_points(report, monkeypatch) -> None:
+    import matplotlib.dates as mdates
+
+    from exec_analytics import plots
+    from exec_analytics.report import figures as drawing
+
+    drawn: dict[str, list] = {}
+    for name in ("plot_failure_rate", "plot_duration_percentiles"):
+        real = getattr(plots, name)
+
+        def record(*args, _real=real, _name=name, **kwargs):
+            ax = _real(*args, **kwargs)
+            drawn.setdefault(_name, []).append(ax)
+            return ax
+
+        monkeypatch.setattr(plots, name, record)
+    sec = report.resources[0]
+    drawing.render_figures(report)
+    cps = sec.what_changed.change_points
+
+    def marks(ax) -> tuple[list[float], list[float], list[float]]:
+        bands = [p for p in ax.patches if p.get_gid() == plots.CHANGE_INTERVAL_GID]
+        lines = [ln for ln in ax.get_lines() if ln.get_gid() == plots.CHANGE_POINT_GID]
+        return ([b.get_x() for b in bands], [b.get_x() + b.get_width() for b in bands],
+                [float(ln.get_xdata()[0]) for ln in lines])  # fmt: skip
+
+    def dates(values) -> list[float]:
+        return list(mdates.date2num(pd.DatetimeIndex(values).tz_convert("UTC").tz_localize(None).to_numpy()))
+
+    for name, metrics in (("plot_failure_rate", ["failure_rate"]), ("plot_duration_percentiles", ["p50", "p95"])):
+        rows = cps[cps["metric"].isin(metrics)]
+        assert len(rows) > 0
+        low, high, at = marks(drawn[name][0])
+        assert low == pytest.approx(dates(rows["moment_low"])) and high == pytest.approx(dates(rows["moment_high"]))
+        assert at == pytest.approx(dates(rows["period_start"]))
+        assert marks(drawn[name][1]) == ([], [], [])  # the quiet resource: nothing to mark
+    assert "change point" in " ".join(t.get_text() for t in drawn["plot_failure_rate"][0].get_legend().get_texts())

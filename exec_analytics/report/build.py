@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,10 @@ from .. import formatting as fmt
 from ..analysis import (
     budget_burndown,
     caller_breakdown,
+    change_points,
     compare_versions,
     error_budget,
+    explain_change,
     failure_reasons,
     summarize,
     version_adoption,
@@ -36,6 +38,7 @@ __all__ = [
     "Report",
     "ResourceSection",
     "VersionFinding",
+    "WhatChanged",
     "build_weekly_report",
     "safe_source",
     "week_bounds",
@@ -47,6 +50,12 @@ _VERDICT_PRIORITY = ("regressed", "inconclusive", "improved", "equivalent", "ins
 #: A resource whose period budget has less than this share left is "at risk" (it can still end within the SLO,
 #: but one bad day spends the rest); at 0 or below it is "budget exhausted".
 AT_RISK_BELOW = 0.25
+#: Metrics whose change points the report looks for, in the order it lists them.
+CHANGE_METRICS = ("failure_rate", "p50", "p95")
+#: Simulations of :func:`~exec_analytics.analysis.change_points` per metric: its penalty is the 99th percentile of
+#: the largest no-change cost reduction over them, which 500 draws estimate from its 5 largest (the analysis
+#: default); the moment's interval uses as many. About 0.1 s per metric and resource on a week of hourly buckets.
+CHANGE_SIMULATIONS = 500
 
 
 @dataclass
@@ -162,6 +171,51 @@ class VersionFinding:
 
 
 @dataclass
+class WhatChanged:
+    """What changed for one resource: the period against the previous one, and the moments within the period.
+
+    Attributes
+    ----------
+    changed : bool
+        Something is a cause of a change on the previous period, or a metric shifted within the period.
+    sentences : list of str
+        :func:`~exec_analytics.analysis.explain_change` sentences (report period against the previous period of
+        the same length); empty when either has no executions, with ``note`` saying so.
+    causes : DataFrame
+        The rows of :func:`~exec_analytics.analysis.explain_change`'s table that are causes (same columns),
+        largest contribution first within each metric.
+    change_points : DataFrame
+        :func:`~exec_analytics.analysis.change_points` of ``failure_rate``, ``p50`` and ``p95`` over the report
+        period in hourly buckets (same columns), by metric then time.
+    moments : list of str
+        One sentence per change point: the metric, its shift, the interval for the moment and what coincided.
+    note : str
+        Why there is no attribution, else "".
+    """
+
+    changed: bool = False
+    sentences: list[str] = field(default_factory=list)
+    causes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    change_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    moments: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def headline(self) -> str:
+        """One line for a list of resources: the attribution's sentence of the first metric with a cause
+        (failure rate, then percentiles), else the first moment, else "Nothing changed."."""
+        for metric in pd.unique(self.causes["metric"]) if len(self.causes) else ():
+            # explain_change's sentences start with the failure rate, then each percentile's name.
+            lead = "Failure rate " if metric == "failure_rate" else f"{metric} "
+            said = next((t for t in self.sentences if t.startswith(lead)), None)
+            if said is not None:
+                return said
+        if self.moments:
+            return self.moments[0]
+        return "Nothing changed."
+
+
+@dataclass
 class ResourceSection:
     """Everything the report says about one resource.
 
@@ -195,6 +249,8 @@ class ResourceSection:
         Durations of a second or more come (at least partly) in whole seconds: at least 5% of them are whole
         numbers, which millisecond durations almost never are. Ties at whole seconds can then make the
         interval of a percentile above a second collapse to one value.
+    what_changed : WhatChanged
+        The attribution of the change on the previous period, and the change points within the period.
     """
 
     rid: str
@@ -210,6 +266,7 @@ class ResourceSection:
     adoption: pd.DataFrame
     durations: pd.DataFrame
     whole_seconds: bool = False
+    what_changed: WhatChanged = field(default_factory=WhatChanged)
 
     def kpi(self, name: str) -> Kpi:
         """The KPI called ``name``."""
@@ -244,6 +301,10 @@ class Report:
         will still change, and the renderers say so.
     names : dict
         The display names given (RID -> name): resources' headings, and callers' labels in tables and figures.
+    changed : DataFrame
+        The resources whose change is real (``what_changed.changed``), largest absolute failure-rate change first,
+        then largest absolute relative p50 change: ``name``, ``rid``, ``failure_rate_change`` (a difference of
+        fractions), ``p50_change`` (relative), ``headline`` (:attr:`WhatChanged.headline`).
     """
 
     title: str
@@ -259,6 +320,7 @@ class Report:
     resources: list[ResourceSection]
     in_progress: bool = False
     names: dict[str, str] = field(default_factory=dict)
+    changed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -518,6 +580,71 @@ def _notable(kpis: list[Kpi], budget: BudgetStatus, versions: list[VersionFindin
     return notes
 
 
+def _moment(row: Mapping[Any, Any]) -> str:
+    """A change point in words: metric, shift, moment with its interval, what coincided."""
+    metric = str(row["metric"])
+    show: Callable[..., str]
+    if metric == "failure_rate":
+        name, show, shift = "Failure rate", fmt.percent, fmt.pp_change(row["change"])
+    else:
+        name, show, shift = metric, fmt.seconds, fmt.signed_seconds(row["change"])
+    low, high = fmt.timestamp(row["moment_low"]), fmt.timestamp(row["moment_high"])
+    when = f"at {fmt.timestamp(row['period_start'])}" + ("" if low == high else f" (between {low} and {high})")
+    coincided = str(row["coincided"]) if isinstance(row["coincided"], str) and row["coincided"] else ""
+    return (f"{name} shifted {when}: {show(row['value_before'])} -> {show(row['value_after'])} ({shift})"
+            + (f"; coincided with: {coincided}." if coincided else "."))  # fmt: skip
+
+
+def _what_changed(rows: pd.DataFrame, week: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp,
+                  confidence: float) -> WhatChanged:  # fmt: skip
+    """Attribution of the change on the previous period of the same length, and change points in the period."""
+    by = [c for c in ("resource_version", "caller_rid", "failure_reason") if c in rows.columns]
+    previous = (start - (end - start), start)
+    sentences: list[str] = []
+    causes = pd.DataFrame()
+    note = ""
+    explained = False
+    if not len(week) or not len(_rows_in(rows, *previous)):
+        note = "no executions in " + ("this period" if not len(week) else "the previous period") + " to compare"
+    else:
+        explanation = explain_change(rows, (start, end), previous, by=by, confidence=confidence)
+        table = explanation.table
+        causes = table[table["cause"].to_numpy(dtype=bool)]
+        causes = causes.assign(_size=causes["contribution"].abs()).sort_values(
+            ["metric", "_size"], ascending=[True, False], kind="stable").drop(columns="_size")  # fmt: skip
+        causes = causes.reset_index(drop=True)
+        sentences, explained = list(explanation.sentences), explanation.changed
+    found = []
+    for metric in CHANGE_METRICS if len(week) else ():
+        points = change_points(week, metric=metric, freq=_change_freq(end - start), start=start, end=end,  # type: ignore[arg-type]
+                               confidence=confidence, n_sim=CHANGE_SIMULATIONS)  # fmt: skip
+        if len(points):
+            found.append(points)
+    cps = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+    moments = [_moment(r) for r in cps.to_dict("records")]
+    return WhatChanged(changed=explained or bool(len(cps)), sentences=sentences, causes=causes,
+                       change_points=cps, moments=moments, note=note)  # fmt: skip
+
+
+def _change_freq(span: pd.Timedelta) -> str:
+    # Hourly buckets place a moment within the hour; past a month they would be too many to simulate cheaply.
+    return "1h" if span <= pd.Timedelta("31D") else "1D"
+
+
+def _ranked_changes(sections: list[ResourceSection]) -> pd.DataFrame:
+    rows = [{"name": sec.name, "rid": sec.rid, "failure_rate_change": sec.kpi("failure rate").change,
+             "p50_change": sec.kpi("p50").change, "headline": sec.what_changed.headline}
+            for sec in sections if sec.what_changed.changed]  # fmt: skip
+    columns = ["name", "rid", "failure_rate_change", "p50_change", "headline"]
+    out = pd.DataFrame(rows, columns=columns).astype({"failure_rate_change": "float64", "p50_change": "float64"})
+    # Missing changes (no previous period) rank last rather than first.
+    key = pd.DataFrame({"rate": out["failure_rate_change"].abs().fillna(-1.0),
+                        "p50": out["p50_change"].abs().fillna(-1.0)})  # fmt: skip
+    order = key.sort_values(["rate", "p50"], ascending=False, kind="stable").index
+    ranked: pd.DataFrame = out.loc[order].reset_index(drop=True)
+    return ranked
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------------
@@ -634,11 +761,13 @@ def build_weekly_report(
                               percentile_confidence=confidence) if len(rows) else pd.DataFrame())  # fmt: skip
         adoption = version_adoption(rows, freq=step, by=None) if len(rows) else pd.DataFrame()
         durations = week_rows[["resource_version", "duration_s"]].reset_index(drop=True)
+        what = _what_changed(rows, week_rows, s, e, confidence)
         sections.append(ResourceSection(rid=rid, name=(names or {}).get(rid, rid), status=status, kpis=kpis,
                                         budget=budget, new_versions=versions, callers=callers, reasons=reasons,
                                         notable=notable, timeline=timeline, adoption=adoption,
                                         durations=durations,
-                                        whole_seconds=_whole_seconds(durations["duration_s"])))  # fmt: skip
+                                        whole_seconds=_whole_seconds(durations["duration_s"]),
+                                        what_changed=what))  # fmt: skip
     summary = pd.DataFrame([{
         "name": sec.name, "rid": sec.rid, "status": sec.status,
         "executions": sec.kpi("executions").value, "executions_change": sec.kpi("executions").change,
@@ -651,4 +780,5 @@ def build_weekly_report(
     return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=slo,
                   confidence=float(confidence), generated_at=built, source=safe_source(df.attrs.get("source")),
                   summary=summary, resources=sections, in_progress=bool(e > built),
-                  names={str(k): str(v) for k, v in (names or {}).items()})  # fmt: skip
+                  names={str(k): str(v) for k, v in (names or {}).items()},
+                  changed=_ranked_changes(sections))  # fmt: skip

@@ -48,16 +48,18 @@ def _section_figures(report: Report, section: ResourceSection) -> dict[str, byte
         return {}  # no executions in the period: nothing to draw
     level = fmt.level(report.confidence)
     rollouts = {v.version: v.first_seen for v in section.new_versions} or section.adoption
+    moments = section.what_changed.change_points if len(section.what_changed.change_points) else None
+    marks = "; dotted: change points" if moments is not None else ""
 
     def rate(ax: Axes) -> None:
-        plots.plot_failure_rate(section.timeline, ax=ax, rollouts=rollouts)
+        plots.plot_failure_rate(section.timeline, ax=ax, rollouts=rollouts, change_points=moments)
         _shade(ax, report.start)
-        _title(ax, f"Failure rate with {level} interval (shaded: this period)")
+        _title(ax, f"Failure rate with {level} interval (shaded: this period{marks})")
 
     def pct(ax: Axes) -> None:
-        plots.plot_duration_percentiles(section.timeline, ax=ax, rollouts=rollouts)
+        plots.plot_duration_percentiles(section.timeline, ax=ax, rollouts=rollouts, change_points=moments)
         _shade(ax, report.start)
-        _title(ax, "Duration percentiles (shaded: this period)")
+        _title(ax, f"Duration percentiles (shaded: this period{marks})")
 
     def dist(ax: Axes) -> None:
         plots.plot_duration_distribution(section.durations, ax=ax, complementary=True, min_executions=20)

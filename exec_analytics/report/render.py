@@ -11,6 +11,7 @@ or archived and still shows everything. Markdown draws no figures. Numbers are w
 from __future__ import annotations
 
 import base64
+import re
 import textwrap
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 
 from .. import formatting as fmt
 from ..plots import OKABE_ITO, VERDICT_COLORS
-from .build import AT_RISK_BELOW, Kpi, Report
+from .build import AT_RISK_BELOW, Kpi, Report, WhatChanged
 from .figures import render_figures
 
 __all__ = ["render_html", "render_json", "render_markdown", "render_summary"]
@@ -36,6 +37,8 @@ _STATUS_COLORS = {"regressed": VERDICT_COLORS["regressed"], "budget exhausted": 
 STATUS_NOTE = (f"Status: regressed (a new version regressed), budget exhausted (no error budget left), at risk "
                f"(less than {fmt.percent(AT_RISK_BELOW, 0)} of the period's budget left), attention (notable "
                "changes), ok.")  # fmt: skip
+#: The interval of a total in explain_change's headline, "(+0.32 pp, interval +0.03 pp to +0.61 pp)".
+_INTERVAL = re.compile(r" \(([^()]*), interval [^()]* to [^()]*\)")
 #: Next to a percentile interval that collapsed because the API reports the resource's durations to the second.
 WHOLE_SECONDS = "durations reported in whole seconds"
 
@@ -90,6 +93,46 @@ def _metric_value(row: Any, which: str) -> str:
     return fmt.seconds(v)
 
 
+def _metric_change(row: Mapping[str, Any], column: str = "contribution") -> str:
+    """A change of a metric (a cause's contribution, a change point's shift): pp for rates, else seconds."""
+    show = fmt.pp_change if str(row["metric"]) == "failure_rate" else fmt.signed_seconds
+    return show(row[column])
+
+
+def _metric_level(row: Mapping[str, Any], column: str) -> str:
+    """A metric's value (a rate or seconds) from a cause or change-point row."""
+    return (fmt.percent if str(row["metric"]) == "failure_rate" else fmt.seconds)(row[column])
+
+
+def _cause_part(row: Mapping[str, Any]) -> str:
+    """Which part of the change a cause row is: ``mix caller_rid X``, ``within version 1.4.0 (timeout)``."""
+    if row["component"] == "total":
+        return "total"
+    if not isinstance(row["segment"], str):
+        # A percentile's within and mix parts are not per segment: within is the change at the previous mix.
+        return "within (at the previous mix)" if row["component"] == "within" else "mix"
+    by = "version" if row["by"] == "resource_version" else fmt.text(row["by"])
+    reason = row["failure_reason"]
+    detail = f" ({fmt.text(reason)})" if isinstance(reason, str) else ""
+    return f"{row['component']} {by} {fmt.text(row['segment'])}{detail}"
+
+
+def _share_move(row: Mapping[str, Any]) -> str:
+    """A segment's share of executions, previous period -> this one (only mix segments and versions have one)."""
+    before, now = fmt.percent(row["share_previous"], 0), fmt.percent(row["share_period"], 0)
+    return fmt.MISSING if fmt.MISSING in (before, now) else f"{before} → {now}"
+
+
+def _position(report: Report, rid: str) -> int:
+    """1-based position of a resource's section (its anchors are numbered, not named after data)."""
+    return next(i for i, sec in enumerate(report.resources, 1) if sec.rid == rid)
+
+
+def _moment_interval(row: Mapping[str, Any]) -> str:
+    low, high = fmt.timestamp(row["moment_low"]), fmt.timestamp(row["moment_high"])
+    return low if low == high else f"{low} – {high}"
+
+
 def _inert(value: Any) -> Any:
     """Every ``{{ value }}`` of the template: text made inert before autoescaping; numbers untouched."""
     return fmt.text(value) if isinstance(value, str) else value
@@ -107,10 +150,12 @@ def _environment() -> jinja2.Environment:
     env.filters.update(count=fmt.count, pct=fmt.percent, secs=fmt.seconds, kpi_value=_value, kpi_interval=_interval,
                        kpi_change=_change, change_class=_change_class, signed_pct=fmt.signed_percent,
                        signed_pp=fmt.pp_change, ts=fmt.timestamp, b64=_b64, text=fmt.text, effect=fmt.effect,
-                       metric_name=fmt.metric_name, metric_value=_metric_value, level=fmt.level)  # fmt: skip
+                       metric_name=fmt.metric_name, metric_value=_metric_value, level=fmt.level,
+                       metric_change=_metric_change, metric_level=_metric_level, cause_part=_cause_part,
+                       moment_interval=_moment_interval, share_move=_share_move)  # fmt: skip
     env.globals.update(verdict_colors=VERDICT_COLORS, status_colors=_STATUS_COLORS, no_reason=fmt.NO_REASON,
                        no_caller=fmt.NO_CALLER, status_note=STATUS_NOTE, distribution_note=fmt.DISTRIBUTION_NOTE,
-                       not_over=_not_over)  # fmt: skip
+                       not_over=_not_over, position=_position)  # fmt: skip
     return env
 
 
@@ -148,6 +193,19 @@ def _md_escape(value: Any, missing: str = fmt.MISSING) -> str:
     return " ".join(text.split())
 
 
+def _md_what_changed(w: WhatChanged) -> list[str]:
+    """The What-changed lines of one resource in Markdown: the attribution's sentences, then each shift."""
+    e = _md_escape
+    out = ["**What changed**", ""]
+    if not w.changed:
+        out += ["Nothing changed: no part of the change on the previous period is distinguishable from noise, "
+                "and no metric shifted within this period.", ""]  # fmt: skip
+    if w.note:
+        out += [f"No attribution: {e(w.note)}.", ""]
+    out += [f"- {e(t)}" for t in w.sentences] + [f"- {e(t)}" for t in w.moments]
+    return [*out, ""] if w.sentences or w.moments else out
+
+
 def render_markdown(report: Report) -> str:
     """The report's findings as Markdown, for chat and email (no figures are drawn).
 
@@ -160,8 +218,10 @@ def render_markdown(report: Report) -> str:
     -------
     str
         Markdown: title, period, a summary table when there are several resources, then per resource its
-        KPIs with change on the previous period, error budget, new versions with verdicts, notable changes,
-        top failing callers and failure reasons. Data values are escaped and made inert.
+        KPIs with change on the previous period, error budget, notable changes, what changed (the attribution's
+        sentences and the shifts within the period; with several resources, those that changed, ranked, under
+        the summary table), new versions with verdicts, top failing callers and failure reasons. Data values are
+        escaped and made inert.
     """
     if not isinstance(report, Report):
         raise TypeError(f"render_markdown: report must be a Report, got {type(report).__name__}")
@@ -182,7 +242,12 @@ def render_markdown(report: Report) -> str:
                        f"({fmt.pp_change(r.failure_rate_change)}) | {fmt.seconds(r.p95)} "
                        f"({fmt.signed_percent(r.p95_change)}) | {fmt.percent(r.budget_remaining, 0)} "
                        f"| {e(r.new_versions or fmt.MISSING)} |")  # fmt: skip
-        out += ["", STATUS_NOTE, ""]
+        out += ["", STATUS_NOTE, "", "## What changed", ""]
+        if len(report.changed):
+            out += [f"{i}. **{e(c.name)}**: {e(c.headline)}" for i, c in enumerate(report.changed.itertuples(), 1)]
+        else:
+            out.append("Nothing changed in any resource.")
+        out.append("")
     for sec in report.resources:
         rid = f"{e(sec.rid)} · " if sec.name != sec.rid else ""
         out += [f"## {e(sec.name)}", "", f"{rid}status: **{e(sec.status)}**", ""]
@@ -200,6 +265,7 @@ def render_markdown(report: Report) -> str:
                 ""]  # fmt: skip
         if sec.notable:
             out += ["**Notable changes**", ""] + [f"- {e(n)}" for n in sec.notable] + [""]
+        out += _md_what_changed(sec.what_changed)
         if sec.new_versions:
             out += ["**New versions**", ""]
             for v in sec.new_versions:
@@ -247,9 +313,9 @@ def render_summary(report: Report) -> str:
         Plain text: a line with the period, the comparison period and the SLO, then a table with columns
         ``resource``, ``status``, ``executions`` (with change on the previous period), ``failure rate`` (with
         change in percentage points), ``p95`` (with relative change) and ``budget left``; then a line per
-        resource with new versions and their verdicts. A period that is not over is said so under the first
-        line. Data values are made inert; no line is longer than 120
-        characters.
+        resource with new versions and their verdicts; then a line per resource that changed, ranked as in
+        :attr:`Report.changed`, with its headline (without the total's interval). A period that is not over
+        is said so under the first line. Data values are made inert; no line is longer than 120 characters.
     """
     if not isinstance(report, Report):
         raise TypeError(f"render_summary: report must be a Report, got {type(report).__name__}")
@@ -272,8 +338,11 @@ def render_summary(report: Report) -> str:
             f"SLO {fmt.level(report.slo)}")  # fmt: skip
     versions = [_cut(f"{name} · new versions {v}", _WIDTH) for name, v in zip(s["name"], s["new_versions"],
                 strict=True) if v]  # fmt: skip
+    # A terminal line is short: the headline keeps the total's change but not its interval (the report has it).
+    changed = [_cut(f"{_cut(c.name, _NAME)} · changed: " + _INTERVAL.sub(r" (\1)", str(c.headline)), _WIDTH)
+               for c in report.changed.itertuples()]  # fmt: skip
     not_over = textwrap.wrap(_not_over(report), _WIDTH)
-    return "\n".join([_cut(head, _WIDTH), *not_over, table, *versions]) + "\n"
+    return "\n".join([_cut(head, _WIDTH), *not_over, table, *versions, *changed]) + "\n"
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -311,7 +380,9 @@ def render_json(report: Report) -> str:
         ``low``, ``high``, ``significant``), ``budget`` (``slo``, ``executions``, ``bad``, ``sli``,
         ``sli_low``, ``sli_high``, ``consumed``, ``remaining``, ``alerts``), ``new_versions`` (``version``,
         ``baseline``, ``first_seen``, ``share``, ``verdict``, ``verdicts``, ``note``), ``notable`` (text),
-        ``callers`` and ``reasons`` (the rows of those tables). Rates and shares are fractions, durations
+        ``callers`` and ``reasons`` (the rows of those tables), ``what_changed`` (``changed``, ``sentences``,
+        ``causes`` and ``change_points`` (rows), ``moments``, ``note``); ``changed`` lists the resources that
+        changed, ranked (:attr:`Report.changed`). Rates and shares are fractions, durations
         seconds, missing numbers null. The schema is documented in ``docs/cli-json.md``.
     """
     if not isinstance(report, Report):
@@ -335,9 +406,14 @@ def render_json(report: Report) -> str:
             "notable": list(sec.notable),
             "callers": _records(sec.callers),
             "reasons": _records(sec.reasons),
+            "what_changed": {"changed": sec.what_changed.changed, "sentences": list(sec.what_changed.sentences),
+                             "causes": _records(sec.what_changed.causes),
+                             "change_points": _records(sec.what_changed.change_points),
+                             "moments": list(sec.what_changed.moments), "note": sec.what_changed.note},
         })  # fmt: skip
     out = {"title": report.title, "start": _json_time(report.start), "end": _json_time(report.end),
            "previous_start": _json_time(report.previous_start), "previous_end": _json_time(report.previous_end),
            "generated_at": _json_time(report.generated_at), "in_progress": report.in_progress, "slo": report.slo,
-           "confidence": report.confidence, "source": report.source, "resources": resources}  # fmt: skip
+           "confidence": report.confidence, "source": report.source, "changed": _records(report.changed),
+           "resources": resources}  # fmt: skip
     return orjson.dumps(out, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
