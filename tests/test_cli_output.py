@@ -173,14 +173,14 @@ def test_compare_text_names_the_resource_and_explains_the_distribution(
 
 REPORT_RESOURCE: dict[str, type | tuple[type, ...]] = {
     "rid": str, "name": str, "status": str, "whole_seconds": bool, "kpis": list, "budget": dict,
-    "new_versions": list, "notable": list, "callers": list, "reasons": list,
+    "new_versions": list, "notable": list, "callers": list, "reasons": list, "what_changed": dict,
 }  # fmt: skip
 
 
 def _check_report_json(doc: dict[str, Any]) -> None:
     _types(doc, {"title": str, "start": str, "end": str, "previous_start": str, "previous_end": str,
                  "generated_at": str, "in_progress": bool, "slo": float, "confidence": float,
-                 "source": (str, type(None)), "resources": list})  # fmt: skip
+                 "source": (str, type(None)), "changed": list, "resources": list})  # fmt: skip
     for key in ("start", "end", "previous_start", "previous_end", "generated_at"):
         _iso(doc[key])
     for sec in doc["resources"]:
