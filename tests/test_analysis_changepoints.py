@@ -228,3 +228,27 @@ def test_each_resource_is_answered_on_its_own():
     mine = together[together["resource_rid"] == "ri.function-registry.main.function.synthetic"].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone, mine)
     assert found_near(alone, 60)
+
+
+def test_without_bounds_the_window_is_the_datas_own() -> None:
+    """No ``start``/``end``: the window runs from the first to the last execution, not from the epoch."""
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2026-11-16T00:00Z")
+    t = start + pd.to_timedelta(np.sort(rng.uniform(0, 7 * 86_400, 5_000)), unit="s")
+    df = pd.DataFrame(
+        {
+            "start_time": t.astype("datetime64[ms, UTC]"),
+            "status": pd.Categorical(np.where(rng.random(5_000) < 0.05, "FAILED", "SUCCEEDED")),
+            "duration_s": rng.lognormal(0, 0.5, 5_000),
+            "resource_rid": pd.Categorical(["ri.function-registry.main.function.x"] * 5_000),
+        }
+    )
+    bounded = change_points(
+        df,
+        metric="failure_rate",
+        start=t.min().floor("h"),
+        end=t.max().floor("h") + pd.Timedelta("1h"),
+        adjust_for=None,
+    )
+    unbounded = change_points(df, metric="failure_rate", adjust_for=None)
+    pd.testing.assert_frame_equal(unbounded, bounded)

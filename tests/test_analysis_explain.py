@@ -192,3 +192,11 @@ def test_parts_match_a_direct_computation_of_das_guptas_formula():
         got = t[t["component"] == component].set_index("segment")["contribution"]
         np.testing.assert_allclose(got.loc[expected.index.astype(str)].to_numpy(), expected.to_numpy(), atol=1e-15)
     assert t.loc[t["component"] == "total", "contribution"].iloc[0] == pytest.approx(rate["period"] - rate["previous"])
+
+
+def test_shares_that_round_alike_get_the_digits_that_tell_them_apart() -> None:
+    from exec_analytics.analysis.explain import _shares
+
+    assert _shares(0.04, 0.09) == "4% to 9%"
+    assert _shares(0.021, 0.024) == "2.1% to 2.4%"  # never "growing from 2% to 2%"
+    assert _shares(0.0201, 0.0202) == "2.01% to 2.02%"

@@ -149,8 +149,10 @@ def change_points(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
     t = start_ms(df)
-    lo = (epoch_ms(to_utc(start, "start")) if start is not None else int(t.min(initial=0))) // step
-    hi = -(-(epoch_ms(to_utc(end, "end")) if end is not None else int(t.max(initial=0)) + 1) // step)
+    # Without bounds, the window is the data's own (numpy's min with initial=0 would start it at the epoch).
+    first, last = (int(t.min()), int(t.max())) if len(t) else (0, 0)
+    lo = (epoch_ms(to_utc(start, "start")) if start is not None else first) // step
+    hi = -(-(epoch_ms(to_utc(end, "end")) if end is not None else last + 1) // step)
     if not 0 < hi - lo <= _MAX_BUCKETS:
         raise ValueError(
             f"change_points: the window holds {hi - lo} buckets of {freq!r}; choose a freq that gives 1 to "

@@ -458,7 +458,7 @@ def _sentences(table: pd.DataFrame, mix_label: str | None) -> list[str]:
             parts.append(
                 f"{fmt.pp_change(row['contribution'])} from {row['by']} {row['segment']}'s share "
                 f"{'growing' if row['share_period'] > row['share_previous'] else 'falling'} from "
-                f"{fmt.percent(row['share_previous'], 0)} to {fmt.percent(row['share_period'], 0)}"
+                f"{_shares(row['share_previous'], row['share_period'])}"
             )
         else:
             label = "version" if row["by"] == _VERSION else str(row["by"])
@@ -511,3 +511,11 @@ def _sentences(table: pd.DataFrame, mix_label: str | None) -> list[str]:
 
 def _signed_seconds(x: float) -> str:
     return ("+" if x >= 0 else "-") + fmt.seconds(abs(x))
+
+
+def _shares(before: float, after: float) -> str:
+    """ "4% to 9%": with as many decimals as it takes (up to two) for two different shares to read differently."""
+    digits = 0
+    while digits < 2 and fmt.percent(before, digits) == fmt.percent(after, digits):
+        digits += 1
+    return f"{fmt.percent(before, digits)} to {fmt.percent(after, digits)}"
