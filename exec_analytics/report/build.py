@@ -29,7 +29,7 @@ from ..analysis import (
     version_adoption,
 )
 from ..analysis.budget import check_slo
-from ..timeutil import to_utc
+from ..timeutil import to_utc, validate_window
 
 __all__ = [
     "AT_RISK_BELOW",
@@ -369,9 +369,7 @@ def _period(df: pd.DataFrame, week: object, start: object, end: object) -> tuple
     if start is not None or end is not None:
         if start is None or end is None:
             raise ValueError("start and end go together; pass both (or week=)")
-        s, e = to_utc(start, "start"), to_utc(end, "end")
-        if e <= s:
-            raise ValueError("end must be after start; periods are [start, end)")
+        s, e = validate_window(start, end)
         return s, e, f"Reliability report · {s:%Y-%m-%d %H:%M} – {e:%Y-%m-%d %H:%M} UTC"
     # Default: the last complete ISO week before the data end.
     data_end = df.attrs.get("end") if isinstance(df.attrs, dict) else None
