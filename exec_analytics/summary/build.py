@@ -16,20 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from ..schema import COLUMNS
 from .model import COUNT_KEYS, DEFAULT_K, OUTCOMES, SKETCH_KEYS, Summary, epoch_ms, group_keys, key_frame
 
 __all__ = ["HISTORY_COLUMNS", "from_frame", "from_parquet", "history_dataset", "statuses"]
 
-#: Columns of the executions table a summary reads.
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "start_time",
-    "duration_s",
-    "status",
-    "failure_reason",
-    "resource_rid",
-    "resource_version",
-    "caller_rid",
-)
+#: Columns of the executions table a summary reads: all but the trace columns, in the table's order.
+HISTORY_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ("trace_owning_rid", "foundry_trace_id"))
 _ROW_KEYS = ("resource_rid", "resource_version", "caller_rid")
 
 
