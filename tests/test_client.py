@@ -573,6 +573,15 @@ def test_retry_decision(
     assert decide(outcome, attempt=attempt, elapsed=elapsed, policy=_POLICY, **kwargs) == expected
 
 
+def test_a_retry_needs_time_left_for_its_attempt() -> None:
+    """A retry whose wait leaves less than ``min_attempt`` of the budget is not made: it could only time out."""
+    policy = RetryPolicy(max_attempts=4, budget=10.0, backoff_base=0.25, backoff_cap=1.0, min_attempt=1.0)
+    assert decide(Outcome.SERVER_ERROR, attempt=1, elapsed=8.8, policy=policy, jitter=0.5) == Decision(True, 0.125)
+    assert decide(Outcome.SERVER_ERROR, attempt=1, elapsed=8.9, policy=policy, jitter=0.5) == Decision(
+        False, 0.125, "retry_budget"
+    )
+
+
 def test_concurrent_use_under_faults(make_sim: Any, rid: str) -> None:
     srv = make_sim(faults=FaultConfig(seed=3, p_429=0.15, p_500=0.1, p_drop=0.05))
     windows = [(f"2026-11-19T{h:02d}:00:00Z", f"2026-11-19T{h:02d}:30:00Z") for h in range(8)]

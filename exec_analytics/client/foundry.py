@@ -269,7 +269,11 @@ class FoundryClient:
         if limiter is not None and not isinstance(limiter, Limiter):
             raise TypeError(f"limiter must be a Limiter or None, got {type(limiter).__name__}")
         self.limiter = limiter
-        self._policy = RetryPolicy(self.max_attempts, self.retry_budget, self.backoff_base, self.backoff_cap)
+        # A tenth of the budget, at most 1 s, is the least time worth giving a retry.
+        min_attempt = min(1.0, self.retry_budget / 10)
+        self._policy = RetryPolicy(
+            self.max_attempts, self.retry_budget, self.backoff_base, self.backoff_cap, min_attempt
+        )
         self._rng = random.Random()
         self._pool = SessionPool(
             session_factory if session_factory is not None else new_session,

@@ -40,12 +40,17 @@ class RetryPolicy:
         attempts, must end.
     backoff_base, backoff_cap : float
         Retry ``k`` (0-based) waits ``jitter * min(backoff_cap, backoff_base * 2**k)`` (full jitter).
+    min_attempt : float
+        Seconds an attempt must have left in the budget after its wait to be worth making: a retry squeezed
+        into the last instant of the budget could only time out, and would report that instead of the
+        server's last answer.
     """
 
     max_attempts: int
     budget: float
     backoff_base: float
     backoff_cap: float
+    min_attempt: float = 0.0
 
     def backoff(self, retry_index: int, jitter: float) -> float:
         """Seconds to wait before retry ``retry_index`` (0-based), for a draw ``jitter`` in [0, 1)."""
@@ -104,7 +109,8 @@ def decide(
     Returns
     -------
     Decision
-        A retry is made only if it is within ``max_attempts`` and its wait ends inside the budget.
+        A retry is made only if it is within ``max_attempts`` and its wait leaves at least ``min_attempt``
+        seconds of the budget for the attempt.
     """
     if outcome is Outcome.FATAL:
         return Decision(False, reason="not retryable")
@@ -115,7 +121,7 @@ def decide(
         delay = max(delay, retry_after or 0.0)
     if attempt >= policy.max_attempts:
         return Decision(False, delay, "max_attempts")
-    if elapsed + delay >= policy.budget:
+    if elapsed + delay + policy.min_attempt >= policy.budget:
         return Decision(False, delay, "retry_budget")
     return Decision(True, delay)
 
