@@ -21,21 +21,24 @@ NOW = pd.Timestamp("2026-11-20T00:00:00Z")
 START, END = NOW - pd.Timedelta("3D"), NOW - pd.Timedelta("1D")
 
 
-def load_history(root: Path) -> tuple[pd.DataFrame, Path]:
-    """Load two days of three resources into a cache under ``root``.
+def load_history(root: Path, cache: str | None = None) -> tuple[pd.DataFrame, Path]:
+    """Load two days of three resources into a cache under ``root`` (or at ``cache``, e.g. an ``s3://`` URL).
 
     Returns
     -------
     tuple
-        ``(rows, history)``: the executions table as loaded, and the directory of the Parquet history.
+        ``(rows, history)``: the executions table as loaded, and the location of the Parquet history (a
+        directory, or the ``s3://`` URL of ``cache``'s ``executions`` as a ``Path``-less string).
     """
     workload = Workload(seed=0)
     with (
         SimulatorServer(workload, clock=SimClock(now=NOW)) as srv,
         FoundryClient(hostname=srv.url, token=srv.token) as client,
     ):
-        rows = load_executions(workload.resource_rids, START, END, client=client, cache=root / "cache", progress=False)
-    return rows, root / "cache" / "executions"
+        rows = load_executions(
+            workload.resource_rids, START, END, client=client, cache=cache or root / "cache", progress=False
+        )
+    return rows, (root / "cache" / "executions") if cache is None else f"{cache}/executions"  # type: ignore[return-value]
 
 
 def exact_rank_span(values: np.ndarray, x: float) -> tuple[float, float]:

@@ -4,6 +4,7 @@ summary against analysis from the rows it summarizes (counts exact, percentiles 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasketches
 import numpy as np
@@ -19,6 +20,11 @@ from exec_analytics.analysis import (
     failure_reasons,
 )
 from exec_analytics.summary import COUNT_KEYS, Summary, from_frame, from_parquet
+
+if TYPE_CHECKING:
+    from objstore import Location
+
+pytest_plugins = ("objstore",)
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +244,55 @@ def test_plain_string_columns_and_an_empty_frame(rows: pd.DataFrame, summary: Su
     pd.testing.assert_frame_equal((empty + summary).counts, summary.counts)
     one = failure_rate(empty)
     assert one["executions"].tolist() == [0] and np.isnan(one["rate"].iloc[0])
+
+
+def test_a_history_on_s3_gives_the_summary_of_the_same_history_on_disk(
+    history: tuple[pd.DataFrame, Path], summary: Summary, s3_location: Location, tmp_path: Path
+) -> None:
+    rows, remote = load_history(tmp_path, cache=s3_location.url("cache"))
+    assert remote.startswith("s3://")
+    pd.testing.assert_frame_equal(rows, history[0])  # the same executions, loaded into a bucket this time
+    assert any(k.startswith("executions/") for k in s3_location.files(s3_location.url("cache")))
+    on_s3 = from_parquet(remote)
+    pd.testing.assert_frame_equal(on_s3.counts, summary.counts)
+    pd.testing.assert_frame_equal(_sketch_facts(on_s3), _sketch_facts(summary))
+    # A window read from the files with a filter is the summary of that window's rows.
+    cut = pd.Timestamp("2026-11-18T00:00:00Z")
+    later = from_parquet(remote, filters=[("start_time", ">=", cut)])
+    pd.testing.assert_frame_equal(
+        later.counts, from_frame(rows[rows["start_time"] >= cut].reset_index(drop=True)).counts
+    )
+
+
+def test_a_summary_round_trips_through_s3_and_refuses_a_mixed_pair(
+    summary: Summary, rows: pd.DataFrame, s3_location: Location
+) -> None:
+    url = s3_location.url("summaries/week")
+    summary.write(url)
+    assert s3_location.files(url) == ["counts.parquet", "sketches.parquet"]
+    back = Summary.read(url)
+    pd.testing.assert_frame_equal(back.counts, summary.counts)
+    pd.testing.assert_frame_equal(back.sketches, summary.sketches)
+    # Another write's counts beside this write's sketches: a torn pair is refused, never merged.
+    other = s3_location.url("summaries/other")
+    from_frame(rows.iloc[:100]).write(other)
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    source = {"Bucket": bucket, "Key": f"{prefix.removesuffix('week')}other/counts.parquet"}
+    s3_location.client.copy_object(Bucket=bucket, Key=f"{prefix}/counts.parquet", CopySource=source)
+    with pytest.raises(ValueError, match="different writes"):
+        Summary.read(url)
+    with pytest.raises(ValueError, match=r"counts\.parquet is missing"):
+        Summary.read(s3_location.url("summaries/none"))
+
+
+def test_a_local_summary_is_written_atomically_and_checked_on_read(summary: Summary, tmp_path: Path) -> None:
+    summary.write(tmp_path / "s")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["counts.parquet", "sketches.parquet"]
+    first = (tmp_path / "s" / "sketches.parquet").read_bytes()
+    summary.write(tmp_path / "s")  # replaced in place, nothing left beside
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["counts.parquet", "sketches.parquet"]
+    (tmp_path / "s" / "sketches.parquet").write_bytes(first)  # the first write's sketches, the second's counts
+    with pytest.raises(ValueError, match="different writes"):
+        Summary.read(tmp_path / "s")
+    with pytest.raises(ValueError, match="no summary"):
+        Summary.read(tmp_path / "nothing")

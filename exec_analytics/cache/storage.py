@@ -284,7 +284,8 @@ class S3Storage(Storage):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str) -> list[str]:
-        full = self._key(prefix).rstrip("/") + "/"
+        folder = self._key(prefix).strip("/")
+        full = f"{folder}/" if folder else ""  # the whole bucket when neither has a prefix
         cut = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         with self._request("list", prefix):

@@ -7,19 +7,33 @@ loop is over sketch groups (a few per resource, version, caller and bucket), eac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasketches
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
+from ..cache.storage import Storage, open_storage
 from ..schema import COLUMNS
 from .model import COUNT_KEYS, DEFAULT_K, OUTCOMES, SKETCH_KEYS, Summary, epoch_ms, group_keys, key_frame
 
-__all__ = ["HISTORY_COLUMNS", "from_frame", "from_parquet", "history_dataset", "statuses"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "from_frame",
+    "from_parquet",
+    "history_dataset",
+    "history_files",
+    "read_file",
+    "statuses",
+    "summarize_files",
+]
 
 #: Columns of the executions table a summary reads: all but the trace columns, in the table's order.
 HISTORY_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ("trace_owning_rid", "foundry_trace_id"))
@@ -141,30 +155,124 @@ def history_dataset(path: str | Path) -> pads.Dataset:
     return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
 
 
+def history_files(location: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Keys of the history's Parquet files under ``location`` (a directory or ``s3://bucket/prefix``), sorted.
+
+    Only ``*.parquet`` files are kept; anything under a folder or file whose name starts with ``_`` or ``.``
+    (the cache's ``_meta/`` and ``_tmp/``, hidden files) is left out, as engines skip them.
+
+    Parameters
+    ----------
+    location : str or os.PathLike
+        The history as it lies, e.g. ``<cache>/executions`` or ``s3://bucket/team/executions``.
+    storage_options : mapping, optional
+        For S3: keyword arguments of ``boto3.client("s3", ...)`` (e.g. ``endpoint_url``); by default the usual
+        AWS environment (``AWS_ENDPOINT_URL``, credentials) is used, as by the cache.
+
+    Returns
+    -------
+    list of str
+        Keys relative to ``location``, ``/``-separated.
+
+    Raises
+    ------
+    ValueError
+        No Parquet file under ``location``.
+    """
+    return _keys(_storage(location, storage_options))
+
+
+def _keys(storage: Storage) -> list[str]:
+    keys = [
+        k
+        for k in storage.list("")
+        if k.endswith(".parquet") and not any(p.startswith(("_", ".")) for p in k.split("/"))
+    ]
+    if not keys:
+        raise ValueError(f"no Parquet files under {storage.url()}")
+    return keys
+
+
+def _storage(location: str | os.PathLike[str], storage_options: Mapping[str, Any] | None) -> Storage:
+    return open_storage(location, dict(storage_options) if storage_options else None)
+
+
+def read_file(storage: Storage, key: str, *, filters: Any = None) -> pa.Table:
+    """One Parquet file of a history: the :data:`HISTORY_COLUMNS`, optionally filtered (pyarrow ``filters``).
+
+    Returns
+    -------
+    pyarrow.Table
+        The file's rows (those matching ``filters``), columns :data:`HISTORY_COLUMNS`.
+    """
+    data = storage.read(key)
+    if data is None:  # listed, then gone: a writer replaced or removed it meanwhile
+        raise ValueError(f"{storage.url(key)} disappeared while the history was read; build the summary again")
+    return pq.read_table(io.BytesIO(data), columns=list(HISTORY_COLUMNS), filters=filters)
+
+
+def summarize_files(
+    location: str | os.PathLike[str],
+    keys: Sequence[str],
+    *,
+    freq: str | pd.Timedelta,
+    k: int,
+    success_statuses: Iterable[str] | str,
+    storage_options: Mapping[str, Any] | None = None,
+    filters: Any = None,
+) -> Summary:
+    """The summary of a few files of a history, read where this runs (one storage client for all of them).
+
+    Returns
+    -------
+    Summary
+        Of the rows of ``keys`` (matching ``filters``).
+    """
+    return _summarize(_storage(location, storage_options), keys, freq, k, success_statuses, filters)
+
+
+def _summarize(
+    storage: Storage,
+    keys: Sequence[str],
+    freq: str | pd.Timedelta,
+    k: int,
+    success_statuses: Iterable[str] | str,
+    filters: Any,
+) -> Summary:
+    tables = [read_file(storage, key, filters=filters) for key in keys]
+    # One frame for the files: Arrow unifies their dictionaries when converting, and the keys are grouped once.
+    rows = pa.concat_tables(tables, promote_options="permissive")
+    return from_frame(rows, freq=freq, k=k, success_statuses=success_statuses)
+
+
 def from_parquet(
-    path: str | Path,
+    path: str | os.PathLike[str],
     *,
     freq: str | pd.Timedelta = "1D",
     k: int = DEFAULT_K,
     success_statuses: Iterable[str] | str = ("SUCCEEDED",),
+    storage_options: Mapping[str, Any] | None = None,
+    filters: Any = None,
 ) -> Summary:
     """Summarize a Parquet history file by file, in one process (the pandas engine).
 
     Parameters
     ----------
-    path : str or Path
-        Directory of the history (e.g. ``<cache>/executions``).
+    path : str or os.PathLike
+        The history as it lies: a directory (e.g. ``<cache>/executions``) or ``s3://bucket/prefix/executions``.
     freq, k, success_statuses
         As :func:`from_frame`.
+    storage_options : mapping, optional
+        For S3, as :func:`history_files`.
+    filters : optional
+        pyarrow ``filters`` applied to every file (e.g. ``[("start_time", ">=", ts)]``) to read one window.
 
     Returns
     -------
     Summary
         The merge of every file's summary.
     """
-    dataset = history_dataset(path)
-    parts = [
-        from_frame(fragment.to_table(columns=list(HISTORY_COLUMNS)), freq=freq, k=k, success_statuses=success_statuses)
-        for fragment in dataset.get_fragments()
-    ]
+    step, ok = bucket_length(freq), statuses(success_statuses)
+    storage = _storage(path, storage_options)
+    parts = [_summarize(storage, [key], step, k, ok, filters) for key in _keys(storage)]
     return parts[0].merge(*parts[1:])

@@ -21,16 +21,23 @@ sketch's rank-error bound (:meth:`Summary.rank_error`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import io
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import datasketches
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..cache.storage import open_storage
+from ..files import write_atomic
 
 __all__ = [
     "COUNT_KEYS",
@@ -64,6 +71,12 @@ SKETCH_KEYS: tuple[str, ...] = ("resource_rid", "bucket_start", "resource_versio
 OUTCOMES: tuple[str, ...] = ("succeeded", "failed")
 
 _DROPPABLE = ("resource_version", "caller_rid", "failure_reason")
+#: zstd level of written summaries. Measured on a week of 100M executions over 200 resources: level 1 (the
+#: default) made the summary 82x smaller than the history, level 9 105x, 12 112x (4 s to write 22 MB), 19 122x
+#: at 30 s.
+ZSTD_LEVEL: Final = 12
+_META_FREQ: Final = b"exec_analytics.summary.freq_ms"
+_META_ID: Final = b"exec_analytics.summary.write_id"
 _TS: Final = "datetime64[ms, UTC]"
 
 
@@ -309,7 +322,7 @@ class Summary:
             ``(counts, sketches)`` with the columns of the class docstring.
         """
         meta = {
-            b"exec_analytics.summary.freq_ms": str(self.freq_ms).encode(),
+            _META_FREQ: str(self.freq_ms).encode(),
             b"exec_analytics.summary.k": str(self.k).encode(),
             b"exec_analytics.summary.success_statuses": "\x1f".join(self.success_statuses).encode(),
             b"exec_analytics.summary.dropped": ",".join(self.dropped).encode(),
@@ -321,31 +334,81 @@ class Summary:
         )
         return counts.replace_schema_metadata(meta), sketches.replace_schema_metadata(meta)
 
-    def write(self, directory: str | Path) -> None:
-        """Write ``counts.parquet`` and ``sketches.parquet`` (zstd) into ``directory`` (created if needed)."""
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
+    def write(self, location: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> None:
+        """Write ``counts.parquet`` and ``sketches.parquet`` into ``location`` (a directory, or ``s3://...``).
+
+        Each file is replaced atomically (a local rename, or one S3 PUT). Both carry the same write id, so
+        :meth:`read` refuses a pair of files from two different writes. Compression is zstd level
+        :data:`ZSTD_LEVEL`: a summary is written once and read many times, and the sketches' bytes (whole
+        milliseconds and seconds as doubles) shrink by a further fifth over zstd's default level.
+
+        Parameters
+        ----------
+        location : str or os.PathLike
+            A directory (created if needed) or ``s3://bucket/prefix``.
+        storage_options : mapping, optional
+            For S3: keyword arguments of ``boto3.client("s3", ...)``; by default the usual AWS environment.
+        """
         counts, sketches = self.to_arrow()
-        pq.write_table(counts, path / "counts.parquet", compression="zstd")
-        pq.write_table(sketches, path / "sketches.parquet", compression="zstd")
+        write_id = {_META_ID: uuid.uuid4().hex.encode()}
+        blobs: dict[str, bytes] = {}
+        for name, table in (("sketches.parquet", sketches), ("counts.parquet", counts)):
+            out = io.BytesIO()
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **write_id})
+            pq.write_table(table, out, compression="zstd", compression_level=ZSTD_LEVEL)
+            blobs[name] = out.getvalue()
+        text = os.fspath(location)
+        if "://" in text:
+            storage = open_storage(text, dict(storage_options) if storage_options else None)
+            for name, data in blobs.items():
+                storage.write(name, data)
+            return
+        for name, data in blobs.items():
+            write_atomic(Path(text).expanduser() / name, functools.partial(Path.write_bytes, data=data))
 
     @classmethod
-    def read(cls, directory: str | Path) -> Summary:
+    def read(cls, location: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Summary:
         """Read a summary written by :meth:`write`.
+
+        Parameters
+        ----------
+        location : str or os.PathLike
+            The directory or ``s3://bucket/prefix`` it was written to.
+        storage_options : mapping, optional
+            For S3, as :meth:`write`.
 
         Returns
         -------
         Summary
+
+        Raises
+        ------
+        ValueError
+            A file is missing, is not a summary's, or the two files come from different writes.
         """
-        path = Path(directory)
-        counts = pq.read_table(path / "counts.parquet")
-        sketches = pq.read_table(path / "sketches.parquet")
+        text = os.fspath(location)
+        storage = open_storage(text, dict(storage_options) if storage_options else None)
+        tables: dict[str, pa.Table] = {}
+        for name in ("counts.parquet", "sketches.parquet"):
+            data = storage.read(name)
+            if data is None:
+                raise ValueError(f"no summary at {storage.url()}: {name} is missing")
+            tables[name] = pq.read_table(io.BytesIO(data))
+        counts, sketches = tables["counts.parquet"], tables["sketches.parquet"]
         meta = counts.schema.metadata or {}
+        ids = {(t.schema.metadata or {}).get(_META_ID) for t in (counts, sketches)}
+        if _META_FREQ not in meta:
+            raise ValueError(f"{storage.url('counts.parquet')} is not a summary written by Summary.write")
+        if len(ids) != 1:
+            raise ValueError(
+                f"the two files at {storage.url()} come from different writes (one was replaced while the other "
+                "was read, or a write was cut short); read again, or write the summary again"
+            )
         dropped = tuple(c for c in meta[b"exec_analytics.summary.dropped"].decode().split(",") if c)
         out = cls(
             counts=pd.DataFrame(),
             sketches=pd.DataFrame(),
-            freq=pd.Timedelta(int(meta[b"exec_analytics.summary.freq_ms"]), unit="ms"),
+            freq=pd.Timedelta(int(meta[_META_FREQ]), unit="ms"),
             k=int(meta[b"exec_analytics.summary.k"]),
             success_statuses=tuple(meta[b"exec_analytics.summary.success_statuses"].decode().split("\x1f")),
             dropped=dropped,
