@@ -219,3 +219,12 @@ def test_a_lease_outlives_its_period_while_its_writer_works(
     got = cache.load(rid, start, end, source="127.0.0.1:1", fetch=long_fetch)
     assert len(got.frame) == table.num_rows
     assert "_locks" not in {k.split("/")[0] for k in s3_location.files(url)}
+
+
+def test_a_bucket_without_a_prefix_lists_every_object(s3_location: Location) -> None:
+    bucket = s3_location.base.removeprefix("s3://").partition("/")[0]
+    root = S3Storage(f"s3://{bucket}")
+    root.write("executions/resource=ri.a/date=2026-11-01/part-0.parquet", b"x")
+    root.write("top.json", b"{}")
+    assert root.list("") == ["executions/resource=ri.a/date=2026-11-01/part-0.parquet", "top.json"]
+    assert root.list("executions") == ["executions/resource=ri.a/date=2026-11-01/part-0.parquet"]
