@@ -45,7 +45,10 @@ def build(
     spark : pyspark.sql.SparkSession
         Any session (``local[*]`` or a cluster's).
     path : str or Path
-        Directory of the history as it lies; only ``*.parquet`` files are read.
+        Directory of the history as it lies, in a form the session can read: a local path, or for object
+        storage the URL its Hadoop filesystem is configured for (``s3a://bucket/prefix/executions`` with the
+        ``hadoop-aws`` package on the classpath; ``s3://`` is not a Hadoop scheme). Only ``*.parquet`` files
+        are read.
     freq, k, success_statuses
         As :func:`~exec_analytics.summary.from_frame`.
 
