@@ -141,6 +141,50 @@ def fleet_report(summary: Summary) -> dict[str, Any]:
                                          "callers": len(callers)}}  # fmt: skip
 
 
+#: Latency objectives as multiples of each exact percentile: away from it on both sides, where an exact
+#: answer is clear and a sketch's must be the same.
+OBJECTIVES = (0.5, 0.8, 0.9, 1.1, 1.25, 2.0)
+
+
+def _verdict(low: np.ndarray, high: np.ndarray, objective: np.ndarray) -> np.ndarray:
+    """Per percentile: "above" the objective (interval entirely over it), "below", or "inconclusive"."""
+    return np.where(low > objective, "above", np.where(high < objective, "below", "inconclusive"))
+
+
+def _verdicts_away_from_thresholds(got: Any, want: Any, far: dict[str, np.ndarray]) -> dict[str, str]:
+    """How many "is this percentile over its objective?" verdicts agree between the summary and the rows.
+
+    ``away``: over objectives beyond ``far`` (the exact values at the exact interval's ranks moved out by twice
+    the rank error), where they must all agree. ``x<m>``: objectives at ``m`` times the exact percentile, counting
+    only those the rows decide (inside the exact interval rows are inconclusive, and a sketch may only be more
+    cautious near it) -- how far "away" is in practice.
+    """
+    out = {}
+    same, total = 0, 0
+    for q in Q:
+        name = f"p{q * 100:g}"
+        low, high = got[f"{name}_low"].to_numpy(float), got[f"{name}_high"].to_numpy(float)
+        for m in OBJECTIVES:
+            objective = want[name].to_numpy(dtype=float) * m
+            away = (objective < far[name][:, 0]) | (objective > far[name][:, 1])
+            exact = _verdict(want[f"{name}_low"].to_numpy(float), want[f"{name}_high"].to_numpy(float), objective)
+            same += int((_verdict(low, high, objective)[away] == exact[away]).sum())
+            total += int(away.sum())
+    out["away"] = f"{same}/{total}"
+    for m in OBJECTIVES:
+        same, total = 0, 0
+        for q in Q:
+            name = f"p{q * 100:g}"
+            objective = want[name].to_numpy(dtype=float) * m
+            exact = _verdict(want[f"{name}_low"].to_numpy(float), want[f"{name}_high"].to_numpy(float), objective)
+            sketched = _verdict(got[f"{name}_low"].to_numpy(float), got[f"{name}_high"].to_numpy(float), objective)
+            decided = exact != "inconclusive"
+            same += int((sketched[decided] == exact[decided]).sum())
+            total += int(decided.sum())
+        out[f"x{m:g}"] = f"{same}/{total}"
+    return out
+
+
 def accuracy(history: Path, summary: Summary, subset: int) -> dict[str, Any]:
     dataset = history_dataset(history)
     rids = sorted({Path(f).parent.parent.name.split("=", 1)[1] for f in dataset.files})[:subset]
@@ -157,6 +201,11 @@ def accuracy(history: Path, summary: Summary, subset: int) -> dict[str, Any]:
     got = duration_percentiles(sub, by=by, q=Q, confidence=0.95)
     want = duration_percentiles(rows, by=by, q=Q, confidence=0.95)
     max_err, contained, intervals = 0.0, 0, 0
+    eps = summary.rank_error()
+    # Per group and percentile, the exact values at the interval's ranks moved out by twice the rank error (the
+    # summary widens the ranks by it, and the sketch answers each rank within it): an objective beyond them is
+    # "away from the threshold", where a sketch's verdict must equal the rows'.
+    far = {f"p{q * 100:g}": np.full((len(want), 2), np.nan) for q in Q}
     for i in range(len(want)):
         mask = np.ones(len(rows), dtype=bool)
         for k in by:
@@ -169,13 +218,22 @@ def accuracy(history: Path, summary: Summary, subset: int) -> dict[str, Any]:
             at = np.searchsorted(values, x, "right") / len(values)
             max_err = max(max_err, max(below - q, q - at, 0.0))
             if np.isfinite(want.loc[i, f"{name}_low"]):
+                n = len(values)
+                lo = np.searchsorted(values, want.loc[i, f"{name}_low"], "left") / n
+                hi = np.searchsorted(values, want.loc[i, f"{name}_high"], "right") / n
+                far[name][i] = (
+                    values[max(int(np.floor((lo - 2 * eps) * n)), 0)],
+                    values[min(int(np.ceil((hi + 2 * eps) * n)), n - 1)],
+                )
                 intervals += 1
                 contained += bool(got.loc[i, f"{name}_low"] <= want.loc[i, f"{name}_low"]
                                   and got.loc[i, f"{name}_high"] >= want.loc[i, f"{name}_high"])  # fmt: skip
+    verdicts = _verdicts_away_from_thresholds(got, want, far)
     return {
         "resources": len(rids),
         "rows": len(rows),
         "counts_and_rates_identical": bool(exact_rates and exact_reasons),
+        "percentile_verdicts_equal": verdicts,
         "max_rank_error_observed": max_err,
         "rank_error_bound": summary.rank_error(),
         "intervals_containing_exact": f"{contained}/{intervals}",
