@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..summary import Summary
 from ..timeutil import to_utc
+from ._from_summary import check_boundaries, check_buckets, select
 from .budget import check_slo
 from .rates import failure_rate
 
@@ -20,7 +22,7 @@ __all__ = ["budget_burndown"]
 
 
 def budget_burndown(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     slo: float = 0.99,
     start: object,
@@ -32,8 +34,10 @@ def budget_burndown(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table of one resource (or of the whole budget).
+    df : DataFrame or Summary
+        The executions table of one resource (or of the whole budget), or a
+        :class:`~exec_analytics.summary.Summary` of it (exact: ``start``, ``end`` and ``freq`` must fall on its
+        bucket boundaries).
     slo : float
         Target share of succeeded executions.
     start, end : str, datetime or Timestamp
@@ -53,9 +57,14 @@ def budget_burndown(
     """
     target = check_slo(slo)
     s, e = to_utc(start, "start"), to_utc(end, "end")
-    t = df["start_time"]
-    rows = df.loc[((t >= s) & (t < e)).to_numpy()]
-    rates = failure_rate(rows, freq=freq, success_statuses=success_statuses)
+    if isinstance(df, Summary):
+        check_buckets(df, freq, "budget_burndown")
+        check_boundaries(df, {"start": s, "end": e}, "budget_burndown")
+        window: pd.DataFrame | Summary = select(df, start=s, end=e)
+    else:
+        t = df["start_time"]
+        window = df.loc[((t >= s) & (t < e)).to_numpy()]
+    rates = failure_rate(window, freq=freq, success_statuses=success_statuses)
     rates = rates.sort_values("period_start").reset_index(drop=True)
     step = pd.Timedelta(freq)
     allowed = (1 - target) * float(rates["executions"].sum())
