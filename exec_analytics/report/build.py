@@ -927,8 +927,8 @@ def build_weekly_report(
     options = {**(compare or {}), "confidence": confidence}
     sections = []
     if isinstance(df, Summary):
-        check_buckets(df, step, "build_weekly_report")
         check_boundaries(df, {"start": s, "end": e, "the comparison period's start": prev_s}, "build_weekly_report")
+        check_buckets(df, step, "build_weekly_report")
         for rid in _summary_resources(df, resources):
             sections.append(_summary_section(df, rid, (names or {}).get(rid, rid), prev_s, s, e, step, slo=slo,
                                              baseline_weeks=baseline_weeks, top_callers=top_callers,

@@ -393,10 +393,10 @@ def render_json(report: Report) -> str:
         ``sli_low``, ``sli_high``, ``consumed``, ``remaining``, ``alerts``), ``new_versions`` (``version``,
         ``baseline``, ``first_seen``, ``share``, ``verdict``, ``verdicts``, ``note``), ``notable`` (text),
         ``callers`` and ``reasons`` (the rows of those tables), ``what_changed`` (``changed``, ``sentences``,
-        ``causes`` and ``change_points`` (rows), ``moments``, ``note``), ``left_out`` (part -> why it is
-        missing) and ``drill_down`` (command or null); ``changed`` lists the resources that changed, ranked
-        (:attr:`Report.changed`); ``basis`` (``rows`` or ``summary``), ``needs_rows`` (text or null) and
-        ``rank_error`` (the summary's sketch bound, or null). Rates and shares are fractions, durations
+        ``causes`` and ``change_points`` (rows), ``moments``, ``note``); ``changed`` lists the resources that
+        changed, ranked (:attr:`Report.changed`). A report from a summary adds ``basis`` (``"summary"``),
+        ``needs_rows`` (text) and ``rank_error``, and per resource ``left_out`` (part -> why it is missing) and
+        ``drill_down`` (the command). Rates and shares are fractions, durations
         seconds, missing numbers null. The schema is documented in ``docs/cli-json.md``.
     """
     if not isinstance(report, Report):
@@ -420,16 +420,19 @@ def render_json(report: Report) -> str:
             "notable": list(sec.notable),
             "callers": _records(sec.callers),
             "reasons": _records(sec.reasons),
-            "left_out": dict(sec.left_out), "drill_down": sec.drill_down or None,
             "what_changed": {"changed": sec.what_changed.changed, "sentences": list(sec.what_changed.sentences),
                              "causes": _records(sec.what_changed.causes),
                              "change_points": _records(sec.what_changed.change_points),
                              "moments": list(sec.what_changed.moments), "note": sec.what_changed.note},
         })  # fmt: skip
+        if report.basis == "summary":
+            resources[-1].update({"left_out": dict(sec.left_out), "drill_down": sec.drill_down})
     out = {"title": report.title, "start": _json_time(report.start), "end": _json_time(report.end),
            "previous_start": _json_time(report.previous_start), "previous_end": _json_time(report.previous_end),
            "generated_at": _json_time(report.generated_at), "in_progress": report.in_progress, "slo": report.slo,
-           "confidence": report.confidence, "source": report.source, "basis": report.basis,
-           "needs_rows": report.needs_rows or None, "rank_error": _json_number(report.rank_error),
-           "changed": _records(report.changed), "resources": resources}  # fmt: skip
+           "confidence": report.confidence, "source": report.source, "changed": _records(report.changed),
+           "resources": resources}  # fmt: skip
+    if report.basis == "summary":  # a report from rows keeps exactly its documented keys
+        out.update({"basis": report.basis, "needs_rows": report.needs_rows,
+                    "rank_error": _json_number(report.rank_error)})  # fmt: skip
     return orjson.dumps(out, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
