@@ -529,7 +529,7 @@ def _load(
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report",
-        help="write the weekly reliability report (HTML or Markdown)",
+        help="write the weekly reliability report (HTML, Markdown or JSON), from executions or a fleet's summary",
         formatter_class=_Formatter,
         description=(
             "Load the period and the one before it (for week-over-week changes and version verdicts),\n"
@@ -576,7 +576,8 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             "html, md or json (default: from the --out suffix, else html); must agree with the suffix. json is "
             "the report's data: one object with title, start, end, previous_start, previous_end, generated_at, "
             "in_progress, slo, confidence, source and resources [{rid, name, status, whole_seconds, kpis, budget, "
-            "new_versions, notable, callers, reasons}] (see docs/cli-json.md)"
+            "new_versions, notable, callers, reasons}]; from --summary also basis, needs_rows, rank_error and per "
+            "resource left_out, drill_down (see docs/cli-json.md)"
         ),
     )
     p.add_argument(
