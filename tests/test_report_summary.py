@@ -209,9 +209,11 @@ def test_buckets_must_divide_the_period_and_the_timeline(rows: pd.DataFrame) -> 
     with pytest.raises(ValueError, match="bucket boundaries"):
         build_weekly_report(daily, start="2026-11-11T12:00Z", end="2026-11-13T00:00Z")
     with pytest.raises(ValueError, match="not a whole number of the summary's"):
-        build_weekly_report(daily, start=START, end=END)  # a 2-day period draws 6-hour buckets
-    rep = build_weekly_report(daily, start=START, end=END, freq="1D", now=END)
+        build_weekly_report(daily, start=START, end=END, freq="6h")
+    # By default a 2-day period draws 6-hour buckets; a daily summary draws its own days.
+    rep = build_weekly_report(daily, start=START, end=END, now=END)
     assert [s.kpi("executions").value for s in rep.resources] == [3000.0] * 4
+    assert list(rep.resources[0].timeline["period_start"]) == list(pd.date_range(HISTORY, periods=4, freq="1D"))
     with pytest.raises(ValueError, match="no executions in the summary"):
         build_weekly_report(daily, start=START, end=END, freq="1D", resources="ri.function-registry.main.function.x")
 

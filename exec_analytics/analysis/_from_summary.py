@@ -31,6 +31,7 @@ from ._groups import PERIOD, Groups, as_list, freq_ms, group_rows
 from ._intervals import order_statistic_ranks
 
 __all__ = [
+    "by_resource",
     "caller_sketches",
     "check_boundaries",
     "check_buckets",
@@ -59,8 +60,8 @@ def _view(frame: pd.DataFrame, summary: Summary, names: Iterable[str], func: str
         if name in summary.dropped or (name == "caller_kind" and "caller_rid" in summary.dropped):
             raise ValueError(f"{func}: this summary was regrouped without {name}; it cannot group by it")
     out: pd.DataFrame = pd.DataFrame({c: _categorical(frame[c], c) for c in _STRING_KEYS if c in frame.columns})
-    out["start_time"] = frame["bucket_start"].to_numpy() if len(frame) else frame["bucket_start"]
-    out["start_time"] = out["start_time"].astype("datetime64[ms, UTC]")
+    # The array itself: to_numpy() of a timezone-aware column would build one Timestamp object per row.
+    out["start_time"] = frame["bucket_start"].astype("datetime64[ms, UTC]").array
     return out
 
 
@@ -97,6 +98,26 @@ def select(
         return out
 
     return replace(summary, counts=keep(summary.counts), sketches=keep(summary.sketches))
+
+
+def by_resource(summary: Summary) -> dict[str, Summary]:
+    """The summary of each resource, split in one pass over both tables (not one scan per resource).
+
+    Returns
+    -------
+    dict
+        Resource RID -> its part of ``summary`` (resources without a RID are left out).
+    """
+
+    def split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        if not len(frame):
+            return {}
+        groups = frame.groupby(frame["resource_rid"].astype(object), sort=False, dropna=True).indices
+        return {str(rid): frame.iloc[rows].reset_index(drop=True) for rid, rows in groups.items()}
+
+    counts, sketches = split(summary.counts), split(summary.sketches)
+    return {rid: replace(summary, counts=frame, sketches=sketches.get(rid, summary.sketches.iloc[:0]))
+            for rid, frame in counts.items()}  # fmt: skip
 
 
 def executions(summary: Summary) -> int:

@@ -18,7 +18,7 @@ from ._from_summary import check_boundaries, check_buckets, select
 from .budget import check_slo
 from .rates import failure_rate
 
-__all__ = ["budget_burndown"]
+__all__ = ["budget_burndown", "burndown_from_rates"]
 
 
 def budget_burndown(
@@ -65,12 +65,28 @@ def budget_burndown(
         t = df["start_time"]
         window = df.loc[((t >= s) & (t < e)).to_numpy()]
     rates = failure_rate(window, freq=freq, success_statuses=success_statuses)
+    return burndown_from_rates(rates, slo=target, start=s, end=e, freq=freq)
+
+
+def burndown_from_rates(
+    rates: pd.DataFrame, *, slo: float, start: object, end: object, freq: str | pd.Timedelta
+) -> pd.DataFrame:
+    """:func:`budget_burndown` from :func:`~exec_analytics.analysis.failure_rate` by ``freq`` over ``[start, end)``
+    (e.g. one resource's rows of a fleet-wide ``failure_rate(..., by="resource_rid", freq=freq)``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`budget_burndown`.
+    """
+    target, s, e = check_slo(slo), to_utc(start, "start"), to_utc(end, "end")
     rates = rates.sort_values("period_start").reset_index(drop=True)
     step = pd.Timedelta(freq)
     allowed = (1 - target) * float(rates["executions"].sum())
+    begins, ends = rates["period_start"], rates["period_start"] + step
     out: pd.DataFrame = pd.DataFrame({
-        "period_start": rates["period_start"].clip(lower=s),
-        "period_end": (rates["period_start"] + step).clip(upper=e),
+        "period_start": begins.where(begins >= s, s),  # the period's bounds cut its first and last buckets
+        "period_end": ends.where(ends <= e, e),
         "executions": rates["executions"].astype("int64"),
         "bad": rates["failures"].astype("int64"),
     })  # fmt: skip

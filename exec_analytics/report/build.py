@@ -30,8 +30,9 @@ from ..analysis import (
     summarize,
     version_adoption,
 )
-from ..analysis._from_summary import check_boundaries, check_buckets, executions, select
+from ..analysis._from_summary import by_resource, check_boundaries, check_buckets, executions, select
 from ..analysis.budget import check_slo
+from ..analysis.burndown import burndown_from_rates
 from ..summary import Summary
 from ..timeutil import to_utc, validate_window
 
@@ -476,12 +477,20 @@ def _size(data: pd.DataFrame | Summary) -> int:
     return executions(data) if isinstance(data, Summary) else len(data)
 
 
+#: Percentiles of the KPIs and the timeline.
+_Q = (0.5, 0.95, 0.99)
+
+
 def _kpis(week: pd.DataFrame | Summary, prev: pd.DataFrame | Summary, baseline_weeks: int,
           confidence: float) -> list[Kpi]:  # fmt: skip
-    q = (0.5, 0.95, 0.99)
-    now = summarize(week, q=q, confidence=confidence, percentile_confidence=confidence).iloc[0]
-    before = summarize(prev, q=q, confidence=confidence, percentile_confidence=confidence).iloc[0]
-    has_prev = _size(prev) > 0
+    now = summarize(week, q=_Q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+    before = summarize(prev, q=_Q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+    return _kpis_from(now, before, baseline_weeks)
+
+
+def _kpis_from(now: pd.Series, before: pd.Series, baseline_weeks: int) -> list[Kpi]:
+    """The KPIs from a :func:`summarize` row of each period (no executions: a row with 0 ``executions``)."""
+    has_prev = _f(before["executions"]) > 0
     kpis = [Kpi("executions", "count", _f(now["executions"]),
                 _f(before["executions"]) / baseline_weeks if has_prev else math.nan)]  # fmt: skip
     kpis.append(Kpi("failure rate", "fraction", _f(now["rate"]), _f(before["rate"]) if has_prev else math.nan,
@@ -497,8 +506,12 @@ def _budget(
     week: pd.DataFrame | Summary, slo: float, start: pd.Timestamp, end: pd.Timestamp, freq: str
 ) -> BudgetStatus:
     row = error_budget(week, slo=slo, window=end - start, now=end).iloc[0]
+    return _budget_from(row, slo, budget_burndown(week, slo=slo, start=start, end=end, freq=freq))
+
+
+def _budget_from(row: pd.Series, slo: float, burndown: pd.DataFrame) -> BudgetStatus:
+    """The budget from an :func:`~exec_analytics.analysis.error_budget` row of the period."""
     alerts = [c.removeprefix("alert_") for c in row.index if c.startswith("alert_") and bool(row[c])]
-    burndown = budget_burndown(week, slo=slo, start=start, end=end, freq=freq)
     return BudgetStatus(slo=slo, executions=int(row["executions"]), bad=int(row["bad"]), sli=_f(row["sli"]),
                         sli_low=_f(row["sli_low"]), sli_high=_f(row["sli_high"]), consumed=_f(row["consumed"]),
                         remaining=_f(row["remaining"]), alerts=alerts, burndown=burndown)  # fmt: skip
@@ -575,9 +588,14 @@ def _whole_seconds(durations: pd.Series) -> bool:
 def _reasons(week: pd.DataFrame | Summary, prev: pd.DataFrame | Summary, top: int) -> pd.DataFrame:
     now = failure_reasons(week)
     before = failure_reasons(prev) if _size(prev) else now.iloc[:0]
+    return _reasons_from(now, before, _size(prev) > 0, top)
+
+
+def _reasons_from(now: pd.DataFrame, before: pd.DataFrame, has_prev: bool, top: int) -> pd.DataFrame:
+    """The reasons table from :func:`~exec_analytics.analysis.failure_reasons` of each period."""
     seen = set(before["failure_reason"].dropna().astype(str))
     reason = now["failure_reason"].astype("string")
-    now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if _size(prev) else False)
+    now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if has_prev else False)
     top_rows: pd.DataFrame = now.head(top).reset_index(drop=True)
     return top_rows
 
@@ -711,6 +729,19 @@ def _span(td: pd.Timedelta) -> str:
     return str(td)
 
 
+def freq_ms_of(freq: str) -> int:
+    """A fixed bucket length in milliseconds."""
+    return int(pd.Timedelta(freq) // pd.Timedelta(milliseconds=1))
+
+
+def _span_freq(td: pd.Timedelta) -> str:
+    """A bucket length as a pandas frequency string (``"1D"``, ``"6h"``, ``"300000ms"``)."""
+    for unit, code in ((pd.Timedelta("1D"), "D"), (pd.Timedelta("1h"), "h"), (pd.Timedelta("1min"), "min")):
+        if not td % unit:
+            return f"{int(td // unit)}{code}"
+    return f"{int(td // pd.Timedelta(milliseconds=1))}ms"
+
+
 def _summary_resources(summary: Summary, resources: str | Sequence[str] | None) -> list[str]:
     if resources is None:
         return sorted(str(r) for r in pd.unique(summary.counts["resource_rid"].dropna().astype(str)))
@@ -733,25 +764,18 @@ def _drill_down(rid: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
             "--out report.html")  # fmt: skip
 
 
-def _summary_budget(week: Summary, slo: float, start: pd.Timestamp, end: pd.Timestamp,
-                    freq: str) -> tuple[BudgetStatus, str]:  # fmt: skip
-    """The budget from a summary's counts (as :func:`_budget` from rows), and why alerts are missing, or ""."""
-    burndown = budget_burndown(week, slo=slo, start=start, end=end, freq=freq)
-    if not _ALERT_STEP % week.freq:
-        return _budget(week, slo, start, end, freq), ""
-    # Buckets longer than an alert's window: the budget is the period's exact counts, the alerts unknowable.
-    row = failure_rate(week).iloc[0]
+def _counts_budget(row: pd.Series, slo: float, burndown: pd.DataFrame) -> BudgetStatus:
+    """The budget from a :func:`~exec_analytics.analysis.failure_rate` row of the period, without alerts (as
+    :func:`~exec_analytics.analysis.error_budget` computes it for the period's window)."""
     n, x = np.array([int(row["executions"])]), np.array([int(row["failures"])])
     good_low, good_high = rate_interval(n - x, n, 0.95)  # error_budget's default level, as _budget uses
     budget = 1.0 - float(slo)
     with np.errstate(invalid="ignore", divide="ignore"):
         sli = float(np.where(n > 0, (n - x) / np.maximum(n, 1), np.nan)[0])
         consumed = float(np.where(n > 0, x / (budget * n), np.nan)[0])
-    why = (f"burn-rate alerts need buckets of 5 minutes or less (their shortest window); this summary's are "
-           f"{_span(week.freq)}")  # fmt: skip
     return BudgetStatus(slo=slo, executions=int(n[0]), bad=int(x[0]), sli=sli, sli_low=_f(good_low[0]),
                         sli_high=_f(good_high[0]), consumed=consumed, remaining=1.0 - consumed, alerts=[],
-                        burndown=burndown), why  # fmt: skip
+                        burndown=burndown)  # fmt: skip
 
 
 def _summary_versions(part: Summary, start: pd.Timestamp, end: pd.Timestamp, note: str) -> list[VersionFinding]:
@@ -778,49 +802,122 @@ def _summary_versions(part: Summary, start: pd.Timestamp, end: pd.Timestamp, not
     return out
 
 
-def _summary_section(summary: Summary, rid: str, name: str, prev_s: pd.Timestamp, s: pd.Timestamp,
-                     e: pd.Timestamp, step: str, *, slo: float, baseline_weeks: int, top_callers: int,
-                     top_reasons: int, confidence: float) -> ResourceSection:  # fmt: skip
+def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A fleet-wide result by ``resource_rid`` as each resource's own result (without the resource column)."""
+    if not len(frame):
+        return {}
+    codes, rids = pd.factorize(frame["resource_rid"].astype(object), use_na_sentinel=True)
+    rest = frame.drop(columns="resource_rid")
+    # Grouped results come in key order, so each resource's rows are one run already: slices, no gather.
+    order = np.argsort(codes, kind="stable")
+    ordered = rest if (np.diff(codes) >= 0).all() else rest.iloc[order]
+    runs = codes[order]
+    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
+    ends = np.r_[starts[1:], len(runs)]
+    return {str(rids[runs[a]]): ordered.iloc[a:b].reset_index(drop=True)
+            for a, b in zip(starts, ends, strict=True) if runs[a] >= 0}  # fmt: skip
+
+
+@dataclass
+class _Fleet:
+    """Every analysis of a report from a summary, computed once for the whole fleet and split by resource.
+
+    A call per resource would cost the same fixed overhead 200 times over; one call per table does not, and
+    grouping by resource gives each resource exactly what a call on its part alone gives (counts) or the same
+    sketches merged (percentiles).
+    """
+
+    parts: dict[str, Summary]
+    now: dict[str, pd.DataFrame]
+    before: dict[str, pd.DataFrame]
+    timeline: dict[str, pd.DataFrame]
+    buckets: dict[str, pd.DataFrame]
+    budget: dict[str, pd.DataFrame]
+    reasons_now: dict[str, pd.DataFrame]
+    reasons_before: dict[str, pd.DataFrame]
+    adoption: dict[str, pd.DataFrame]
+    #: The same tables for a resource without executions (from an empty part).
+    empty: dict[str, pd.DataFrame]
+    alerts: bool
+    freq: pd.Timedelta
+
+
+def _fleet(window: Summary, prev_s: pd.Timestamp, s: pd.Timestamp, e: pd.Timestamp, step: str, slo: float,
+           confidence: float) -> _Fleet:  # fmt: skip
+    week, prev = select(window, start=s, end=e), select(window, start=prev_s, end=s)
+    alerts = not _ALERT_STEP % window.freq
+    keep = {"versions": "resource_version" not in window.dropped, "reasons": "failure_reason" not in window.dropped}
+
+    def tables(by: str | None, w: Summary, p: Summary, all_: Summary) -> dict[str, pd.DataFrame]:
+        def pct(data: Summary, freq: str | None = None) -> pd.DataFrame:
+            return summarize(data, by=by, freq=freq, q=_Q, confidence=confidence, percentile_confidence=confidence)
+
+        budget = error_budget(w, by=by, slo=slo, window=e - s, now=e) if alerts else failure_rate(w, by=by)
+        reasons = keep["reasons"]
+        adoption = version_adoption(all_, freq=step, by=by) if keep["versions"] else pd.DataFrame()
+        return {"now": pct(w), "before": pct(p), "timeline": pct(all_, step),
+                "buckets": failure_rate(w, by=by, freq=step), "budget": budget,
+                "reasons_now": failure_reasons(w, by=by) if reasons else pd.DataFrame(),
+                "reasons_before": failure_reasons(p, by=by) if reasons else pd.DataFrame(),
+                "adoption": adoption}  # fmt: skip
+
+    fleet = {k: _split(v) if len(v) else {} for k, v in tables("resource_rid", week, prev, window).items()}
+    none = select(window, resource="")
+    return _Fleet(parts=by_resource(window), empty=tables(None, none, none, none), alerts=alerts, freq=window.freq,
+                  **fleet)  # fmt: skip
+
+
+def _summary_section(fleet: _Fleet, rid: str, name: str, s: pd.Timestamp, e: pd.Timestamp, step: str, *,
+                     slo: float, baseline_weeks: int, top_callers: int, top_reasons: int,
+                     confidence: float) -> ResourceSection:  # fmt: skip
     """One resource's section from a summary: what counts is computed as from rows, the rest says why not."""
-    mine = select(summary, resource=rid)
-    if not executions(mine):
-        raise ValueError(f"resource {rid!r} has no executions in the summary")
-    part = select(mine, start=prev_s, end=e)
-    week, prev = select(part, start=s, end=e), select(part, start=prev_s, end=s)
+
+    def table(name: str) -> pd.DataFrame:
+        found: pd.DataFrame = getattr(fleet, name).get(rid, fleet.empty[name])
+        return found
+
+    part = fleet.parts.get(rid)
     drill = _drill_down(rid, s, e)
     left_out = {k: f"{why}; drill down: {drill}" for k, why in _NEEDS_ROWS.items()}
-    kpis = _kpis(week, prev, baseline_weeks, confidence)
-    budget, alerts_note = _summary_budget(week, slo, s, e, step)
-    if alerts_note:
-        left_out["burn-rate alerts"] = alerts_note
-    versions = _summary_versions(part, s, e, left_out["version comparisons"])
-    if "resource_version" in summary.dropped:
+    kpis = _kpis_from(table("now").iloc[0], table("before").iloc[0], baseline_weeks)
+    burndown = burndown_from_rates(table("buckets"), slo=slo, start=s, end=e, freq=step)
+    if fleet.alerts:
+        budget = _budget_from(table("budget").iloc[0], slo, burndown)
+    else:
+        budget = _counts_budget(table("budget").iloc[0], slo, burndown)
+        left_out["burn-rate alerts"] = ("burn-rate alerts need buckets of 5 minutes or less (their shortest "
+                                        f"window); this summary's are {_span(fleet.freq)}")  # fmt: skip
+    dropped = part.dropped if part is not None else ()
+    versions = _summary_versions(part, s, e, left_out["version comparisons"]) if part is not None else []
+    if "resource_version" in dropped:
         left_out["new versions"] = "this summary was regrouped without versions: it cannot tell which are new"
     callers = pd.DataFrame()
-    if "caller_rid" in summary.dropped:
+    week = select(part, start=s, end=e) if part is not None else None
+    if "caller_rid" in dropped:
         left_out["callers"] = "this summary was regrouped without callers (caller_rid): it cannot rank them"
-    elif executions(week):
-        table = caller_breakdown(week, top=top_callers, confidence=confidence)
-        callers = table[table["rank"] > 0].reset_index(drop=True)
-    if "failure_reason" in summary.dropped:
+    elif week is not None and executions(week):
+        ranked = caller_breakdown(week, top=top_callers, confidence=confidence)
+        callers = ranked[ranked["rank"] > 0].reset_index(drop=True)
+    if "failure_reason" in dropped:
         reasons = pd.DataFrame()
         left_out["failure reasons"] = "this summary was regrouped without failure reasons: it cannot tell them apart"
     else:
-        reasons = _reasons(week, prev, top_reasons)
+        has_prev = kpis[0].previous > 0
+        now = table("reasons_now")
+        reasons = _reasons_from(now, table("reasons_before") if has_prev else now.iloc[:0], has_prev, top_reasons)
     notable = _notable(kpis, budget, versions, reasons, callers, confidence)
-    has_rows = executions(part) > 0
-    q = (0.5, 0.95, 0.99)
-    timeline = (summarize(part, freq=step, q=q, confidence=confidence, percentile_confidence=confidence)
-                if has_rows else pd.DataFrame())  # fmt: skip
-    adoption = (version_adoption(part, freq=step, by=None) if has_rows and "resource_version" not in summary.dropped
-                else pd.DataFrame())  # fmt: skip
-    what = WhatChanged(note=left_out["what changed"])
+    has_rows = part is not None and executions(part) > 0
+    timeline = table("timeline") if has_rows else pd.DataFrame()
+    adoption = table("adoption") if has_rows and "resource_version" not in dropped else pd.DataFrame()
+    if len(adoption):
+        adoption["resource_version"] = adoption["resource_version"].cat.remove_unused_categories()
     return ResourceSection(rid=rid, name=name, status=_status(versions, budget, notable), kpis=kpis, budget=budget,
                            new_versions=versions, callers=callers, reasons=reasons, notable=notable,
                            timeline=timeline, adoption=adoption,
                            durations=pd.DataFrame({"resource_version": pd.Series(dtype="string"),
                                                    "duration_s": pd.Series(dtype="float64")}),
-                           what_changed=what, left_out=left_out, drill_down=drill)  # fmt: skip
+                           what_changed=WhatChanged(note=left_out["what changed"]), left_out=left_out,
+                           drill_down=drill)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -896,7 +993,8 @@ def build_weekly_report(
         Options for :func:`exec_analytics.analysis.compare_versions` (e.g. ``n_resamples``, thresholds,
         ``stratify_freq``), except ``confidence``.
     freq : str, optional
-        Time bucket of the timeline figures and the burn-down (default: from the period's length).
+        Time bucket of the timeline figures and the burn-down (default: from the period's length; from a
+        summary, its own buckets when they are longer).
     now : str, datetime or Timestamp, optional
         When the report is built (default: the current time): a period ending after it is flagged as not over.
 
@@ -921,6 +1019,8 @@ def build_weekly_report(
     span = e - s
     prev_s = s - baseline_weeks * span
     step = freq or _auto_freq(span)
+    if isinstance(df, Summary) and freq is None and freq_ms_of(step) % df.freq_ms:
+        step = _span_freq(df.freq)  # the default is no finer than the summary's buckets
     if "confidence" in (compare or {}):
         # One level for the whole report, so that its one label ("95% CI") is true of every interval.
         raise ValueError("set the level of every interval with confidence=, not in compare=")
@@ -929,8 +1029,14 @@ def build_weekly_report(
     if isinstance(df, Summary):
         check_boundaries(df, {"start": s, "end": e, "the comparison period's start": prev_s}, "build_weekly_report")
         check_buckets(df, step, "build_weekly_report")
-        for rid in _summary_resources(df, resources):
-            sections.append(_summary_section(df, rid, (names or {}).get(rid, rid), prev_s, s, e, step, slo=slo,
+        present = set(pd.unique(df.counts["resource_rid"].dropna().astype(str)))
+        wanted = _summary_resources(df, resources)
+        for rid in wanted:
+            if rid not in present:
+                raise ValueError(f"resource {rid!r} has no executions in the summary")
+        fleet = _fleet(select(df, start=prev_s, end=e), prev_s, s, e, step, slo, confidence)
+        for rid in wanted:
+            sections.append(_summary_section(fleet, rid, (names or {}).get(rid, rid), s, e, step, slo=slo,
                                              baseline_weeks=baseline_weeks, top_callers=top_callers,
                                              top_reasons=top_reasons, confidence=confidence))  # fmt: skip
     for rid in _resources(df, resources) if isinstance(df, pd.DataFrame) else ():
