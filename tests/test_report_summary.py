@@ -256,8 +256,12 @@ def test_cli_reports_from_a_saved_summary_in_every_format(
     assert captured.err == f"budget exhausted: {RIDS[1]}, {RIDS[2]}\n"
     html = tmp_path / "one.html"
     one = ["report", RIDS[0], "--summary", str(saved), *period, "--out", str(html), "--fail-on", "regressed"]
-    assert main(one) == 0
-    assert RIDS[0] in html.read_text(encoding="utf-8") and RIDS[1] not in html.read_text(encoding="utf-8")
+    assert main([*one, "--no-figures"]) == 0
+    page = html.read_text(encoding="utf-8")
+    assert RIDS[0] in page and RIDS[1] not in page and "<img" not in page
+    assert main([*one[:-2], "--fail-on", "attention"]) == REPORT_FAIL_ON_CODES["attention"] == 15
+    assert "<img" in html.read_text(encoding="utf-8")
+    assert main(["report", "--summary", str(saved), *period, "--format", "json", "--no-figures"]) == 2
     assert main(["report", "--summary", str(tmp_path), *period, "--format", "json"]) == 2
     assert "not a saved summary" in capsys.readouterr().err
     assert main(["report", "--summary", str(saved), "--no-cache", *period, "--format", "json"]) == 2
