@@ -265,3 +265,26 @@ def test_cli_reports_from_a_saved_summary_in_every_format(
     assert main(["report", "--summary", str(tmp_path), *period, "--format", "json"]) == 2
     assert "not a saved summary" in capsys.readouterr().err
     assert main(["report", "--summary", str(saved), "--no-cache", *period, "--format", "json"]) == 2
+
+
+def test_new_versions_are_listed_from_counts_and_their_comparison_needs_rows() -> None:
+    from test_report import END as SIM_END
+    from test_report import HISTORY as SIM_HISTORY
+    from test_report import START as SIM_START
+    from test_report import executions_table
+
+    from exec_analytics.simulator import Workload
+
+    wl = Workload(seed=0)
+    df = executions_table(wl, [wl.main.rid], SIM_HISTORY, SIM_END)
+    rep = build_weekly_report(from_frame(df, freq="1h"), start=SIM_START, end=SIM_END, now=SIM_END)
+    (found,) = rep.resources[0].new_versions
+    new = df["resource_version"].astype(str) == "1.4.0"
+    week = (df["start_time"] >= pd.Timestamp(SIM_START)) & (df["start_time"] < pd.Timestamp(SIM_END))
+    assert (found.version, found.baseline, found.verdict) == ("1.4.0", "1.3.0", "needs rows")
+    assert found.share == (new & week).sum() / week.sum()  # exact
+    assert found.first_seen == df.loc[new, "start_time"].min().floor("1h")  # at bucket resolution
+    assert found.comparison.empty and found.verdicts == {} and "drill down: exec-analytics report" in found.note
+    assert rep.summary.loc[0, "new_versions"] == "1.4.0: needs rows"
+    assert "1.4.0 vs 1.3.0: **needs rows**" in render_markdown(rep)
+    assert json.loads(render_json(rep))["resources"][0]["new_versions"][0]["verdict"] == "needs rows"
