@@ -288,3 +288,23 @@ def test_new_versions_are_listed_from_counts_and_their_comparison_needs_rows() -
     assert rep.summary.loc[0, "new_versions"] == "1.4.0: needs rows"
     assert "1.4.0 vs 1.3.0: **needs rows**" in render_markdown(rep)
     assert json.loads(render_json(rep))["resources"][0]["new_versions"][0]["verdict"] == "needs rows"
+
+
+def test_the_analysis_the_report_uses_takes_a_summary(rows: pd.DataFrame, fine: Summary) -> None:
+    from exec_analytics.analysis import budget_burndown, summarize, version_adoption
+
+    mine = rows[rows["resource_rid"] == RIDS[1]]
+    exact = budget_burndown(mine, slo=0.99, start=START, end=END, freq="6h")
+    sketches = fine.sketches[fine.sketches["resource_rid"] == RIDS[1]]
+    one = Summary(fine.counts[fine.counts["resource_rid"] == RIDS[1]], sketches, freq=fine.freq, k=fine.k)
+    pd.testing.assert_frame_equal(budget_burndown(one, slo=0.99, start=START, end=END, freq="6h"), exact)
+    with pytest.raises(ValueError, match="bucket boundaries"):
+        budget_burndown(one, start=START + pd.Timedelta("1min"), end=END, freq="1h")
+    counts = ["resource_rid", "period_start", "executions", "failures", "rate", "rate_low", "rate_high", "durations"]
+    a = summarize(rows, by="resource_rid", freq="6h", q=(0.5, 0.95), percentile_confidence=0.95)
+    b = summarize(fine, by="resource_rid", freq="6h", q=(0.5, 0.95), percentile_confidence=0.95)
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a[counts], b[counts], check_categorical=False, check_dtype=False)
+    assert ((b["p95_low"] <= a["p95_low"]) & (b["p95_high"] >= a["p95_high"]) | a["p95_high"].isna()).all()
+    pd.testing.assert_frame_equal(version_adoption(rows, freq="1D"), version_adoption(fine, freq="1D"),
+                                  check_categorical=False, check_dtype=False)  # fmt: skip

@@ -17,7 +17,6 @@ its coverage up to the 1% chance that the sketch's bound fails.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 import datasketches
 import numpy as np
@@ -26,20 +25,16 @@ import pandas as pd
 from ..schema import order_versions
 from ..summary import Summary
 from ..summary.build import statuses
-from ..summary.model import epoch_ms
 from ._groups import PERIOD, Groups, as_list, freq_ms, group_rows
 from ._intervals import order_statistic_ranks
 
 __all__ = [
-    "by_resource",
     "caller_sketches",
     "check_boundaries",
     "check_buckets",
     "check_windows",
     "count",
-    "executions",
     "group_sketches",
-    "select",
     "sketch_quantiles",
     "summary_percentiles",
     "weighted_rows",
@@ -65,70 +60,10 @@ def _view(frame: pd.DataFrame, summary: Summary, names: Iterable[str], func: str
     return out
 
 
-def _ms(t: pd.Timestamp) -> int:
-    """A time as whole milliseconds since the epoch (floored)."""
-    return int(pd.Timestamp(t).value // 1_000_000)
-
-
-def select(
-    summary: Summary, *, resource: str | None = None, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
-) -> Summary:
-    """The part of ``summary`` of one resource and/or of the buckets that start in ``[start, end)``.
-
-    The caller makes sure ``start`` and ``end`` are bucket boundaries (:func:`check_boundaries`): a bucket is then
-    wholly inside or wholly outside, and the part is exactly the summary of the executions in the window.
-
-    Returns
-    -------
-    Summary
-        Same ``freq``, ``k``, keys and statuses; ``counts`` and ``sketches`` restricted to the matching rows.
-    """
-
-    def keep(frame: pd.DataFrame) -> pd.DataFrame:
-        mask = np.ones(len(frame), dtype=bool)
-        if resource is not None:
-            mask &= (frame["resource_rid"] == resource).fillna(False).to_numpy(dtype=bool)
-        if start is not None or end is not None:
-            t = epoch_ms(frame["bucket_start"]) if len(frame) else np.zeros(0, dtype=np.int64)
-            if start is not None:
-                mask &= t >= _ms(start)
-            if end is not None:
-                mask &= t < _ms(end)
-        out: pd.DataFrame = frame.loc[mask].reset_index(drop=True)
-        return out
-
-    return replace(summary, counts=keep(summary.counts), sketches=keep(summary.sketches))
-
-
-def by_resource(summary: Summary) -> dict[str, Summary]:
-    """The summary of each resource, split in one pass over both tables (not one scan per resource).
-
-    Returns
-    -------
-    dict
-        Resource RID -> its part of ``summary`` (resources without a RID are left out).
-    """
-
-    def split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        if not len(frame):
-            return {}
-        groups = frame.groupby(frame["resource_rid"].astype(object), sort=False, dropna=True).indices
-        return {str(rid): frame.iloc[rows].reset_index(drop=True) for rid, rows in groups.items()}
-
-    counts, sketches = split(summary.counts), split(summary.sketches)
-    return {rid: replace(summary, counts=frame, sketches=sketches.get(rid, summary.sketches.iloc[:0]))
-            for rid, frame in counts.items()}  # fmt: skip
-
-
-def executions(summary: Summary) -> int:
-    """Executions a summary counts."""
-    return int(summary.counts["executions"].sum()) if len(summary.counts) else 0
-
-
 def check_boundaries(summary: Summary, times: dict[str, pd.Timestamp], func: str) -> None:
     """``ValueError`` unless every time of ``times`` (name -> time) is a boundary of the summary's buckets."""
     step = summary.freq_ms
-    off = [name for name, t in times.items() if _ms(t) % step or pd.Timestamp(t).value % 1_000_000]
+    off = [name for name, t in times.items() if pd.Timestamp(t).value % (step * 1_000_000)]
     if off:
         raise ValueError(
             f"{func}: {', '.join(off)} must fall on the summary's {summary.freq} bucket boundaries "

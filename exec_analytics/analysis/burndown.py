@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..summary import Summary
 from ..timeutil import to_utc
-from ._from_summary import check_boundaries, check_buckets, select
+from ._from_summary import check_boundaries, check_buckets
 from .budget import check_slo
 from .rates import failure_rate
 
@@ -60,11 +60,14 @@ def budget_burndown(
     if isinstance(df, Summary):
         check_buckets(df, freq, "budget_burndown")
         check_boundaries(df, {"start": s, "end": e}, "budget_burndown")
-        window: pd.DataFrame | Summary = select(df, start=s, end=e)
+        # Buckets of freq within [start, end) hold exactly the period's executions when its bounds are boundaries.
+        rates = failure_rate(df, freq=freq, success_statuses=success_statuses)
+        inside = ((rates["period_start"] >= s) & (rates["period_start"] < e)).to_numpy(dtype=bool)
+        rates = rates.loc[inside]
     else:
         t = df["start_time"]
-        window = df.loc[((t >= s) & (t < e)).to_numpy()]
-    rates = failure_rate(window, freq=freq, success_statuses=success_statuses)
+        rows = df.loc[((t >= s) & (t < e)).to_numpy()]
+        rates = failure_rate(rows, freq=freq, success_statuses=success_statuses)
     return burndown_from_rates(rates, slo=target, start=s, end=e, freq=freq)
 
 

@@ -10,7 +10,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,10 @@ from ..analysis import (
     summarize,
     version_adoption,
 )
-from ..analysis._from_summary import by_resource, check_boundaries, check_buckets, executions, select
 from ..analysis.budget import check_slo
 from ..analysis.burndown import burndown_from_rates
 from ..summary import Summary
-from ..timeutil import to_utc, validate_window
+from ..timeutil import epoch_ms, to_utc, validate_window
 
 __all__ = [
     "AT_RISK_BELOW",
@@ -474,7 +473,7 @@ def _auto_freq(span: pd.Timedelta) -> str:
 
 def _size(data: pd.DataFrame | Summary) -> int:
     """Executions in a frame or a summary."""
-    return executions(data) if isinstance(data, Summary) else len(data)
+    return _executions(data) if isinstance(data, Summary) else len(data)
 
 
 #: Percentiles of the KPIs and the timeline.
@@ -729,7 +728,7 @@ def _span(td: pd.Timedelta) -> str:
     return str(td)
 
 
-def freq_ms_of(freq: str) -> int:
+def _freq_ms(freq: str) -> int:
     """A fixed bucket length in milliseconds."""
     return int(pd.Timedelta(freq) // pd.Timedelta(milliseconds=1))
 
@@ -740,6 +739,58 @@ def _span_freq(td: pd.Timedelta) -> str:
         if not td % unit:
             return f"{int(td // unit)}{code}"
     return f"{int(td // pd.Timedelta(milliseconds=1))}ms"
+
+
+def _select(
+    summary: Summary, *, resource: str | None = None, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> Summary:
+    """The part of ``summary`` of one resource and/or of the buckets starting in ``[start, end)``: exactly the
+    summary of the executions in the window when its bounds are bucket boundaries (:func:`_check_summary`)."""
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        mask = np.ones(len(frame), dtype=bool)
+        if resource is not None:
+            mask &= (frame["resource_rid"] == resource).fillna(False).to_numpy(dtype=bool)
+        t = pd.DatetimeIndex(frame["bucket_start"])
+        if start is not None:
+            mask &= np.asarray(t >= start, dtype=bool)
+        if end is not None:
+            mask &= np.asarray(t < end, dtype=bool)
+        out: pd.DataFrame = frame.loc[mask].reset_index(drop=True)
+        return out
+
+    return replace(summary, counts=keep(summary.counts), sketches=keep(summary.sketches))
+
+
+def _by_resource(summary: Summary) -> dict[str, Summary]:
+    """Each resource's part of ``summary``, split in one pass over both tables (not one scan per resource)."""
+
+    def split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        if not len(frame):
+            return {}
+        groups = frame.groupby(frame["resource_rid"].astype(object), sort=False, dropna=True).indices
+        return {str(rid): frame.iloc[rows].reset_index(drop=True) for rid, rows in groups.items()}
+
+    counts, sketches = split(summary.counts), split(summary.sketches)
+    return {rid: replace(summary, counts=frame, sketches=sketches.get(rid, summary.sketches.iloc[:0]))
+            for rid, frame in counts.items()}  # fmt: skip
+
+
+def _executions(summary: Summary) -> int:
+    """Executions a summary counts."""
+    return int(summary.counts["executions"].sum()) if len(summary.counts) else 0
+
+
+def _check_summary(summary: Summary, times: Mapping[str, pd.Timestamp], freq: str) -> None:
+    """``ValueError`` unless every time is a bucket boundary of the summary and ``freq`` a whole number of buckets."""
+    off = [name for name, t in times.items() if epoch_ms(t) % summary.freq_ms or t.value % 1_000_000]
+    if off:
+        raise ValueError(f"build_weekly_report: {', '.join(off)} must fall on the summary's {_span(summary.freq)} "
+                         "bucket boundaries (epoch-aligned); build the summary with shorter buckets, or choose a "
+                         "period they divide")  # fmt: skip
+    if _freq_ms(freq) % summary.freq_ms:
+        raise ValueError(f"build_weekly_report: freq {freq!r} is not a whole number of the summary's "
+                         f"{_span(summary.freq)} buckets; pass a multiple of them, or leave freq unset")  # fmt: skip
 
 
 def _summary_resources(summary: Summary, resources: str | Sequence[str] | None) -> list[str]:
@@ -840,11 +891,12 @@ class _Fleet:
     empty: dict[str, pd.DataFrame]
     alerts: bool
     freq: pd.Timedelta
+    dropped: tuple[str, ...]
 
 
 def _fleet(window: Summary, prev_s: pd.Timestamp, s: pd.Timestamp, e: pd.Timestamp, step: str, slo: float,
            confidence: float) -> _Fleet:  # fmt: skip
-    week, prev = select(window, start=s, end=e), select(window, start=prev_s, end=s)
+    week, prev = _select(window, start=s, end=e), _select(window, start=prev_s, end=s)
     alerts = not _ALERT_STEP % window.freq
     keep = {"versions": "resource_version" not in window.dropped, "reasons": "failure_reason" not in window.dropped}
 
@@ -862,9 +914,9 @@ def _fleet(window: Summary, prev_s: pd.Timestamp, s: pd.Timestamp, e: pd.Timesta
                 "adoption": adoption}  # fmt: skip
 
     fleet = {k: _split(v) if len(v) else {} for k, v in tables("resource_rid", week, prev, window).items()}
-    none = select(window, resource="")
-    return _Fleet(parts=by_resource(window), empty=tables(None, none, none, none), alerts=alerts, freq=window.freq,
-                  **fleet)  # fmt: skip
+    none = _select(window, resource="")
+    return _Fleet(parts=_by_resource(window), empty=tables(None, none, none, none), alerts=alerts, freq=window.freq,
+                  dropped=window.dropped, **fleet)  # fmt: skip
 
 
 def _summary_section(fleet: _Fleet, rid: str, name: str, s: pd.Timestamp, e: pd.Timestamp, step: str, *,
@@ -887,15 +939,15 @@ def _summary_section(fleet: _Fleet, rid: str, name: str, s: pd.Timestamp, e: pd.
         budget = _counts_budget(table("budget").iloc[0], slo, burndown)
         left_out["burn-rate alerts"] = ("burn-rate alerts need buckets of 5 minutes or less (their shortest "
                                         f"window); this summary's are {_span(fleet.freq)}")  # fmt: skip
-    dropped = part.dropped if part is not None else ()
+    dropped = fleet.dropped
     versions = _summary_versions(part, s, e, left_out["version comparisons"]) if part is not None else []
     if "resource_version" in dropped:
         left_out["new versions"] = "this summary was regrouped without versions: it cannot tell which are new"
     callers = pd.DataFrame()
-    week = select(part, start=s, end=e) if part is not None else None
+    week = _select(part, start=s, end=e) if part is not None else None
     if "caller_rid" in dropped:
         left_out["callers"] = "this summary was regrouped without callers (caller_rid): it cannot rank them"
-    elif week is not None and executions(week):
+    elif week is not None and _executions(week):
         ranked = caller_breakdown(week, top=top_callers, confidence=confidence)
         callers = ranked[ranked["rank"] > 0].reset_index(drop=True)
     if "failure_reason" in dropped:
@@ -906,7 +958,7 @@ def _summary_section(fleet: _Fleet, rid: str, name: str, s: pd.Timestamp, e: pd.
         now = table("reasons_now")
         reasons = _reasons_from(now, table("reasons_before") if has_prev else now.iloc[:0], has_prev, top_reasons)
     notable = _notable(kpis, budget, versions, reasons, callers, confidence)
-    has_rows = part is not None and executions(part) > 0
+    has_rows = part is not None and _executions(part) > 0
     timeline = table("timeline") if has_rows else pd.DataFrame()
     adoption = table("adoption") if has_rows and "resource_version" not in dropped else pd.DataFrame()
     if len(adoption):
@@ -1019,7 +1071,7 @@ def build_weekly_report(
     span = e - s
     prev_s = s - baseline_weeks * span
     step = freq or _auto_freq(span)
-    if isinstance(df, Summary) and freq is None and freq_ms_of(step) % df.freq_ms:
+    if isinstance(df, Summary) and freq is None and _freq_ms(step) % df.freq_ms:
         step = _span_freq(df.freq)  # the default is no finer than the summary's buckets
     if "confidence" in (compare or {}):
         # One level for the whole report, so that its one label ("95% CI") is true of every interval.
@@ -1027,14 +1079,13 @@ def build_weekly_report(
     options = {**(compare or {}), "confidence": confidence}
     sections = []
     if isinstance(df, Summary):
-        check_boundaries(df, {"start": s, "end": e, "the comparison period's start": prev_s}, "build_weekly_report")
-        check_buckets(df, step, "build_weekly_report")
+        _check_summary(df, {"start": s, "end": e, "the comparison period's start": prev_s}, step)
         present = set(pd.unique(df.counts["resource_rid"].dropna().astype(str)))
         wanted = _summary_resources(df, resources)
         for rid in wanted:
             if rid not in present:
                 raise ValueError(f"resource {rid!r} has no executions in the summary")
-        fleet = _fleet(select(df, start=prev_s, end=e), prev_s, s, e, step, slo, confidence)
+        fleet = _fleet(_select(df, start=prev_s, end=e), prev_s, s, e, step, slo, confidence)
         for rid in wanted:
             sections.append(_summary_section(fleet, rid, (names or {}).get(rid, rid), s, e, step, slo=slo,
                                              baseline_weeks=baseline_weeks, top_callers=top_callers,
