@@ -36,14 +36,20 @@ from .timeutil import to_utc
 
 if TYPE_CHECKING:
     from .cache import ExecutionCache
+    from .report import Report
+    from .summary import Summary
 
-__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "FAIL_ON_CODES", "comparison_summary", "main"]
+__all__ = ["EXIT_CODES", "EXIT_REGRESSED", "FAIL_ON_CODES", "REPORT_FAIL_ON_CODES", "comparison_summary", "main"]
 
 #: ``exec-analytics compare`` exits with this code when a metric regressed, so a release gate can block on it.
 EXIT_REGRESSED = 10
 #: ``compare --fail-on``: the verdicts a release gate can fail on, each with its own exit code; when several are
 #: present the first in this order decides (regressed is the most alarming).
 FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "inconclusive": 11, "insufficient": 12}
+#: ``report --fail-on``: the resource statuses a scheduled report can fail on, each with its own exit code; when
+#: several are present the first in this order decides (the report's own order of statuses).
+REPORT_FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "budget-exhausted": 13, "at-risk": 14,
+                                        "attention": 15}  # fmt: skip
 # --fail-on names -> compare_versions verdicts
 _FAIL_ON_VERDICTS = {"regressed": "regressed", "inconclusive": "inconclusive", "insufficient": "insufficient data"}
 
@@ -523,11 +529,17 @@ def _load(
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report",
-        help="write the weekly reliability report (HTML or Markdown)",
+        help="write the weekly reliability report (HTML, Markdown or JSON), from executions or a fleet's summary",
         formatter_class=_Formatter,
         description=(
             "Load the period and the one before it (for week-over-week changes and version verdicts),\n"
-            "then write one self-contained report."
+            "then write one self-contained report. With --summary, read a saved summary instead (a whole\n"
+            "fleet's): counts and rates exact, percentiles from its sketches; version comparisons and what\n"
+            "changed need rows, and the report says how to drill down into one resource.\n"
+            f"With --fail-on, exit {REPORT_FAIL_ON_CODES['regressed']} (regressed), "
+            f"{REPORT_FAIL_ON_CODES['budget-exhausted']} (budget exhausted), "
+            f"{REPORT_FAIL_ON_CODES['at-risk']} (at risk) or {REPORT_FAIL_ON_CODES['attention']} (attention)\n"
+            "when a resource has one of the statuses named, after writing the report."
         ),
         epilog=textwrap.dedent(
             """\
@@ -535,6 +547,8 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
               exec-analytics report ri.function-registry.main.function.1234 --week 2026-W47 --out report.html
               exec-analytics report RID1 RID2 --start 2026-11-01T00:00Z --end 2026-11-15T00:00Z \\
                   --out report.md --format md
+              exec-analytics report --summary fleet-summary/ --week 2026-W47 --out fleet.html \\
+                  --fail-on regressed,budget-exhausted
             """
         ),
     )
@@ -562,7 +576,8 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             "html, md or json (default: from the --out suffix, else html); must agree with the suffix. json is "
             "the report's data: one object with title, start, end, previous_start, previous_end, generated_at, "
             "in_progress, slo, confidence, source and resources [{rid, name, status, whole_seconds, kpis, budget, "
-            "new_versions, notable, callers, reasons}] (see docs/cli-json.md)"
+            "new_versions, notable, callers, reasons}]; from --summary also basis, needs_rows, rank_error and per "
+            "resource left_out, drill_down (see docs/cli-json.md)"
         ),
     )
     p.add_argument(
@@ -571,10 +586,42 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=0.99,
         help="target share of succeeded executions (default 0.99, a common production target; the demo uses 0.95)",
     )
+    p.add_argument(
+        "--summary",
+        type=Path,
+        metavar="DIR",
+        help="build the report from a summary saved with Summary.write (counts.parquet, sketches.parquet) instead "
+        "of loading executions; RIDs (default: every resource in it) select resources; its buckets must divide "
+        "the period",
+    )
+    p.add_argument(
+        "--no-figures",
+        action="store_true",
+        help="html without figures: small and quick for a fleet (each resource draws four, ~0.1 s each)",
+    )
+    p.add_argument(
+        "--fail-on",
+        type=_report_fail_on,
+        default=(),
+        metavar="STATUSES",
+        help="comma-separated resource statuses that fail the command once the report is written: regressed, "
+        "budget-exhausted, at-risk, attention (exit codes above)",
+    )
     _add_names(p)
     _add_fleet(p)
     _add_source_options(p)
     p.set_defaults(func=_cmd_report)
+
+
+def _report_fail_on(text: str) -> tuple[str, ...]:
+    """``report --fail-on``: known status names, in the order of :data:`REPORT_FAIL_ON_CODES`."""
+    names = {n.strip().lower().replace(" ", "-") for n in text.split(",") if n.strip()}
+    unknown = sorted(names - set(REPORT_FAIL_ON_CODES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(REPORT_FAIL_ON_CODES)}; got {text!r}"
+        )
+    return tuple(n for n in REPORT_FAIL_ON_CODES if n in names)
 
 
 def _slo(text: str) -> float:
@@ -622,24 +669,54 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ValueError("--end must be after --start")
     kind = _report_format(args.out, args.format)
     _check_out_path(args.out)
-    # One period before the report's own: week-over-week changes and the baselines of new versions.
-    rids = _resources(args, args.rids)
-    df = _load(args, rids, start - (end - start), end)
     period = {"week": args.week} if args.week else {"start": start, "end": end}
-    report = build_weekly_report(df, **period, resources=rids, names=_names(args), slo=args.slo)
+    data: pd.DataFrame | Summary
+    if args.summary is not None:
+        if args.no_cache or args.cache_dir is not None or args.hostname is not None:
+            raise ValueError("--summary reads a saved summary; it cannot be combined with --cache-dir, --no-cache "
+                             "or --hostname")  # fmt: skip
+        rids: list[str] | None = _resources(args, args.rids) if args.rids or args.fleet is not None else None
+        data = _read_summary(args.summary)
+    else:
+        # One period before the report's own: week-over-week changes and the baselines of new versions.
+        rids = _resources(args, args.rids)
+        data = _load(args, rids, start - (end - start), end)
+    report = build_weekly_report(data, **period, resources=rids, names=_names(args), slo=args.slo)
     if report.in_progress:
         print(f"warning: the period is not over (it ends {fmt.timestamp(report.end)}); its figures will still "
               "change", file=sys.stderr)  # fmt: skip
+    if args.no_figures and kind != "html":
+        raise ValueError("--no-figures applies to an html report only")
     render = {"html": render_html, "md": render_markdown, "json": render_json}[kind]
-    text = render(report)
+    text = render_html(report, figures={}) if args.no_figures else render(report)
     if args.out is None:
         sys.stdout.write(text)
-        return 0
+        return _report_exit(report, args.fail_on)
     _write_text(args.out, text)
     # With json the file is the result; the headline would mix prose into a script's stdout.
     if kind != "json":
         print(render_summary(report), end="")
     print(f"{'' if kind == 'json' else chr(10)}wrote {args.out}", file=sys.stderr if kind == "json" else sys.stdout)
+    return _report_exit(report, args.fail_on)
+
+
+def _read_summary(path: Path) -> Summary:
+    from .summary import Summary
+
+    if not (path / "counts.parquet").is_file() or not (path / "sketches.parquet").is_file():
+        raise ValueError(f"--summary {path}: not a saved summary (expected counts.parquet and sketches.parquet)")
+    return Summary.read(path)
+
+
+def _report_exit(report: Report, fail_on: Sequence[str]) -> int:
+    """``report --fail-on``: the code of the most alarming status named that a resource has (on stderr), else 0."""
+    statuses = report.summary["status"].astype(str) if len(report.summary) else pd.Series(dtype=str)
+    for name in fail_on:
+        hit = statuses.eq(name.replace("-", " "))
+        if hit.any():
+            print(f"{name.replace('-', ' ')}: {', '.join(report.summary.loc[hit, 'name'].astype(str))}",
+                  file=sys.stderr)  # fmt: skip
+            return REPORT_FAIL_ON_CODES[name]
     return 0
 
 

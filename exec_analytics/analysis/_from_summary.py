@@ -30,6 +30,7 @@ from ._intervals import order_statistic_ranks
 
 __all__ = [
     "caller_sketches",
+    "check_boundaries",
     "check_buckets",
     "check_windows",
     "count",
@@ -54,9 +55,20 @@ def _view(frame: pd.DataFrame, summary: Summary, names: Iterable[str], func: str
         if name in summary.dropped or (name == "caller_kind" and "caller_rid" in summary.dropped):
             raise ValueError(f"{func}: this summary was regrouped without {name}; it cannot group by it")
     out: pd.DataFrame = pd.DataFrame({c: _categorical(frame[c], c) for c in _STRING_KEYS if c in frame.columns})
-    out["start_time"] = frame["bucket_start"].to_numpy() if len(frame) else frame["bucket_start"]
-    out["start_time"] = out["start_time"].astype("datetime64[ms, UTC]")
+    # The array itself: to_numpy() of a timezone-aware column would build one Timestamp object per row.
+    out["start_time"] = frame["bucket_start"].astype("datetime64[ms, UTC]").array
     return out
+
+
+def check_boundaries(summary: Summary, times: dict[str, pd.Timestamp], func: str) -> None:
+    """``ValueError`` unless every time of ``times`` (name -> time) is a boundary of the summary's buckets."""
+    step = summary.freq_ms
+    off = [name for name, t in times.items() if pd.Timestamp(t).value % (step * 1_000_000)]
+    if off:
+        raise ValueError(
+            f"{func}: {', '.join(off)} must fall on the summary's {summary.freq} bucket boundaries "
+            "(epoch-aligned); build the summary with shorter buckets, or choose a period they divide"
+        )
 
 
 def check_buckets(summary: Summary, freq: str | pd.Timedelta | None, func: str) -> None:

@@ -12,15 +12,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..summary import Summary
 from ..timeutil import to_utc
+from ._from_summary import check_boundaries, check_buckets
 from .budget import check_slo
 from .rates import failure_rate
 
-__all__ = ["budget_burndown"]
+__all__ = ["budget_burndown", "burndown_from_rates"]
 
 
 def budget_burndown(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     slo: float = 0.99,
     start: object,
@@ -32,8 +34,10 @@ def budget_burndown(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table of one resource (or of the whole budget).
+    df : DataFrame or Summary
+        The executions table of one resource (or of the whole budget), or a
+        :class:`~exec_analytics.summary.Summary` of it (exact: ``start``, ``end`` and ``freq`` must fall on its
+        bucket boundaries).
     slo : float
         Target share of succeeded executions.
     start, end : str, datetime or Timestamp
@@ -53,15 +57,39 @@ def budget_burndown(
     """
     target = check_slo(slo)
     s, e = to_utc(start, "start"), to_utc(end, "end")
-    t = df["start_time"]
-    rows = df.loc[((t >= s) & (t < e)).to_numpy()]
-    rates = failure_rate(rows, freq=freq, success_statuses=success_statuses)
+    if isinstance(df, Summary):
+        check_buckets(df, freq, "budget_burndown")
+        check_boundaries(df, {"start": s, "end": e}, "budget_burndown")
+        # Buckets of freq within [start, end) hold exactly the period's executions when its bounds are boundaries.
+        rates = failure_rate(df, freq=freq, success_statuses=success_statuses)
+        inside = ((rates["period_start"] >= s) & (rates["period_start"] < e)).to_numpy(dtype=bool)
+        rates = rates.loc[inside]
+    else:
+        t = df["start_time"]
+        rows = df.loc[((t >= s) & (t < e)).to_numpy()]
+        rates = failure_rate(rows, freq=freq, success_statuses=success_statuses)
+    return burndown_from_rates(rates, slo=target, start=s, end=e, freq=freq)
+
+
+def burndown_from_rates(
+    rates: pd.DataFrame, *, slo: float, start: object, end: object, freq: str | pd.Timedelta
+) -> pd.DataFrame:
+    """:func:`budget_burndown` from :func:`~exec_analytics.analysis.failure_rate` by ``freq`` over ``[start, end)``
+    (e.g. one resource's rows of a fleet-wide ``failure_rate(..., by="resource_rid", freq=freq)``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`budget_burndown`.
+    """
+    target, s, e = check_slo(slo), to_utc(start, "start"), to_utc(end, "end")
     rates = rates.sort_values("period_start").reset_index(drop=True)
     step = pd.Timedelta(freq)
     allowed = (1 - target) * float(rates["executions"].sum())
+    begins, ends = rates["period_start"], rates["period_start"] + step
     out: pd.DataFrame = pd.DataFrame({
-        "period_start": rates["period_start"].clip(lower=s),
-        "period_end": (rates["period_start"] + step).clip(upper=e),
+        "period_start": begins.where(begins >= s, s),  # the period's bounds cut its first and last buckets
+        "period_end": ends.where(ends <= e, e),
         "executions": rates["executions"].astype("int64"),
         "bad": rates["failures"].astype("int64"),
     })  # fmt: skip

@@ -26,6 +26,7 @@ from ._groups import (
     sort_within_groups,
 )
 from ._intervals import order_statistic_ranks, rate_interval
+from .rates import failure_rate
 
 __all__ = ["duration_percentiles", "summarize"]
 
@@ -131,7 +132,7 @@ def _time(freq: object) -> list[str]:
 
 
 def summarize(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     by: str | Sequence[str] | None = None,
     freq: str | pd.Timedelta | None = None,
@@ -148,8 +149,10 @@ def summarize(
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table.
+    df : DataFrame or Summary
+        The executions table, or a :class:`~exec_analytics.summary.Summary` of it: counts and rates exact,
+        percentiles as :func:`duration_percentiles` gives them from a summary (``freq`` a whole number of its
+        buckets).
     by, freq
         Grouping, as in :func:`failure_rate`.
     q : float or sequence of float
@@ -172,6 +175,10 @@ def summarize(
         column per percentile (``p50``, ``p90``, ``p99`` by default), plus ``<p>_low``/``<p>_high`` with
         ``percentile_confidence``.
     """
+    if isinstance(df, Summary):
+        return _summarize_summary(df, by=by, freq=freq, q=q, confidence=confidence,
+                                  percentile_confidence=percentile_confidence, outcome=outcome,
+                                  success_statuses=success_statuses)  # fmt: skip
     require_columns(df, ["status", "duration_s", *_time(freq)], "summarize")
     qs = check_quantiles(q)
     confidence = check_confidence(confidence)
@@ -191,4 +198,30 @@ def summarize(
     out["rate_high"] = high
     mask = duration_mask(df, bad, outcome)
     _add_percentiles(out, df, groups.codes, groups.n_groups, mask, qs, percentile_confidence, n)
+    return out
+
+
+def _summarize_summary(
+    summary: Summary,
+    *,
+    by: str | Sequence[str] | None,
+    freq: str | pd.Timedelta | None,
+    q: float | Sequence[float],
+    confidence: float,
+    percentile_confidence: float | None,
+    outcome: str,
+    success_statuses: Iterable[str] | str,
+) -> pd.DataFrame:
+    """:func:`summarize` of a summary: the failure rate's counts beside the sketches' percentiles, per group."""
+    rates = failure_rate(summary, by=by, freq=freq, confidence=confidence, success_statuses=success_statuses)
+    pct = duration_percentiles(summary, by=by, freq=freq, q=q, confidence=percentile_confidence, outcome=outcome,
+                               success_statuses=success_statuses)  # fmt: skip
+    keys = [c for c in rates.columns if c not in ("executions", "failures", "rate", "rate_low", "rate_high")]
+    # Both group the same rows by the same keys, in key order: the groups line up (checked, not assumed).
+    if len(rates) != len(pct) or not rates[keys].reset_index(drop=True).equals(pct[keys].reset_index(drop=True)):
+        pct = rates[keys].merge(pct, on=keys, how="left", sort=False)
+    out: pd.DataFrame = rates.reset_index(drop=True)
+    for c in pct.columns:
+        if c not in keys and c != "executions":
+            out[c] = pct[c].to_numpy()
     return out

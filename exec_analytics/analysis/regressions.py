@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..summary import Summary
+from ._from_summary import count, weighted_rows
 from ._groups import as_list, group_rows, require_columns, start_ms
 from ._verdicts import VERDICTS, judge
 from .versions import (
@@ -32,14 +34,15 @@ __all__ = ["version_adoption", "version_regressions"]
 
 
 def version_adoption(
-    df: pd.DataFrame, *, freq: str | pd.Timedelta = "1D", by: str | Sequence[str] | None = "resource_rid"
+    df: pd.DataFrame | Summary, *, freq: str | pd.Timedelta = "1D", by: str | Sequence[str] | None = "resource_rid"
 ) -> pd.DataFrame:
     """Each version's share of executions over time.
 
     Parameters
     ----------
-    df : DataFrame
-        The executions table (``start_time``, ``resource_version``, and the ``by`` columns).
+    df : DataFrame or Summary
+        The executions table (``start_time``, ``resource_version``, and the ``by`` columns), or a
+        :class:`~exec_analytics.summary.Summary` of it (exact counts; ``freq`` a whole number of its buckets).
     freq : str or Timedelta
         Fixed-length, epoch-aligned periods (``"1D"``: UTC days).
     by : str or list of str or None
@@ -53,12 +56,15 @@ def version_adoption(
         ``resource_version`` (categorical), ``period_start`` (datetime64[ms, UTC]), ``executions`` (int64),
         ``period_executions`` (int64, all versions of the group in that period), ``share`` (float64).
     """
+    weights = None
+    if isinstance(df, Summary):
+        df, weights = weighted_rows(df, [*as_list(by), "resource_version"], freq, "version_adoption")
     names = [n for n in as_list(by) if n in df.columns]
     require_columns(df, ["start_time", "resource_version", *names], "version_adoption")
     inner = group_rows(df, [*names, "resource_version"], freq, func="version_adoption")
     outer = group_rows(df, names, freq, func="version_adoption")
-    n = np.bincount(inner.codes, minlength=inner.n_groups).astype(np.int64)
-    totals = np.bincount(outer.codes, minlength=outer.n_groups).astype(np.int64)
+    n = count(inner.codes, inner.n_groups, weights)
+    totals = count(outer.codes, outer.n_groups, weights)
     parent = np.zeros(inner.n_groups, dtype=np.intp)
     parent[inner.codes] = outer.codes
     out = inner.keys.copy()

@@ -10,7 +10,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,16 @@ from ..analysis import (
     compare_versions,
     error_budget,
     explain_change,
+    failure_rate,
     failure_reasons,
+    rate_interval,
     summarize,
     version_adoption,
 )
 from ..analysis.budget import check_slo
-from ..timeutil import to_utc, validate_window
+from ..analysis.burndown import burndown_from_rates
+from ..summary import Summary
+from ..timeutil import epoch_ms, to_utc, validate_window
 
 __all__ = [
     "AT_RISK_BELOW",
@@ -150,7 +154,9 @@ class VersionFinding:
     share : float
         Its share of the period's executions.
     verdict : str
-        Headline verdict: the most alarming verdict over its metrics (``regressed`` first).
+        Headline verdict: the most alarming verdict over its metrics (``regressed`` first); ``needs rows`` in a
+        report from a summary, which cannot compare versions (``first_seen`` is then the start of the
+        summary's bucket of its first execution, and ``baseline`` is judged from the week before that).
     verdicts : dict
         Verdict per metric (``failure_rate``, ``p50``, ``p95``, ``p99``, ``distribution``, and
         ``failure_rate[<reason>]``).
@@ -251,6 +257,14 @@ class ResourceSection:
         interval of a percentile above a second collapse to one value.
     what_changed : WhatChanged
         The attribution of the change on the previous period, and the change points within the period.
+    left_out : dict
+        Parts of the section the report could not compute, part -> why (empty for a report from rows). From a
+        summary: ``"version comparisons"``, ``"what changed"``, ``"duration distribution"``; ``"burn-rate
+        alerts"`` when its buckets are longer than 5 minutes; ``"callers"``, ``"failure reasons"`` or ``"new
+        versions"`` when it was regrouped without them.
+    drill_down : str
+        From a summary, the command that builds this resource's report from its rows (its window loaded
+        through the cache), else "".
     """
 
     rid: str
@@ -267,6 +281,8 @@ class ResourceSection:
     durations: pd.DataFrame
     whole_seconds: bool = False
     what_changed: WhatChanged = field(default_factory=WhatChanged)
+    left_out: dict[str, str] = field(default_factory=dict)
+    drill_down: str = ""
 
     def kpi(self, name: str) -> Kpi:
         """The KPI called ``name``."""
@@ -305,6 +321,14 @@ class Report:
         The resources whose change is real (``what_changed.changed``), largest absolute failure-rate change first,
         then largest absolute relative p50 change: ``name``, ``rid``, ``failure_rate_change`` (a difference of
         fractions), ``p50_change`` (relative), ``headline`` (:attr:`WhatChanged.headline`).
+    basis : str
+        ``"rows"`` (built from the executions table) or ``"summary"`` (from a
+        :class:`~exec_analytics.summary.Summary`).
+    needs_rows : str
+        From a summary: what it cannot tell and how to drill down, in one paragraph; else "".
+    rank_error : float
+        From a summary: the sketches' rank-error bound (a p95 is a value whose true rank is within 95% +- it);
+        NaN from rows.
     """
 
     title: str
@@ -321,6 +345,9 @@ class Report:
     in_progress: bool = False
     names: dict[str, str] = field(default_factory=dict)
     changed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    basis: str = "rows"
+    needs_rows: str = ""
+    rank_error: float = math.nan
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -360,7 +387,9 @@ def week_bounds(week: object) -> tuple[pd.Timestamp, pd.Timestamp]:
     return monday, monday + pd.Timedelta("7D")
 
 
-def _period(df: pd.DataFrame, week: object, start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp, str]:
+def _period(
+    df: pd.DataFrame | Summary, week: object, start: object, end: object
+) -> tuple[pd.Timestamp, pd.Timestamp, str]:
     if week is not None and (start is not None or end is not None):
         raise ValueError("pass either week or start/end, not both")
     if week is not None:
@@ -372,6 +401,11 @@ def _period(df: pd.DataFrame, week: object, start: object, end: object) -> tuple
         s, e = validate_window(start, end)
         return s, e, f"Reliability report · {s:%Y-%m-%d %H:%M} – {e:%Y-%m-%d %H:%M} UTC"
     # Default: the last complete ISO week before the data end.
+    if isinstance(df, Summary):
+        if not len(df.counts):
+            raise ValueError("the summary is empty; pass week= or start=/end=")
+        last_bucket = pd.Timestamp(df.counts["bucket_start"].max())
+        return _period(pd.DataFrame(), _iso_week(last_bucket + df.freq)[0] - pd.Timedelta("7D"), None, None)
     data_end = df.attrs.get("end") if isinstance(df.attrs, dict) else None
     last = to_utc(data_end, "df.attrs['end']") if data_end is not None else None
     if last is None:
@@ -437,13 +471,27 @@ def _auto_freq(span: pd.Timedelta) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _kpis(week: pd.DataFrame, prev: pd.DataFrame, baseline_weeks: int, confidence: float) -> list[Kpi]:
-    q = (0.5, 0.95, 0.99)
-    now = summarize(week, q=q, confidence=confidence, percentile_confidence=confidence).iloc[0]
-    before = summarize(prev, q=q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+def _size(data: pd.DataFrame | Summary) -> int:
+    """Executions in a frame or a summary."""
+    return _executions(data) if isinstance(data, Summary) else len(data)
+
+
+#: Percentiles of the KPIs and the timeline.
+_Q = (0.5, 0.95, 0.99)
+
+
+def _kpis(week: pd.DataFrame | Summary, prev: pd.DataFrame | Summary, baseline_weeks: int,
+          confidence: float) -> list[Kpi]:  # fmt: skip
+    now = summarize(week, q=_Q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+    before = summarize(prev, q=_Q, confidence=confidence, percentile_confidence=confidence).iloc[0]
+    return _kpis_from(now, before, baseline_weeks)
+
+
+def _kpis_from(now: pd.Series, before: pd.Series, baseline_weeks: int) -> list[Kpi]:
+    """The KPIs from a :func:`summarize` row of each period (no executions: a row with 0 ``executions``)."""
+    has_prev = _f(before["executions"]) > 0
     kpis = [Kpi("executions", "count", _f(now["executions"]),
-                _f(before["executions"]) / baseline_weeks if len(prev) else math.nan)]  # fmt: skip
-    has_prev = len(prev) > 0
+                _f(before["executions"]) / baseline_weeks if has_prev else math.nan)]  # fmt: skip
     kpis.append(Kpi("failure rate", "fraction", _f(now["rate"]), _f(before["rate"]) if has_prev else math.nan,
                     _f(now["rate_low"]), _f(now["rate_high"]), _f(before["rate_low"]),
                     _f(before["rate_high"])))  # fmt: skip
@@ -453,10 +501,16 @@ def _kpis(week: pd.DataFrame, prev: pd.DataFrame, baseline_weeks: int, confidenc
     return kpis
 
 
-def _budget(week: pd.DataFrame, slo: float, start: pd.Timestamp, end: pd.Timestamp, freq: str) -> BudgetStatus:
+def _budget(
+    week: pd.DataFrame | Summary, slo: float, start: pd.Timestamp, end: pd.Timestamp, freq: str
+) -> BudgetStatus:
     row = error_budget(week, slo=slo, window=end - start, now=end).iloc[0]
+    return _budget_from(row, slo, budget_burndown(week, slo=slo, start=start, end=end, freq=freq))
+
+
+def _budget_from(row: pd.Series, slo: float, burndown: pd.DataFrame) -> BudgetStatus:
+    """The budget from an :func:`~exec_analytics.analysis.error_budget` row of the period."""
     alerts = [c.removeprefix("alert_") for c in row.index if c.startswith("alert_") and bool(row[c])]
-    burndown = budget_burndown(week, slo=slo, start=start, end=end, freq=freq)
     return BudgetStatus(slo=slo, executions=int(row["executions"]), bad=int(row["bad"]), sli=_f(row["sli"]),
                         sli_low=_f(row["sli_low"]), sli_high=_f(row["sli_high"]), consumed=_f(row["consumed"]),
                         remaining=_f(row["remaining"]), alerts=alerts, burndown=burndown)  # fmt: skip
@@ -530,12 +584,17 @@ def _whole_seconds(durations: pd.Series) -> bool:
     return bool(len(long)) and float((long == np.round(long)).mean()) >= WHOLE_SHARE
 
 
-def _reasons(week: pd.DataFrame, prev: pd.DataFrame, top: int) -> pd.DataFrame:
+def _reasons(week: pd.DataFrame | Summary, prev: pd.DataFrame | Summary, top: int) -> pd.DataFrame:
     now = failure_reasons(week)
-    before = failure_reasons(prev) if len(prev) else now.iloc[:0]
+    before = failure_reasons(prev) if _size(prev) else now.iloc[:0]
+    return _reasons_from(now, before, _size(prev) > 0, top)
+
+
+def _reasons_from(now: pd.DataFrame, before: pd.DataFrame, has_prev: bool, top: int) -> pd.DataFrame:
+    """The reasons table from :func:`~exec_analytics.analysis.failure_reasons` of each period."""
     seen = set(before["failure_reason"].dropna().astype(str))
     reason = now["failure_reason"].astype("string")
-    now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if len(prev) else False)
+    now = now.assign(new=(reason.notna() & ~reason.isin(seen)).to_numpy(dtype=bool) if has_prev else False)
     top_rows: pd.DataFrame = now.head(top).reset_index(drop=True)
     return top_rows
 
@@ -644,6 +703,276 @@ def _ranked_changes(sections: list[ResourceSection]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# From a summary
+# ---------------------------------------------------------------------------------------------------------
+
+#: Buckets a summary needs for burn-rate alerts: every alert window is a whole number of 5 minutes.
+_ALERT_STEP = pd.Timedelta("5min")
+#: Why each part of a resource's section is left out of a report from a summary.
+_NEEDS_ROWS = {
+    "version comparisons": "comparing a new version with its predecessor (compare_versions) adjusts for callers "
+    "and time, and resamples executions: it needs the executions rows",
+    "what changed": "the attribution of a change (explain_change) and the shifts within the period "
+    "(change_points) need the executions rows",
+    "duration distribution": "the distribution of every duration by version needs the executions rows",
+}
+
+
+def _span(td: pd.Timedelta) -> str:
+    """A bucket length in words: ``1 day``, ``6 h``, ``5 min``."""
+    for unit, word in ((pd.Timedelta("1D"), "day"), (pd.Timedelta("1h"), "h"), (pd.Timedelta("1min"), "min"),
+                       (pd.Timedelta("1s"), "s")):  # fmt: skip
+        if not td % unit:
+            n = int(td // unit)
+            return f"{n} {word}{'s' if word == 'day' and n != 1 else ''}"
+    return str(td)
+
+
+def _freq_ms(freq: str) -> int:
+    """A fixed bucket length in milliseconds."""
+    return int(pd.Timedelta(freq) // pd.Timedelta(milliseconds=1))
+
+
+def _span_freq(td: pd.Timedelta) -> str:
+    """A bucket length as a pandas frequency string (``"1D"``, ``"6h"``, ``"300000ms"``)."""
+    for unit, code in ((pd.Timedelta("1D"), "D"), (pd.Timedelta("1h"), "h"), (pd.Timedelta("1min"), "min")):
+        if not td % unit:
+            return f"{int(td // unit)}{code}"
+    return f"{int(td // pd.Timedelta(milliseconds=1))}ms"
+
+
+def _select(
+    summary: Summary, *, resource: str | None = None, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> Summary:
+    """The part of ``summary`` of one resource and/or of the buckets starting in ``[start, end)``: exactly the
+    summary of the executions in the window when its bounds are bucket boundaries (:func:`_check_summary`)."""
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        mask = np.ones(len(frame), dtype=bool)
+        if resource is not None:
+            mask &= (frame["resource_rid"] == resource).fillna(False).to_numpy(dtype=bool)
+        t = pd.DatetimeIndex(frame["bucket_start"])
+        if start is not None:
+            mask &= np.asarray(t >= start, dtype=bool)
+        if end is not None:
+            mask &= np.asarray(t < end, dtype=bool)
+        out: pd.DataFrame = frame.loc[mask].reset_index(drop=True)
+        return out
+
+    return replace(summary, counts=keep(summary.counts), sketches=keep(summary.sketches))
+
+
+def _by_resource(summary: Summary) -> dict[str, Summary]:
+    """Each resource's part of ``summary``, split in one pass over both tables (not one scan per resource)."""
+
+    def split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        if not len(frame):
+            return {}
+        groups = frame.groupby(frame["resource_rid"].astype(object), sort=False, dropna=True).indices
+        return {str(rid): frame.iloc[rows].reset_index(drop=True) for rid, rows in groups.items()}
+
+    counts, sketches = split(summary.counts), split(summary.sketches)
+    return {rid: replace(summary, counts=frame, sketches=sketches.get(rid, summary.sketches.iloc[:0]))
+            for rid, frame in counts.items()}  # fmt: skip
+
+
+def _executions(summary: Summary) -> int:
+    """Executions a summary counts."""
+    return int(summary.counts["executions"].sum()) if len(summary.counts) else 0
+
+
+def _check_summary(summary: Summary, times: Mapping[str, pd.Timestamp], freq: str) -> None:
+    """``ValueError`` unless every time is a bucket boundary of the summary and ``freq`` a whole number of buckets."""
+    off = [name for name, t in times.items() if epoch_ms(t) % summary.freq_ms or t.value % 1_000_000]
+    if off:
+        raise ValueError(f"build_weekly_report: {', '.join(off)} must fall on the summary's {_span(summary.freq)} "
+                         "bucket boundaries (epoch-aligned); build the summary with shorter buckets, or choose a "
+                         "period they divide")  # fmt: skip
+    if _freq_ms(freq) % summary.freq_ms:
+        raise ValueError(f"build_weekly_report: freq {freq!r} is not a whole number of the summary's "
+                         f"{_span(summary.freq)} buckets; pass a multiple of them, or leave freq unset")  # fmt: skip
+
+
+def _summary_resources(summary: Summary, resources: str | Sequence[str] | None) -> list[str]:
+    if resources is None:
+        return sorted(str(r) for r in pd.unique(summary.counts["resource_rid"].dropna().astype(str)))
+    wanted = [resources] if isinstance(resources, str) else [str(r) for r in resources]
+    if not wanted:
+        raise ValueError("resources must name at least one resource RID")
+    return wanted
+
+
+def _needs_rows(summary: Summary) -> str:
+    return (f"Built from a summary ({_span(summary.freq)} buckets): every count, rate and interval is "
+            f"exact; percentiles come from its sketches, each within {fmt.percent(summary.rank_error())} of its "
+            "rank, their intervals widened by as much. Version comparisons, what changed and the duration "
+            "distribution need the executions rows: drill down into one resource with the command under its "
+            "heading, which loads its window alone.")  # fmt: skip
+
+
+def _drill_down(rid: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    return (f"exec-analytics report {rid} --start {start:%Y-%m-%dT%H:%MZ} --end {end:%Y-%m-%dT%H:%MZ} "
+            "--out report.html")  # fmt: skip
+
+
+def _counts_budget(row: pd.Series, slo: float, burndown: pd.DataFrame) -> BudgetStatus:
+    """The budget from a :func:`~exec_analytics.analysis.failure_rate` row of the period, without alerts (as
+    :func:`~exec_analytics.analysis.error_budget` computes it for the period's window)."""
+    n, x = np.array([int(row["executions"])]), np.array([int(row["failures"])])
+    good_low, good_high = rate_interval(n - x, n, 0.95)  # error_budget's default level, as _budget uses
+    budget = 1.0 - float(slo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sli = float(np.where(n > 0, (n - x) / np.maximum(n, 1), np.nan)[0])
+        consumed = float(np.where(n > 0, x / (budget * n), np.nan)[0])
+    return BudgetStatus(slo=slo, executions=int(n[0]), bad=int(x[0]), sli=sli, sli_low=_f(good_low[0]),
+                        sli_high=_f(good_high[0]), consumed=consumed, remaining=1.0 - consumed, alerts=[],
+                        burndown=burndown)  # fmt: skip
+
+
+def _summary_versions(part: Summary, start: pd.Timestamp, end: pd.Timestamp, note: str) -> list[VersionFinding]:
+    """Versions first seen in the period, from the counts (first seen: the start of their first bucket)."""
+    counts = part.counts
+    if "resource_version" in part.dropped or not len(counts) or counts["bucket_start"].min() >= start:
+        return []
+    version = counts["resource_version"].astype("string")
+    first = counts["bucket_start"].groupby(version.to_numpy(), sort=False).min()
+    in_week = ((counts["bucket_start"] >= start) & (counts["bucket_start"] < end)).to_numpy(dtype=bool)
+    week_counts = counts.loc[in_week, "executions"].groupby(version[in_week].to_numpy()).sum()
+    total = max(int(counts.loc[in_week, "executions"].sum()), 1)
+    out = []
+    for v, seen in sorted(first.items(), key=lambda kv: kv[1]):
+        if not (start <= seen < end):
+            continue
+        t = counts["bucket_start"]
+        before = ((t >= seen - pd.Timedelta("7D")) & (t < seen) & (version != v)).fillna(False).to_numpy(dtype=bool)
+        volume = counts.loc[before, "executions"].groupby(version[before].to_numpy()).sum()
+        volume = volume.sort_values(ascending=False, kind="stable")
+        baseline = str(volume.index[0]) if len(volume) else None
+        out.append(VersionFinding(str(v), baseline, pd.Timestamp(seen), float(week_counts.get(v, 0)) / total,
+                                  "needs rows", {}, pd.DataFrame(), note))  # fmt: skip
+    return out
+
+
+def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A fleet-wide result by ``resource_rid`` as each resource's own result (without the resource column)."""
+    if not len(frame):
+        return {}
+    codes, rids = pd.factorize(frame["resource_rid"].astype(object), use_na_sentinel=True)
+    rest = frame.drop(columns="resource_rid")
+    # Grouped results come in key order, so each resource's rows are one run already: slices, no gather.
+    order = np.argsort(codes, kind="stable")
+    ordered = rest if (np.diff(codes) >= 0).all() else rest.iloc[order]
+    runs = codes[order]
+    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
+    ends = np.r_[starts[1:], len(runs)]
+    return {str(rids[runs[a]]): ordered.iloc[a:b].reset_index(drop=True)
+            for a, b in zip(starts, ends, strict=True) if runs[a] >= 0}  # fmt: skip
+
+
+@dataclass
+class _Fleet:
+    """Every analysis of a report from a summary, computed once for the whole fleet and split by resource.
+
+    A call per resource would cost the same fixed overhead 200 times over; one call per table does not, and
+    grouping by resource gives each resource exactly what a call on its part alone gives (counts) or the same
+    sketches merged (percentiles).
+    """
+
+    parts: dict[str, Summary]
+    now: dict[str, pd.DataFrame]
+    before: dict[str, pd.DataFrame]
+    timeline: dict[str, pd.DataFrame]
+    buckets: dict[str, pd.DataFrame]
+    budget: dict[str, pd.DataFrame]
+    reasons_now: dict[str, pd.DataFrame]
+    reasons_before: dict[str, pd.DataFrame]
+    adoption: dict[str, pd.DataFrame]
+    #: The same tables for a resource without executions (from an empty part).
+    empty: dict[str, pd.DataFrame]
+    alerts: bool
+    freq: pd.Timedelta
+    dropped: tuple[str, ...]
+
+
+def _fleet(window: Summary, prev_s: pd.Timestamp, s: pd.Timestamp, e: pd.Timestamp, step: str, slo: float,
+           confidence: float) -> _Fleet:  # fmt: skip
+    week, prev = _select(window, start=s, end=e), _select(window, start=prev_s, end=s)
+    alerts = not _ALERT_STEP % window.freq
+    keep = {"versions": "resource_version" not in window.dropped, "reasons": "failure_reason" not in window.dropped}
+
+    def tables(by: str | None, w: Summary, p: Summary, all_: Summary) -> dict[str, pd.DataFrame]:
+        def pct(data: Summary, freq: str | None = None) -> pd.DataFrame:
+            return summarize(data, by=by, freq=freq, q=_Q, confidence=confidence, percentile_confidence=confidence)
+
+        budget = error_budget(w, by=by, slo=slo, window=e - s, now=e) if alerts else failure_rate(w, by=by)
+        reasons = keep["reasons"]
+        adoption = version_adoption(all_, freq=step, by=by) if keep["versions"] else pd.DataFrame()
+        return {"now": pct(w), "before": pct(p), "timeline": pct(all_, step),
+                "buckets": failure_rate(w, by=by, freq=step), "budget": budget,
+                "reasons_now": failure_reasons(w, by=by) if reasons else pd.DataFrame(),
+                "reasons_before": failure_reasons(p, by=by) if reasons else pd.DataFrame(),
+                "adoption": adoption}  # fmt: skip
+
+    fleet = {k: _split(v) if len(v) else {} for k, v in tables("resource_rid", week, prev, window).items()}
+    none = _select(window, resource="")
+    return _Fleet(parts=_by_resource(window), empty=tables(None, none, none, none), alerts=alerts, freq=window.freq,
+                  dropped=window.dropped, **fleet)  # fmt: skip
+
+
+def _summary_section(fleet: _Fleet, rid: str, name: str, s: pd.Timestamp, e: pd.Timestamp, step: str, *,
+                     slo: float, baseline_weeks: int, top_callers: int, top_reasons: int,
+                     confidence: float) -> ResourceSection:  # fmt: skip
+    """One resource's section from a summary: what counts is computed as from rows, the rest says why not."""
+
+    def table(name: str) -> pd.DataFrame:
+        found: pd.DataFrame = getattr(fleet, name).get(rid, fleet.empty[name])
+        return found
+
+    part = fleet.parts.get(rid)
+    drill = _drill_down(rid, s, e)
+    left_out = {k: f"{why}; drill down: {drill}" for k, why in _NEEDS_ROWS.items()}
+    kpis = _kpis_from(table("now").iloc[0], table("before").iloc[0], baseline_weeks)
+    burndown = burndown_from_rates(table("buckets"), slo=slo, start=s, end=e, freq=step)
+    if fleet.alerts:
+        budget = _budget_from(table("budget").iloc[0], slo, burndown)
+    else:
+        budget = _counts_budget(table("budget").iloc[0], slo, burndown)
+        left_out["burn-rate alerts"] = ("burn-rate alerts need buckets of 5 minutes or less (their shortest "
+                                        f"window); this summary's are {_span(fleet.freq)}")  # fmt: skip
+    dropped = fleet.dropped
+    versions = _summary_versions(part, s, e, left_out["version comparisons"]) if part is not None else []
+    if "resource_version" in dropped:
+        left_out["new versions"] = "this summary was regrouped without versions: it cannot tell which are new"
+    callers = pd.DataFrame()
+    week = _select(part, start=s, end=e) if part is not None else None
+    if "caller_rid" in dropped:
+        left_out["callers"] = "this summary was regrouped without callers (caller_rid): it cannot rank them"
+    elif week is not None and _executions(week):
+        ranked = caller_breakdown(week, top=top_callers, confidence=confidence)
+        callers = ranked[ranked["rank"] > 0].reset_index(drop=True)
+    if "failure_reason" in dropped:
+        reasons = pd.DataFrame()
+        left_out["failure reasons"] = "this summary was regrouped without failure reasons: it cannot tell them apart"
+    else:
+        has_prev = kpis[0].previous > 0
+        now = table("reasons_now")
+        reasons = _reasons_from(now, table("reasons_before") if has_prev else now.iloc[:0], has_prev, top_reasons)
+    notable = _notable(kpis, budget, versions, reasons, callers, confidence)
+    has_rows = part is not None and _executions(part) > 0
+    timeline = table("timeline") if has_rows else pd.DataFrame()
+    adoption = table("adoption") if has_rows and "resource_version" not in dropped else pd.DataFrame()
+    if len(adoption):
+        adoption["resource_version"] = adoption["resource_version"].cat.remove_unused_categories()
+    return ResourceSection(rid=rid, name=name, status=_status(versions, budget, notable), kpis=kpis, budget=budget,
+                           new_versions=versions, callers=callers, reasons=reasons, notable=notable,
+                           timeline=timeline, adoption=adoption,
+                           durations=pd.DataFrame({"resource_version": pd.Series(dtype="string"),
+                                                   "duration_s": pd.Series(dtype="float64")}),
+                           what_changed=WhatChanged(note=left_out["what changed"]), left_out=left_out,
+                           drill_down=drill)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------------
 
@@ -665,7 +994,7 @@ def _resources(df: pd.DataFrame, resources: str | Sequence[str] | None) -> list[
 
 
 def build_weekly_report(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Summary,
     *,
     week: object = None,
     start: object = None,
@@ -685,15 +1014,21 @@ def build_weekly_report(
 
     Parameters
     ----------
-    df : DataFrame
+    df : DataFrame or Summary
         The executions table. For week-over-week changes and new-version verdicts it should reach back
-        ``baseline_weeks`` periods before the report period.
+        ``baseline_weeks`` periods before the report period. Or a :class:`~exec_analytics.summary.Summary` of
+        it (a whole fleet's, say): every count, rate, interval, budget, status and table is then the same as
+        from the rows, percentiles come from its sketches (within their rank error, intervals widened by it),
+        and the parts that need rows (version comparisons, what changed, the duration distribution) say so
+        and how to drill down (:attr:`ResourceSection.left_out`). Its buckets must divide the period, the
+        comparison period and ``freq``.
     week : str or time, optional
         ISO week such as ``"2026-W47"``, or a UTC time inside the week.
     start, end : str, datetime or Timestamp, optional
         An explicit period ``[start, end)`` instead of ``week``.
     resources : str or sequence of str, optional
-        Resource RIDs to report on (default: every resource in ``df``), in this order.
+        Resource RIDs to report on (default: every resource in ``df``; a summary's in RID order), in this
+        order.
     names : mapping, optional
         Display names, RID -> name (a plain dict, or a fleet file's ``names``): resources and callers without
         one show their RID.
@@ -710,7 +1045,8 @@ def build_weekly_report(
         Options for :func:`exec_analytics.analysis.compare_versions` (e.g. ``n_resamples``, thresholds,
         ``stratify_freq``), except ``confidence``.
     freq : str, optional
-        Time bucket of the timeline figures and the burn-down (default: from the period's length).
+        Time bucket of the timeline figures and the burn-down (default: from the period's length; from a
+        summary, its own buckets when they are longer).
     now : str, datetime or Timestamp, optional
         When the report is built (default: the current time): a period ending after it is flagged as not over.
 
@@ -724,10 +1060,10 @@ def build_weekly_report(
     ------
     ValueError
         Bad period, empty ``df`` without a period, a resource with no executions at all, bad ``slo``,
-        ``confidence`` inside ``compare``.
+        ``confidence`` inside ``compare``; a summary whose buckets do not divide the periods or ``freq``.
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame (the executions table), got {type(df).__name__}")
+    if not isinstance(df, (pd.DataFrame, Summary)):
+        raise TypeError(f"df must be a pandas DataFrame (the executions table) or a Summary, got {type(df).__name__}")
     slo = check_slo(slo)
     if isinstance(baseline_weeks, bool) or not isinstance(baseline_weeks, int) or baseline_weeks < 1:
         raise ValueError(f"baseline_weeks must be a positive integer, got {baseline_weeks!r}")
@@ -735,12 +1071,27 @@ def build_weekly_report(
     span = e - s
     prev_s = s - baseline_weeks * span
     step = freq or _auto_freq(span)
+    if isinstance(df, Summary) and freq is None and _freq_ms(step) % df.freq_ms:
+        step = _span_freq(df.freq)  # the default is no finer than the summary's buckets
     if "confidence" in (compare or {}):
         # One level for the whole report, so that its one label ("95% CI") is true of every interval.
         raise ValueError("set the level of every interval with confidence=, not in compare=")
     options = {**(compare or {}), "confidence": confidence}
     sections = []
-    for rid in _resources(df, resources):
+    if isinstance(df, Summary):
+        _check_summary(df, {"start": s, "end": e, "the comparison period's start": prev_s}, step)
+        present = set(pd.unique(df.counts["resource_rid"].dropna().astype(str)))
+        wanted = _summary_resources(df, resources)
+        for rid in wanted:
+            if rid not in present:
+                raise ValueError(f"resource {rid!r} has no executions in the summary")
+        fleet = _fleet(_select(df, start=prev_s, end=e), prev_s, s, e, step, slo, confidence)
+        for rid in wanted:
+            sections.append(_summary_section(fleet, rid, (names or {}).get(rid, rid), s, e, step, slo=slo,
+                                             baseline_weeks=baseline_weeks, top_callers=top_callers,
+                                             top_reasons=top_reasons, confidence=confidence))  # fmt: skip
+    for rid in _resources(df, resources) if isinstance(df, pd.DataFrame) else ():
+        assert isinstance(df, pd.DataFrame)  # for the type checker: the loop runs on rows only
         rows = df.loc[(df["resource_rid"].astype("string") == rid).fillna(False).to_numpy(dtype=bool)]
         if not len(rows):
             raise ValueError(f"resource {rid!r} has no executions in df")
@@ -775,8 +1126,12 @@ def build_weekly_report(
         "new_versions": ", ".join(f"{v.version}: {v.verdict}" for v in sec.new_versions),
     } for sec in sections])  # fmt: skip
     built = (to_utc(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")).floor("s")
+    rows = isinstance(df, pd.DataFrame)
     return Report(title=title, start=s, end=e, previous_start=prev_s, previous_end=s, slo=slo,
-                  confidence=float(confidence), generated_at=built, source=safe_source(df.attrs.get("source")),
+                  confidence=float(confidence), generated_at=built,
+                  source=safe_source(df.attrs.get("source")) if isinstance(df, pd.DataFrame) else None,
                   summary=summary, resources=sections, in_progress=bool(e > built),
                   names={str(k): str(v) for k, v in (names or {}).items()},
-                  changed=_ranked_changes(sections))  # fmt: skip
+                  changed=_ranked_changes(sections), basis="rows" if rows else "summary",
+                  needs_rows="" if isinstance(df, pd.DataFrame) else _needs_rows(df),
+                  rank_error=math.nan if isinstance(df, pd.DataFrame) else df.rank_error())  # fmt: skip

@@ -44,7 +44,7 @@ def _shade(ax: Axes, start: pd.Timestamp) -> None:
 
 
 def _section_figures(report: Report, section: ResourceSection) -> dict[str, bytes]:
-    if not len(section.durations):
+    if not section.kpi("executions").value > 0:
         return {}  # no executions in the period: nothing to draw
     level = fmt.level(report.confidence)
     rollouts = {v.version: v.first_seen for v in section.new_versions} or section.adoption
@@ -74,8 +74,10 @@ def _section_figures(report: Report, section: ResourceSection) -> dict[str, byte
                                     labels=report.names)  # fmt: skip
         _title(ax, f"Top failing callers, this period ({level} intervals)")
 
-    figs = {"failure_rate": _png(rate, (9.5, 3.4)), "duration_percentiles": _png(pct, (9.5, 3.4)),
-            "duration_distribution": _png(dist, (9.5, 3.4)), "error_budget": _png(budget, (9.5, 3.0))}  # fmt: skip
+    figs = {"failure_rate": _png(rate, (9.5, 3.4)), "duration_percentiles": _png(pct, (9.5, 3.4))}
+    if len(section.durations):  # a report from a summary has no durations to draw (left_out says so)
+        figs["duration_distribution"] = _png(dist, (9.5, 3.4))
+    figs["error_budget"] = _png(budget, (9.5, 3.0))
     if len(section.callers):
         figs["callers"] = _png(callers, (9.5, 0.9 + 0.42 * len(section.callers)))
     for v in section.new_versions:
@@ -100,7 +102,7 @@ def render_figures(report: Report) -> dict[str, dict[str, bytes]]:
     -------
     dict
         Resource RID -> {figure name -> PNG bytes}. Names: ``failure_rate``, ``duration_percentiles``,
-        ``duration_distribution``, ``error_budget``, ``callers`` (when a caller failed) and
+        ``duration_distribution`` (from rows only), ``error_budget``, ``callers`` (when a caller failed) and
         ``version:<version>`` per compared new version; a resource without executions in the period has none.
     """
     if not isinstance(report, Report):

@@ -233,6 +233,8 @@ def render_markdown(report: Report) -> str:
            f"{fmt.level(report.confidence)}.", ""]  # fmt: skip
     if report.in_progress:
         out += [f"> **{_not_over(report)}**", ""]
+    if report.needs_rows:
+        out += [f"> {e(report.needs_rows)}", ""]
     if len(report.resources) > 1:
         out += ["| resource | status | executions | failure rate | p95 | budget left | new versions |",
                 "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
@@ -251,6 +253,9 @@ def render_markdown(report: Report) -> str:
     for sec in report.resources:
         rid = f"{e(sec.rid)} · " if sec.name != sec.rid else ""
         out += [f"## {e(sec.name)}", "", f"{rid}status: **{e(sec.status)}**", ""]
+        if sec.drill_down:
+            # A code span shows the command as typed; backticks cannot occur in it (RIDs and ISO times).
+            out += [f"Drill down (this resource's window alone): `{fmt.text(sec.drill_down).replace('`', '')}`", ""]
         if len(report.resources) == 1:  # with several, the note is under the summary table
             out += [STATUS_NOTE, ""]
         out += ["| metric | this period | previous | change |", "|---|---:|---:|---:|"]
@@ -260,6 +265,8 @@ def render_markdown(report: Report) -> str:
             out.append(f"| {k.name} | {_value(k)}{ci} | {_value(k, 'previous')} | {_change(k)} |")
         b = sec.budget
         alerts = f"; alerts: {', '.join(b.alerts)}" if b.alerts else ""
+        if "burn-rate alerts" in sec.left_out:
+            alerts = f"; alerts not known: {e(sec.left_out['burn-rate alerts'])}"
         out += ["", f"**Error budget:** {fmt.percent(b.remaining, 0)} left ({fmt.count(b.bad)} bad of "
                 f"{fmt.count(b.executions)}; SLI {fmt.percent(b.sli)}, SLO {fmt.level(b.slo)}){alerts}",
                 ""]  # fmt: skip
@@ -276,6 +283,9 @@ def render_markdown(report: Report) -> str:
             if any("distribution" in v.verdicts for v in sec.new_versions):
                 out.append(f"- {e(fmt.DISTRIBUTION_NOTE)}")
             out.append("")
+        for part in ("new versions", "duration distribution", "callers", "failure reasons"):
+            if part in sec.left_out:
+                out += [f"**No {part}:** {e(sec.left_out[part])}.", ""]
         if len(sec.callers):
             out += ["**Top failing callers**", "", "| caller | executions | failures | failure rate |",
                     "|---|---:|---:|---:|"]  # fmt: skip
@@ -315,7 +325,8 @@ def render_summary(report: Report) -> str:
         change in percentage points), ``p95`` (with relative change) and ``budget left``; then a line per
         resource with new versions and their verdicts; then a line per resource that changed, ranked as in
         :attr:`Report.changed`, with its headline (without the total's interval). A period that is not over
-        is said so under the first line. Data values are made inert; no line is longer than 120 characters.
+        is said so under the first line, and a report from a summary what it leaves out. Data values are made
+        inert; no line is longer than 120 characters.
     """
     if not isinstance(report, Report):
         raise TypeError(f"render_summary: report must be a Report, got {type(report).__name__}")
@@ -342,7 +353,8 @@ def render_summary(report: Report) -> str:
     changed = [_cut(f"{_cut(c.name, _NAME)} · changed: " + _INTERVAL.sub(r" (\1)", str(c.headline)), _WIDTH)
                for c in report.changed.itertuples()]  # fmt: skip
     not_over = textwrap.wrap(_not_over(report), _WIDTH)
-    return "\n".join([_cut(head, _WIDTH), *not_over, table, *versions, *changed]) + "\n"
+    basis = textwrap.wrap(fmt.text(report.needs_rows, ""), _WIDTH)
+    return "\n".join([_cut(head, _WIDTH), *not_over, *basis, table, *versions, *changed]) + "\n"
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -382,7 +394,9 @@ def render_json(report: Report) -> str:
         ``baseline``, ``first_seen``, ``share``, ``verdict``, ``verdicts``, ``note``), ``notable`` (text),
         ``callers`` and ``reasons`` (the rows of those tables), ``what_changed`` (``changed``, ``sentences``,
         ``causes`` and ``change_points`` (rows), ``moments``, ``note``); ``changed`` lists the resources that
-        changed, ranked (:attr:`Report.changed`). Rates and shares are fractions, durations
+        changed, ranked (:attr:`Report.changed`). A report from a summary adds ``basis`` (``"summary"``),
+        ``needs_rows`` (text) and ``rank_error``, and per resource ``left_out`` (part -> why it is missing) and
+        ``drill_down`` (the command). Rates and shares are fractions, durations
         seconds, missing numbers null. The schema is documented in ``docs/cli-json.md``.
     """
     if not isinstance(report, Report):
@@ -411,9 +425,14 @@ def render_json(report: Report) -> str:
                              "change_points": _records(sec.what_changed.change_points),
                              "moments": list(sec.what_changed.moments), "note": sec.what_changed.note},
         })  # fmt: skip
+        if report.basis == "summary":
+            resources[-1].update({"left_out": dict(sec.left_out), "drill_down": sec.drill_down})
     out = {"title": report.title, "start": _json_time(report.start), "end": _json_time(report.end),
            "previous_start": _json_time(report.previous_start), "previous_end": _json_time(report.previous_end),
            "generated_at": _json_time(report.generated_at), "in_progress": report.in_progress, "slo": report.slo,
            "confidence": report.confidence, "source": report.source, "changed": _records(report.changed),
            "resources": resources}  # fmt: skip
+    if report.basis == "summary":  # a report from rows keeps exactly its documented keys
+        out.update({"basis": report.basis, "needs_rows": report.needs_rows,
+                    "rank_error": _json_number(report.rank_error)})  # fmt: skip
     return orjson.dumps(out, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
