@@ -47,9 +47,10 @@ EXIT_REGRESSED = 10
 #: present the first in this order decides (regressed is the most alarming).
 FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "inconclusive": 11, "insufficient": 12}
 #: ``report --fail-on``: the resource statuses a scheduled report can fail on, each with its own exit code; when
-#: several are present the first in this order decides (the report's own order of statuses).
-REPORT_FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "budget-exhausted": 13, "at-risk": 14,
-                                        "attention": 15}  # fmt: skip
+#: several are present the first in this order decides (the report's own order of statuses). 11-13 belong to
+#: ``compare`` and ``sync``, so a script reading a code never has to know which command gave it.
+REPORT_FAIL_ON_CODES: dict[str, int] = {"regressed": EXIT_REGRESSED, "budget-exhausted": 14, "at-risk": 15,
+                                        "attention": 16}  # fmt: skip
 # --fail-on names -> compare_versions verdicts
 _FAIL_ON_VERDICTS = {"regressed": "regressed", "inconclusive": "inconclusive", "insufficient": "insufficient data"}
 

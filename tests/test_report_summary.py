@@ -250,7 +250,7 @@ def test_cli_reports_from_a_saved_summary_in_every_format(
     out = tmp_path / "fleet.md"
     fail = ["--fail-on", "at-risk,budget-exhausted"]
     code = main(["report", "--summary", str(saved), *period, "--out", str(out), *fail])
-    assert code == REPORT_FAIL_ON_CODES["budget-exhausted"] == 13
+    assert code == REPORT_FAIL_ON_CODES["budget-exhausted"] == 14
     assert "Built from a summary" in out.read_text(encoding="utf-8")
     captured = capsys.readouterr()
     assert captured.err == f"budget exhausted: {RIDS[1]}, {RIDS[2]}\n"
@@ -259,7 +259,7 @@ def test_cli_reports_from_a_saved_summary_in_every_format(
     assert main([*one, "--no-figures"]) == 0
     page = html.read_text(encoding="utf-8")
     assert RIDS[0] in page and RIDS[1] not in page and "<img" not in page
-    assert main([*one[:-2], "--fail-on", "attention"]) == REPORT_FAIL_ON_CODES["attention"] == 15
+    assert main([*one[:-2], "--fail-on", "attention"]) == REPORT_FAIL_ON_CODES["attention"] == 16
     assert "<img" in html.read_text(encoding="utf-8")
     assert main(["report", "--summary", str(saved), *period, "--format", "json", "--no-figures"]) == 2
     assert main(["report", "--summary", str(tmp_path), *period, "--format", "json"]) == 2
