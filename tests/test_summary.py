@@ -3,6 +3,7 @@ summary against analysis from the rows it summarizes (counts exact, percentiles 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from exec_analytics.analysis import (
     failure_rate,
     failure_reasons,
 )
-from exec_analytics.summary import COUNT_KEYS, Summary, from_frame, from_parquet
+from exec_analytics.summary import COUNT_KEYS, Summary, from_frame, from_parquet, kll
 
 if TYPE_CHECKING:
     from objstore import Location
@@ -296,3 +297,60 @@ def test_a_local_summary_is_written_atomically_and_checked_on_read(summary: Summ
         Summary.read(tmp_path / "s")
     with pytest.raises(ValueError, match="no summary"):
         Summary.read(tmp_path / "nothing")
+
+
+def _cumulative_weights(values: np.ndarray, weights: np.ndarray, at: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    return cum[np.searchsorted(values[order], at, side="right") - 1]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 400, 401, 5_000, 200_000])
+def test_a_sketchs_bytes_unpack_to_its_items_and_weights(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(n)
+    sketch = datasketches.kll_doubles_sketch(400)
+    if n:
+        sketch.update(np.round(rng.lognormal(0.0, 1.0, n), 3))
+    other = datasketches.kll_doubles_sketch(400)
+    other.update(rng.lognormal(1.0, 0.5, 3_000))
+    merged = datasketches.kll_doubles_sketch.deserialize(sketch.serialize())
+    merged.merge(other)  # a merged sketch's levels (level 0 may be empty), as the Dask tree and Spark leave them
+    for s in (sketch, merged):
+        blob = bytes(s.serialize())
+        fast = kll.unpack(blob)
+        # The library's own reading, used for layouts the fast path does not know.
+        monkeypatch.setattr(kll, "_FAMILY_KLL", -1)
+        slow = kll.unpack(blob)
+        monkeypatch.undo()
+        for values, weights, count, low, high in (fast, slow):
+            assert count == s.n == weights.sum()
+            np.testing.assert_array_equal(np.unique(values), np.unique([v for v, _ in s]))
+            if not count:
+                continue
+            assert (low, high) == (s.get_min_value(), s.get_max_value())
+            # The items and weights say what the sketch says: n x its rank at every retained value.
+            at = np.unique(values)
+            want = np.rint(np.asarray(s.get_cdf(at, True))[:-1] * s.n).astype(np.int64)
+            np.testing.assert_array_equal(_cumulative_weights(values, weights, at), want)
+
+
+def test_percentiles_from_a_summary_are_the_same_on_every_call(rows: pd.DataFrame) -> None:
+    # Many compacted sketches per group: merging them would flip coins on every call.
+    part = np.random.default_rng(3).integers(0, 6, len(rows))
+    pieces = [from_frame(rows[part == i].reset_index(drop=True), freq="1h") for i in range(6)]
+    stacked = replace(
+        pieces[0],
+        counts=pd.concat([p.counts for p in pieces], ignore_index=True),
+        sketches=pd.concat([p.sketches for p in pieces], ignore_index=True),
+    )
+    first = duration_percentiles(stacked, by="resource_rid", q=(0.5, 0.9, 0.99), confidence=0.95)
+    assert (stacked.sketches.groupby("resource_rid")["sketch"].size() > 20).all()
+    for _ in range(5):
+        pd.testing.assert_frame_equal(duration_percentiles(stacked, by="resource_rid", q=(0.5, 0.9, 0.99),
+                                                           confidence=0.95), first)  # fmt: skip
+    eps = stacked.rank_error()
+    for _, row in first.iterrows():
+        values = rows.loc[rows["resource_rid"].eq(row["resource_rid"]).to_numpy(dtype=bool), "duration_s"].to_numpy()
+        for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
+            below, at = exact_rank_span(values, row[name])
+            assert below - eps <= q <= at + eps

@@ -15,7 +15,7 @@ import pytest
 from _summary_data import exact_rank_span, load_history
 
 from exec_analytics.analysis import caller_breakdown, duration_percentiles, failure_reasons
-from exec_analytics.summary import from_frame, on_spark
+from exec_analytics.summary import from_frame, kll, on_spark
 
 # pyspark comes with the test extra; the one thing a machine may lack is Java, and only then does this skip.
 if shutil.which("java") is None:
@@ -48,9 +48,17 @@ def test_spark_builds_the_pandas_summary(spark: Any, tmp_path: Path) -> None:
     got = on_spark.build(spark, history, freq="1D")
     pd.testing.assert_frame_equal(got.counts, want.counts)
     pd.testing.assert_frame_equal(got.sketches.drop(columns="sketch"), want.sketches.drop(columns="sketch"))
+    compacted = 0
     for blob, n in zip(got.sketches["sketch"], got.sketches["durations"], strict=True):
         sketch = datasketches.kll_doubles_sketch.deserialize(blob)  # Spark's bytes, read by DataSketches
         assert sketch.n == n and sketch.k == got.k
+        # ... and unpacked into weighted items that say what the sketch says (n x rank at every value).
+        values, weights, count, _, _ = kll.unpack(blob)
+        at = np.unique(values)
+        cum = np.cumsum(weights[np.argsort(values, kind="stable")])[np.searchsorted(np.sort(values), at, "right") - 1]
+        assert count == n and (cum == np.rint(np.asarray(sketch.get_cdf(at, True))[:-1] * n)).all()
+        compacted += bool(sketch.is_estimation_mode())
+    assert compacted > 0
     pd.testing.assert_frame_equal(failure_reasons(got, by="resource_version"),
                                   failure_reasons(rows, by="resource_version"))  # fmt: skip
     exact_cols = ["rank", "caller_rid", "executions", "failures", "rate_low", "durations"]

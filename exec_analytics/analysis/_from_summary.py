@@ -5,26 +5,28 @@ status and reason) weighted by ``executions``, with ``start_time`` standing for 
 of the row path becomes the same ``bincount`` with those weights, so counts, rates and their intervals are
 exact, provided every time grouping is a whole number of buckets (checked).
 
-Percentiles: the KLL sketches of each result group are merged. A sketch that never compacted holds every
-value, so its percentiles and order-statistic intervals are exactly those of the rows. Otherwise the point
-estimate is the sketch's quantile (its true rank within ``q +- eps``, ``eps`` the sketch's normalized rank
-error), and the distribution-free interval ``[X_(l), X_(u)]`` is widened by ``eps`` on each side: the low bound
-is the sketch's quantile at rank ``l/n - eps`` and the high bound at ``u/n + eps``, so (with the sketch's 99%
-bound) the low bound lies at or below ``X_(l)`` and the high bound at or above ``X_(u)``. The interval keeps
-its coverage up to the 1% chance that the sketch's bound fails.
+Percentiles: each result group is the weighted union of its KLL sketches' retained items (not a merge, which
+compacts at random: the same summary would answer differently from call to call). A group whose sketches
+never compacted holds every value, so its percentiles and order-statistic intervals are exactly those of the
+rows. Otherwise the point estimate is the union's quantile (its true rank within ``q +- eps``, ``eps`` the
+sketches' normalized rank error: a union's rank error is at most the sum of its sketches'), and the
+distribution-free interval ``[X_(l), X_(u)]`` is widened by ``eps`` on each side: the low bound is the quantile
+at rank ``l/n - eps`` and the high bound at ``u/n + eps``, so (with the sketches' 99% bound) the low bound lies
+at or below ``X_(l)`` and the high bound at or above ``X_(u)``. The interval keeps its coverage up to the 1%
+chance that the bound fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import datasketches
 import numpy as np
 import pandas as pd
 
 from ..schema import order_versions
 from ..summary import Summary
 from ..summary.build import statuses
+from ..summary.kll import unpack_many
 from ._groups import PERIOD, Groups, as_list, freq_ms, group_rows
 from ._intervals import order_statistic_ranks
 
@@ -95,9 +97,24 @@ def count(codes: np.ndarray, n_groups: int, weights: np.ndarray | None) -> np.nd
 
 
 def sketch_quantiles(
-    blobs: list[list[bytes]], qs: np.ndarray, confidence: float | None
+    blobs: list[list[bytes]], qs: np.ndarray, confidence: float | None, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Durations, percentiles and (with ``confidence``) conservative intervals per group of sketches.
+
+    Each group is the weighted union of its sketches' retained items (:mod:`exec_analytics.summary.kll`): no
+    merge, so the same summary gives the same percentiles every time, and no error beyond the sketches' own.
+    All groups are answered at once from one sort.
+
+    Parameters
+    ----------
+    blobs : list of list of bytes
+        Serialized sketches of each group.
+    qs : numpy.ndarray
+        Quantile levels.
+    confidence : float, optional
+        Level of the intervals; None for none.
+    eps : float
+        Normalized rank error of the sketches (``Summary.rank_error()``).
 
     Returns
     -------
@@ -106,40 +123,60 @@ def sketch_quantiles(
         ``high`` are None without ``confidence``.
     """
     n_groups = len(blobs)
-    durations = np.zeros(n_groups, dtype=np.int64)
-    est = np.full((n_groups, len(qs)), np.nan)
-    low = np.full_like(est, np.nan) if confidence is not None else None
-    high = np.full_like(est, np.nan) if confidence is not None else None
-    for g, group in enumerate(blobs):
-        if not group:
-            continue
-        sketch = datasketches.kll_doubles_sketch.deserialize(bytes(group[0]))
-        for blob in group[1:]:
-            sketch.merge(datasketches.kll_doubles_sketch.deserialize(bytes(blob)))
-        n = int(sketch.n)
-        durations[g] = n
-        if n == 0:
-            continue
-        exact = None if sketch.is_estimation_mode() else np.sort(np.array([v for v, _ in sketch], dtype=np.float64))
-        est[g] = np.quantile(exact, qs) if exact is not None else sketch.get_quantiles(qs)
-        if confidence is None or low is None or high is None:
-            continue
-        lo_rank, hi_rank = order_statistic_ranks(np.array([n]), qs, confidence)
-        lo_rank, hi_rank = lo_rank[0], hi_rank[0]
-        if exact is not None:
-            ok_lo, ok_hi = np.isfinite(lo_rank), np.isfinite(hi_rank)
-            low[g] = np.where(ok_lo, exact[np.where(ok_lo, lo_rank, 1).astype(np.int64) - 1], np.nan)
-            high[g] = np.where(ok_hi, exact[np.where(ok_hi, hi_rank, 1).astype(np.int64) - 1], np.nan)
-            continue
-        eps = float(sketch.normalized_rank_error(False))
-        for j in range(len(qs)):
-            if np.isfinite(lo_rank[j]):
-                r = lo_rank[j] / n - eps
-                low[g, j] = sketch.get_min_value() if r <= 0 else sketch.get_quantile(r)
-            if np.isfinite(hi_rank[j]):
-                r = hi_rank[j] / n + eps
-                high[g, j] = sketch.get_max_value() if r >= 1 else sketch.get_quantile(r)
-    return durations, est, low, high
+    sizes = np.array([len(g) for g in blobs], dtype=np.intp)
+    items = unpack_many([b for g in blobs for b in g])
+    group_of_sketch = np.repeat(np.arange(n_groups, dtype=np.intp), sizes)
+    group = group_of_sketch[items.owner]
+    n = np.bincount(group_of_sketch, weights=items.n, minlength=n_groups).astype(np.int64)
+    # A group whose items all weigh 1 holds every value: its percentiles are exactly the rows'.
+    exact = np.bincount(group, weights=items.weights > 1, minlength=n_groups) == 0
+    smallest, largest = np.full(n_groups, np.inf), np.full(n_groups, -np.inf)
+    np.fmin.at(smallest, group_of_sketch, items.low)
+    np.fmax.at(largest, group_of_sketch, items.high)
+    if not len(items.values):  # no known duration in any group
+        none = np.full((n_groups, len(qs)), np.nan)
+        bounds = (none.copy(), none.copy()) if confidence is not None else (None, None)
+        return n, none, *bounds
+    order = np.lexsort((items.values, group))
+    values = items.values[order]
+    cum = np.cumsum(items.weights[order])
+    first = np.searchsorted(group[order], np.arange(n_groups), side="left")
+    base = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0)
+    has = n > 0
+
+    def at_rank(r: np.ndarray) -> np.ndarray:
+        """Per group (rows) and level (columns): the smallest item whose cumulative weight reaches ``r * n``."""
+        target = np.clip(np.ceil(r * n[:, None]), 1, np.maximum(n[:, None], 1))
+        idx = np.searchsorted(cum, base[:, None] + target, side="left")
+        got: np.ndarray = values[np.minimum(idx, len(values) - 1)]
+        return got
+
+    def at_order(k: np.ndarray) -> np.ndarray:
+        """Per group: the ``k``-th smallest value (1-based; NaN where ``k`` is) of a group holding every value."""
+        ok = np.isfinite(k)
+        idx = first[:, None] + np.where(ok, k, 1).astype(np.int64) - 1
+        got: np.ndarray = np.where(ok, values[np.clip(idx, 0, len(values) - 1)], np.nan)
+        return got
+
+    q = np.broadcast_to(np.asarray(qs, dtype=np.float64)[None, :], (n_groups, len(qs)))
+    # Exact groups: numpy's linear interpolation between order statistics, as on rows.
+    h = (np.maximum(n, 1)[:, None] - 1) * q
+    below = np.floor(h)
+    linear = at_order(below + 1) + (h - below) * (at_order(np.minimum(below + 2, n[:, None])) - at_order(below + 1))
+    est = np.where(exact[:, None], linear, at_rank(q))
+    est[~has] = np.nan
+    if confidence is None:
+        return n, est, None, None
+    lo_rank, hi_rank = order_statistic_ranks(n, np.asarray(qs, dtype=np.float64), confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_lo = lo_rank / n[:, None] - eps
+        r_hi = hi_rank / n[:, None] + eps
+    widened_lo = np.where(r_lo <= 0, smallest[:, None], at_rank(np.where(np.isfinite(r_lo), r_lo, 0.5)))
+    widened_hi = np.where(r_hi >= 1, largest[:, None], at_rank(np.where(np.isfinite(r_hi), r_hi, 0.5)))
+    low = np.where(exact[:, None], at_order(lo_rank), np.where(np.isfinite(lo_rank), widened_lo, np.nan))
+    high = np.where(exact[:, None], at_order(hi_rank), np.where(np.isfinite(hi_rank), widened_hi, np.nan))
+    low[~has], high[~has] = np.nan, np.nan
+    return n, est, low, high
 
 
 def group_sketches(codes: np.ndarray, n_groups: int, sketches: pd.Series) -> list[list[bytes]]:
@@ -198,7 +235,7 @@ def summary_percentiles(
     if outcome != "all":
         sk_codes[summary.sketches["outcome"].to_numpy() != outcome] = -1
     blobs = group_sketches(sk_codes, groups.n_groups, summary.sketches["sketch"])
-    durations, est, low, high = sketch_quantiles(blobs, qs, confidence)
+    durations, est, low, high = sketch_quantiles(blobs, qs, confidence, summary.rank_error())
     out["durations"] = durations
     for j, name in enumerate(names):
         out[name] = est[:, j]

@@ -133,7 +133,8 @@ def caller_breakdown(
     rx = count(row_codes[bad], n_rows, bad_weights)
     r_low, r_high = rate_interval(rx, rn, confidence)
     if summary is not None:
-        durations, pct, _, _ = sketch_quantiles(caller_sketches(summary, cats, final, n_rows), qs, None)
+        blobs = caller_sketches(summary, cats, final, n_rows)
+        durations, pct, _, _ = sketch_quantiles(blobs, qs, None, summary.rank_error())
     else:
         mask = duration_mask(df, None, "all")
         values = df["duration_s"].to_numpy(dtype="float64")[mask]
