@@ -13,11 +13,12 @@ Run: ``python benchmarks/bench_fleet_summary.py [--history DIR] [--rows N] [--re
    the six count keys) and, per sketch key, ``count`` and ``approx_quantile`` at p50/p90/p95/p99.
 4. Sizes: the history's Parquet bytes over the summary's (written as Parquet, zstd), with the full keys and
    regrouped without callers.
-5. The fleet report from the summary: failure rate and percentiles (with intervals) per resource and
-   version, failure reasons per resource, the caller breakdown.
+5. The fleet report from the summary (``build_weekly_report(summary)``): built, then rendered as JSON, Markdown
+   and HTML without figures; one resource's HTML with its figures.
 6. Accuracy on ``--subset`` resources whose rows fit in memory: counts and rates against the rows (must be
-   identical), each percentile's observed rank error against the stated bound, and whether every widened
-   interval contains the exact one.
+   identical), each percentile's observed rank error against the stated bound, whether every widened
+   interval contains the exact one, percentile verdicts against latency objectives away from the percentile,
+   and the weekly report's statuses and budgets from the rows against from the summary.
 
 Prints the figures and writes ``benchmarks/results/fleet_summary.json``.
 """
@@ -28,6 +29,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,16 +43,19 @@ from gen_history import generate
 
 from exec_analytics import schema
 from exec_analytics.analysis import (
-    caller_breakdown,
     duration_percentiles,
     failure_rate,
     failure_reasons,
 )
+from exec_analytics.report import build_weekly_report, render_html, render_json, render_markdown
 from exec_analytics.summary import Summary, history_dataset
 
 from _common import write_json
 
 Q = (0.5, 0.9, 0.95, 0.99)
+#: The reports' SLO: the generated resources fail 0.5-8% of the time, so at 95% their budgets spread from
+#: untouched to exhausted (at 99% almost all would be exhausted, and their statuses would all agree trivially).
+SLO = 0.95
 
 
 def _size(path: Path) -> int:
@@ -129,16 +134,40 @@ def run_spark(history: Path) -> tuple[Summary, dict[str, Any]]:
     return summary, {"seconds": seconds}
 
 
+def _window(summary: Summary) -> tuple[Any, Any]:
+    """The summary's whole days: the report period."""
+    start = summary.counts["bucket_start"].min()
+    return start, summary.counts["bucket_start"].max() + summary.freq
+
+
 def fleet_report(summary: Summary) -> dict[str, Any]:
+    """The weekly report of the whole fleet from the summary: built, then rendered as JSON, Markdown and HTML
+    without figures (what a scheduled fleet report writes), and one resource's HTML with its figures."""
+    start, end = _window(summary)
     began = time.perf_counter()
-    by = ["resource_rid", "resource_version"]
-    rates = failure_rate(summary, by=by)
-    pct = duration_percentiles(summary, by=by, q=Q, confidence=0.95)
-    reasons = failure_reasons(summary, by="resource_rid")
-    callers = caller_breakdown(summary, top=20)
-    seconds = time.perf_counter() - began
-    return {"seconds": seconds, "rows": {"rates": len(rates), "percentiles": len(pct), "reasons": len(reasons),
-                                         "callers": len(callers)}}  # fmt: skip
+    report = build_weekly_report(summary, start=start, end=end, slo=SLO)
+    built = time.perf_counter() - began
+    sizes = {"json": len(render_json(report)), "md": len(render_markdown(report)),
+             "html_without_figures": len(render_html(report, figures={}))}  # fmt: skip
+    rendered = time.perf_counter() - began - built
+    one = build_weekly_report(summary, start=start, end=end, slo=SLO, resources=report.resources[0].rid)
+    began_one = time.perf_counter()
+    render_html(one)
+    return {"seconds_build": built, "seconds_render": rendered, "resources": len(report.resources),
+            "bytes": sizes, "seconds_one_resource_html_with_figures": time.perf_counter() - began_one,
+            "statuses": {k: int(v) for k, v in Counter(sec.status for sec in report.resources).items()}}  # fmt: skip
+
+
+def report_statuses(rows: Any, summary: Summary) -> dict[str, Any]:
+    """Each resource's status and budget from the rows against from the summary, for the same period."""
+    start, end = _window(summary)
+    from_rows = build_weekly_report(rows, start=start, end=end, slo=SLO)
+    from_summary = build_weekly_report(summary, start=start, end=end, slo=SLO)
+    pairs = {a.rid: (a.status, b.status) for a, b in zip(from_rows.resources, from_summary.resources, strict=True)}
+    budgets = [a.budget.remaining == b.budget.remaining for a, b in zip(from_rows.resources, from_summary.resources,
+                                                                        strict=True)]  # fmt: skip
+    return {"statuses_equal": f"{sum(a == b for a, b in pairs.values())}/{len(pairs)}",
+            "budgets_equal": f"{sum(budgets)}/{len(budgets)}", "statuses": pairs}  # fmt: skip
 
 
 #: Latency objectives as multiples of each exact percentile: away from it on both sides, where an exact
@@ -229,11 +258,13 @@ def accuracy(history: Path, summary: Summary, subset: int) -> dict[str, Any]:
                 contained += bool(got.loc[i, f"{name}_low"] <= want.loc[i, f"{name}_low"]
                                   and got.loc[i, f"{name}_high"] >= want.loc[i, f"{name}_high"])  # fmt: skip
     verdicts = _verdicts_away_from_thresholds(got, want, far)
+    report = report_statuses(rows, sub)
     return {
         "resources": len(rids),
         "rows": len(rows),
         "counts_and_rates_identical": bool(exact_rates and exact_reasons),
         "percentile_verdicts_equal": verdicts,
+        "report_from_rows_vs_summary": report,
         "max_rank_error_observed": max_err,
         "rank_error_bound": summary.rank_error(),
         "intervals_containing_exact": f"{contained}/{intervals}",
@@ -247,7 +278,7 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=200)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--no-spark", action="store_true")
-    parser.add_argument("--subset", type=int, default=5, help="resources checked against their rows")
+    parser.add_argument("--subset", type=int, default=10, help="resources checked against their rows")
     args = parser.parse_args()
     result: dict[str, Any] = {}
     if not args.history.exists():
