@@ -186,7 +186,8 @@ class WhatChanged:
         largest contribution first within each metric.
     change_points : DataFrame
         :func:`~exec_analytics.analysis.change_points` of ``failure_rate``, ``p50`` and ``p95`` over the report
-        period in hourly buckets (same columns), by metric then time.
+        period in each resource's own buckets (``freq="auto"``, named in the ``freq`` column; same columns), by
+        metric then time.
     moments : list of str
         One sentence per change point: the metric, its shift, the interval for the moment and what coincided.
     note : str
@@ -625,8 +626,9 @@ def _what_changed(rows: pd.DataFrame, week: pd.DataFrame, start: pd.Timestamp, e
 
 
 def _change_freq(span: pd.Timedelta) -> str:
-    # Hourly buckets place a moment within the hour; past a month they would be too many to simulate cheaply.
-    return "1h" if span <= pd.Timedelta("31D") else "1D"
+    # Each resource's own bucket (change_points' freq="auto": as fine as its traffic allows a moment to be
+    # placed); past a month its finest buckets would be too many to simulate cheaply.
+    return "auto" if span <= pd.Timedelta("31D") else "1D"
 
 
 def _ranked_changes(sections: list[ResourceSection]) -> pd.DataFrame:
