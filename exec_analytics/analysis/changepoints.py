@@ -87,7 +87,7 @@ _COLUMNS = [
     "before_low", "before_high", "after_low", "after_high", "change", "executions_before", "executions_after",
     "adjusted_ratio", "cost_reduction", "penalty", "version", "version_share_before", "version_share_after",
     "new_callers", "new_reasons", "top_reason", "top_reason_rate_before", "top_reason_rate_after", "coincided",
-    "freq",
+    "share_above_before", "share_above_after", "freq",
 ]  # fmt: skip
 
 
@@ -163,8 +163,10 @@ def change_points(
         points, else NA) with ``version_share_before``, ``version_share_after``, ``new_callers`` and
         ``new_reasons`` (str: callers, failure reasons seen after the shift and not before, comma-separated;
         empty when none), ``top_reason`` (the failure reason whose rate moved most) with
-        ``top_reason_rate_before``, ``top_reason_rate_after``, ``coincided`` (str, all that in words), and
-        ``freq`` (str: the bucket length used for the resource, e.g. ``"4h"``; the moments are bucket starts,
+        ``top_reason_rate_before``, ``top_reason_rate_after``, ``coincided`` (str, all that in words),
+        ``share_above_before``, ``share_above_after`` (float64, percentiles only, else NaN: the share of each
+        stretch's executions slower than ``value_before``; it moves when the percentile itself cannot, as with
+        durations in whole seconds), and ``freq`` (str: the bucket length used for the resource, e.g. ``"4h"``; the moments are bucket starts,
         so their resolution is this).
 
     Raises
@@ -483,7 +485,7 @@ def _values(
     confidence: float,
 ) -> dict[str, object]:
     """The metric with its interval over the stretches either side of a change."""
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"share_above_before": np.nan, "share_above_after": np.nan}
     if metric == "failure_rate":
         failed = failed_mask(part, success_statuses)
         n = np.array([before.sum(), after.sum()])
@@ -499,6 +501,10 @@ def _values(
         r_lo, r_hi = order_statistic_ranks(n, np.array([q]), confidence)
         low = np.array([s[int(r) - 1] if np.isfinite(r) else np.nan for s, r in zip(sides, r_lo[:, 0], strict=True)])
         high = np.array([s[int(r) - 1] if np.isfinite(r) else np.nan for s, r in zip(sides, r_hi[:, 0], strict=True)])
+        # Durations in whole seconds can leave the percentile where it was while the shift is real: the share
+        # above the earlier value says what moved.
+        above = [float((s > value[0]).mean()) if len(s) else np.nan for s in sides]
+        out.update(share_above_before=above[0], share_above_after=above[1])
     out.update({
         "value_before": float(value[0]), "value_after": float(value[1]), "before_low": float(low[0]),
         "before_high": float(high[0]), "after_low": float(low[1]), "after_high": float(high[1]),
