@@ -8,7 +8,8 @@ a dozen callers of different failure rates and latencies whose shares follow a r
 log-sd per week), and optionally a step at a known hour. For each scenario, N trials (default 200):
 
 - ``change_points`` on quiet weeks: share of resource-weeks with a change point, per metric and on any of
-  the three, with the callers' mix held fixed (the default) at the default bucket (``freq="auto"``) and at
+  the three (with the 97.5% upper Clopper-Pearson bound of the latter: 200 weeks measure a 3% rate to
+  about +-2.5 points), with the callers' mix held fixed (the default) at the default bucket (``freq="auto"``) and at
   fixed hours, and on the raw metric (``adjust_for=None``).
 - ``change_points`` on a step (2x failure rate, +30% latency) at a random hour between Tuesday and Saturday,
   at three traffic levels (5,000 a week puts about 500 executions on the smaller side), at the default
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -67,9 +69,9 @@ TRAFFIC = (2_500, 5_000, 20_000)
 QUIET = (("auto", "caller_rid"), ("1h", "caller_rid"), ("auto", None))
 
 
-def quiet_change_points(trials: int) -> list[dict[str, Any]]:
+def quiet_change_points(trials: int, drifts: tuple[float, ...] = (0.0, 0.15, 0.3)) -> list[dict[str, Any]]:
     rows = []
-    for drift in (0.0, 0.15, 0.3):
+    for drift in drifts:
         started = time.perf_counter()
         hits = {(f, a): dict.fromkeys(METRIC_NAMES, 0) for f, a in QUIET}
         any_hit = dict.fromkeys(QUIET, 0)
@@ -82,9 +84,11 @@ def quiet_change_points(trials: int) -> list[dict[str, Any]]:
                     hits[freq, adjust][m] += hit
                 any_hit[freq, adjust] += any(found.values())
         for freq, adjust in QUIET:
+            x = any_hit[freq, adjust]
+            high = stats.beta.ppf(0.975, x + 1, trials - x) if x < trials else 1.0
             rows.append({"drift": drift, "freq": freq, "adjust_for": str(adjust), "weeks": trials,
                          **{f"false_{m}": f"{hits[freq, adjust][m] / trials:.3f}" for m in METRIC_NAMES},
-                         "false_any": f"{any_hit[freq, adjust] / trials:.3f}",
+                         "false_any": f"{any_hit[freq, adjust] / trials:.3f}", "any_95_high": f"{high:.3f}",
                          "seconds": f"{(time.perf_counter() - started) / len(QUIET):.0f}"})  # fmt: skip
             print(rows[-1], flush=True)
     return rows
@@ -223,6 +227,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200, help="weeks (or pairs of weeks) per scenario")
     parser.add_argument("--seeds", type=int, default=5, help="simulator workload seeds")
+    parser.add_argument(
+        "--quiet-trials",
+        type=int,
+        default=None,
+        help="quiet weeks per drift (default: --trials); more narrow the false-alarm rates",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["quiet", "steps"],
+        default=None,
+        help="run one part only (its table, and JSON under calibrate_changes_<part>)",
+    )
     parser.add_argument("--ladder", action="store_true",
                         help="only the fixed-bucket ladder that the thresholds of freq='auto' come from")  # fmt: skip
     args = parser.parse_args()
@@ -232,7 +248,14 @@ def main() -> None:
         print_table(rows, list(rows[0]))
         write_json("calibrate_changes_ladder", {"ladder": rows})
         return
-    quiet = quiet_change_points(args.trials)
+    quiet_trials = args.quiet_trials or args.trials
+    if args.only is not None:
+        rows = quiet_change_points(quiet_trials) if args.only == "quiet" else step_change_points(args.trials)
+        print(f"\nchange_points, {args.only}:")
+        print_table(rows, list(rows[0]))
+        write_json(f"calibrate_changes_{args.only}", {args.only: rows})
+        return
+    quiet = quiet_change_points(quiet_trials)
     steps = step_change_points(args.trials)
     pairs = quiet_explain(args.trials)
     sim = simulator_rollouts(range(args.seeds))
