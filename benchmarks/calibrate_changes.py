@@ -239,6 +239,7 @@ def main() -> None:
         default=None,
         help="run one part only (its table, and JSON under calibrate_changes_<part>)",
     )
+    parser.add_argument("--drifts", type=float, nargs="+", default=[0.0, 0.15, 0.3], help="with --only quiet")
     parser.add_argument("--ladder", action="store_true",
                         help="only the fixed-bucket ladder that the thresholds of freq='auto' come from")  # fmt: skip
     args = parser.parse_args()
@@ -250,7 +251,8 @@ def main() -> None:
         return
     quiet_trials = args.quiet_trials or args.trials
     if args.only is not None:
-        rows = quiet_change_points(quiet_trials) if args.only == "quiet" else step_change_points(args.trials)
+        drifts = tuple(args.drifts)
+        rows = quiet_change_points(quiet_trials, drifts) if args.only == "quiet" else step_change_points(args.trials)
         print(f"\nchange_points, {args.only}:")
         print_table(rows, list(rows[0]))
         write_json(f"calibrate_changes_{args.only}", {args.only: rows})
