@@ -75,7 +75,7 @@ AUTO_FREQS = ("15min", "30min", "1h", "2h", "3h", "4h", "6h", "12h", "1D")
 #: Expected executions carrying the metric's signal per busy bucket that ``freq="auto"`` requires: failures for
 #: ``failure_rate``, executions above the median for ``p50``, above the 95th percentile for ``p95`` (chosen by
 #: simulation, see the module docstring).
-AUTO_MIN_SIGNAL: dict[str, float] = {"failure_rate": 10.0, "p50": 20.0, "p95": 3.0}
+AUTO_MIN_SIGNAL: dict[str, float] = {"failure_rate": 12.0, "p50": 30.0, "p95": 3.0}
 #: Fewest buckets ``freq="auto"`` leaves in the window (a week: at most 12-hour buckets).
 AUTO_MIN_BUCKETS = 12
 _SIGNAL_SHARE = {"p50": 0.5, "p95": 0.05}  # share of executions above the percentile
