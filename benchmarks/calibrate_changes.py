@@ -69,14 +69,16 @@ TRAFFIC = (2_500, 5_000, 20_000)
 QUIET = (("auto", "caller_rid"), ("1h", "caller_rid"), ("auto", None))
 
 
-def quiet_change_points(trials: int, drifts: tuple[float, ...] = (0.0, 0.15, 0.3)) -> list[dict[str, Any]]:
+def quiet_change_points(
+    trials: int, drifts: tuple[float, ...] = (0.0, 0.15, 0.3), first_seed: int = 10_000
+) -> list[dict[str, Any]]:
     rows = []
     for drift in drifts:
         started = time.perf_counter()
         hits = {(f, a): dict.fromkeys(METRIC_NAMES, 0) for f, a in QUIET}
         any_hit = dict.fromkeys(QUIET, 0)
         for seed in range(trials):
-            df = synthetic_week(10_000 + seed, per_week=20_000, drift=drift)
+            df = synthetic_week(first_seed + seed, per_week=20_000, drift=drift)
             for freq, adjust in QUIET:
                 found = {m: len(change_points(df, metric=m, freq=freq, adjust_for=adjust, seed=seed, **WEEK)) > 0
                          for m in METRIC_NAMES}  # type: ignore[arg-type]  # fmt: skip
@@ -86,7 +88,7 @@ def quiet_change_points(trials: int, drifts: tuple[float, ...] = (0.0, 0.15, 0.3
         for freq, adjust in QUIET:
             x = any_hit[freq, adjust]
             high = stats.beta.ppf(0.975, x + 1, trials - x) if x < trials else 1.0
-            rows.append({"drift": drift, "freq": freq, "adjust_for": str(adjust), "weeks": trials,
+            rows.append({"drift": drift, "freq": freq, "adjust_for": str(adjust), "weeks": trials, "seeds": first_seed,
                          **{f"false_{m}": f"{hits[freq, adjust][m] / trials:.3f}" for m in METRIC_NAMES},
                          "false_any": f"{any_hit[freq, adjust] / trials:.3f}", "any_95_high": f"{high:.3f}",
                          "seconds": f"{(time.perf_counter() - started) / len(QUIET):.0f}"})  # fmt: skip
@@ -240,6 +242,8 @@ def main() -> None:
         help="run one part only (its table, and JSON under calibrate_changes_<part>)",
     )
     parser.add_argument("--drifts", type=float, nargs="+", default=[0.0, 0.15, 0.3], help="with --only quiet")
+    parser.add_argument("--first-seed", type=int, default=10_000,
+                        help="with --only quiet: the first quiet week's seed (another set of weeks)")  # fmt: skip
     parser.add_argument("--ladder", action="store_true",
                         help="only the fixed-bucket ladder that the thresholds of freq='auto' come from")  # fmt: skip
     args = parser.parse_args()
@@ -252,7 +256,11 @@ def main() -> None:
     quiet_trials = args.quiet_trials or args.trials
     if args.only is not None:
         drifts = tuple(args.drifts)
-        rows = quiet_change_points(quiet_trials, drifts) if args.only == "quiet" else step_change_points(args.trials)
+        rows = (
+            quiet_change_points(quiet_trials, drifts, args.first_seed)
+            if args.only == "quiet"
+            else step_change_points(args.trials)
+        )
         print(f"\nchange_points, {args.only}:")
         print_table(rows, list(rows[0]))
         write_json(f"calibrate_changes_{args.only}", {args.only: rows})
