@@ -166,8 +166,8 @@ def change_points(
         ``top_reason_rate_before``, ``top_reason_rate_after``, ``coincided`` (str, all that in words),
         ``share_above_before``, ``share_above_after`` (float64, percentiles only, else NaN: the share of each
         stretch's executions slower than ``value_before``; it moves when the percentile itself cannot, as with
-        durations in whole seconds), and ``freq`` (str: the bucket length used for the resource, e.g. ``"4h"``; the moments are bucket starts,
-        so their resolution is this).
+        durations in whole seconds), and ``freq`` (str: the bucket length used for the resource, e.g.
+        ``"4h"``; the moments are bucket starts, so their resolution is this).
 
     Raises
     ------
