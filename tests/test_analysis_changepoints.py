@@ -127,14 +127,22 @@ def found_near(cp: pd.DataFrame, hour: int, tolerance: int = 2) -> bool:
     return bool(np.any(np.abs(hours - hour) <= tolerance))
 
 
+def buckets_off(cp: pd.DataFrame, hour: int) -> float:
+    """Distance in its own buckets from the nearest change point to the bucket holding ``hour``."""
+    size = np.array([pd.Timedelta(f) / pd.Timedelta(hours=1) for f in cp["freq"]])
+    at = (cp["period_start"] - MONDAY).dt.total_seconds().to_numpy() / 3600 / size
+    return float(np.min(np.abs(at - np.floor(hour / size))))
+
+
 @pytest.mark.slow
-def test_quiet_weeks_rarely_report_a_change_point():
+@pytest.mark.parametrize(("per_week", "drift"), [(20_000, 0.15), (5_000, 0.3)])
+def test_quiet_weeks_rarely_report_a_change_point(per_week, drift):
     # A resource-week with a change point on any of the three metrics counts once, as a report would show it.
     trials = 40
     alarms = dict.fromkeys(METRIC_NAMES, 0)
     weeks_with_any = 0
     for seed in range(trials):
-        df = synthetic_week(seed, per_week=20_000, drift=0.15)
+        df = synthetic_week(seed, per_week=per_week, drift=drift)
         found = {metric: len(change_points(df, metric=metric, seed=seed, **WEEK)) > 0 for metric in METRIC_NAMES}
         for metric, hit in found.items():
             alarms[metric] += hit
@@ -157,6 +165,45 @@ def test_a_step_is_found_at_its_moment(metric, step):
             assert best["change"] > 0  # worse after the step, not better
     assert detected >= 0.8 * trials
     assert on_time >= 0.8 * detected
+
+
+@pytest.mark.parametrize(
+    ("metric", "step", "trials"), [("failure_rate", {"failure_step": 2.0}, 50), ("p95", {"latency_step": 1.3}, 30)]
+)
+def test_a_step_at_the_least_traffic_is_placed_within_two_buckets(metric, step, trials):
+    # About 500 executions on the smaller side: hourly buckets hold one failure each and nights are empty, so
+    # at 1h only about half the found steps were within two buckets; the default bucket follows the traffic.
+    detected, on_time = 0, 0
+    for seed, hour in enumerate(step_hours(trials, seed=1)):
+        df = synthetic_week(400 + seed, per_week=5_000, step_hour=int(hour), **step)
+        before = (df["start_time"] < MONDAY + pd.Timedelta(hours=int(hour))).sum()
+        assert min(before, len(df) - before) >= 500
+        cp = change_points(df, metric=metric, seed=seed, **WEEK)
+        if len(cp):
+            detected += 1
+            on_time += buckets_off(cp, int(hour)) <= 2
+    assert detected >= 0.8 * trials
+    assert on_time >= 0.8 * detected
+
+
+def test_auto_buckets_follow_the_traffic_and_an_explicit_freq_wins():
+    step = {"step_hour": 60, "failure_step": 3.0}
+    thin = change_points(synthetic_week(5, per_week=2_500, **step), metric="failure_rate", **WEEK)
+    busy = change_points(synthetic_week(5, per_week=40_000, **step), metric="failure_rate", **WEEK)
+    assert len(thin) and len(busy)
+    thin_h, busy_h = (pd.Timedelta(cp["freq"].iloc[0]) / pd.Timedelta(hours=1) for cp in (thin, busy))
+    assert busy_h <= 1 < 6 <= thin_h <= 12  # a week keeps at least 12 buckets
+    # The bucket holds enough failures: at 40,000 a week (3% then 9% failing) an hour's busy bucket has over 20.
+    assert set(busy["freq"]) <= {"15min", "30min", "1h"}
+    # The moments are starts of the buckets used.
+    size = pd.Timedelta(thin["freq"].iloc[0])
+    assert ((thin["period_start"] - MONDAY) % size == pd.Timedelta(0)).all()
+    fixed = change_points(synthetic_week(5, per_week=2_500, **step), metric="failure_rate", freq="90min", **WEEK)
+    assert set(fixed["freq"]) <= {"90min"}
+    # Latency buckets count executions above the percentile: an hour of 5,000 a week holds about 3 above the p95.
+    thin, busy = (change_points(synthetic_week(6, per_week=n, step_hour=60, latency_step=1.3), metric="p95", **WEEK)
+                  for n in (5_000, 40_000))  # fmt: skip
+    assert pd.Timedelta(busy["freq"].iloc[0]) <= pd.Timedelta("30min") < pd.Timedelta(thin["freq"].iloc[0])
 
 
 def test_the_step_reports_its_size_interval_and_what_coincided():

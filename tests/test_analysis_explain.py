@@ -200,3 +200,23 @@ def test_shares_that_round_alike_get_the_digits_that_tell_them_apart() -> None:
     assert _shares(0.04, 0.09) == "4% to 9%"
     assert _shares(0.021, 0.024) == "2.1% to 2.4%"  # never "growing from 2% to 2%"
     assert _shares(0.0201, 0.0202) == "2.01% to 2.02%"
+
+
+def test_a_reason_within_a_version_has_its_rates_before_and_after(regression, workload):
+    """A version's row split by reason carries that reason's rate in the version and among the same callers
+    before, so a causes table shows real numbers (it showed "– → –"), and they add up to the version's rates."""
+    df, period, _, result = regression
+    bad = workload.main.regressed_version
+    t = result.table
+    version = _rows(t, component="within", by="resource_version", segment=bad, failure_reason=None).iloc[0]
+    reasons = _rows(t, component="within", by="resource_version", segment=bad)
+    reasons = reasons[reasons["failure_reason"].notna()].set_index("failure_reason")
+    assert reasons["value_previous"].notna().all() and reasons["value_period"].notna().all()
+    assert reasons["value_previous"].sum() == pytest.approx(version["value_previous"], rel=1e-9)
+    assert reasons["value_period"].sum() == pytest.approx(version["value_period"], rel=1e-9)
+    # The period's rate of a reason in the version is counted directly from the rows.
+    now = df[(df["start_time"] >= period[0]) & (df["start_time"] < period[1]) & (df["resource_version"] == bad)]
+    timeouts = ((now["status"] != "SUCCEEDED") & (now["failure_reason"] == "timeout")).mean()
+    assert reasons.loc["timeout", "value_period"] == pytest.approx(timeouts, rel=1e-9)
+    assert reasons.loc["timeout", "value_period"] > reasons.loc["timeout", "value_previous"]  # the regression
+    assert (reasons["executions_period"] == version["executions_period"]).all()

@@ -1,6 +1,7 @@
 """When did a metric shift within a window: change points in the failure rate or a latency percentile.
 
-Executions are counted per fixed time bucket (``freq``) into a few categories, and the window is cut where
+Executions are counted per fixed time bucket (``freq``; by default chosen per resource, see below) into a few
+categories, and the window is cut where
 the categories' proportions change, by binary segmentation (Scott and Knott; Killick and Eckley's
 ``changepoint`` calls it BinSeg) with a likelihood cost:
 
@@ -19,11 +20,28 @@ failure rates or latencies, day and night, is then no change; a change that hits
 The cost of a stretch is ``-2`` times its maximised log-likelihood, computed from cumulative counts, so every
 candidate split of every stretch is evaluated at once. A split is kept when it lowers the cost by more than
 the penalty. The penalty is calibrated by simulation on every call: the same buckets (their executions) are
-drawn many times with no change at all, and the penalty is the ``1 - alpha`` quantile of the largest cost
-reduction any split achieves on them, so a window without a change reports one with probability about
-``alpha`` whatever its length, traffic pattern or number of categories (``benchmarks/calibrate_changes.py``
-measures it on weeks with diurnal traffic and drifting caller mix). The interval for each moment comes from
+drawn many times with no change at all, and the penalty is the order statistic of the largest cost reduction
+any split achieves on them that a further draw exceeds with probability at most ``alpha`` (a Monte Carlo
+test), so a window without a change reports one with probability about ``alpha`` whatever its length, traffic
+pattern or number of categories. With strata, the simulation's largest reductions have the law of those of a
+permutation of the categories within each stratum, which is exact when a stratum's executions behave alike
+over the window (ties and thin strata included; the quantiles agree within 1%), so drifting mix leaves the
+rate at ``alpha`` (``benchmarks/calibrate_changes.py`` measures it on weeks with diurnal traffic and drifting
+caller mix). The interval for each moment comes from
 a parametric bootstrap of the fitted two-stretch model around it.
+
+The bucket length matters for the moment: a bucket that holds about one failure cannot say in which hour a
+failure rate doubled, and office-hours traffic leaves nights nearly empty. With ``freq="auto"`` (the default)
+each resource gets the finest bucket of :data:`AUTO_FREQS` whose *busy bucket* holds enough of the executions
+that carry the metric's signal: its failures for ``failure_rate``, its executions above the median for ``p50``
+and above the 95th percentile for ``p95`` (expected counts: the busy bucket's executions times the window's
+failure rate, or times 0.5 or 0.05). The busy bucket is the one a typical execution falls in, ``sum(n_b ** 2) /
+sum(n_b)`` over the window's buckets, so empty nights do not drag it down. The thresholds
+(:data:`AUTO_MIN_SIGNAL`) were chosen by simulation: ``python benchmarks/calibrate_changes.py --ladder`` runs
+the acceptance steps (failure rate x2, every duration x1.3) on synthetic office-hours weeks of 2,500 to 40,000
+executions at every fixed bucket length, and a threshold is the smallest count per busy bucket from which the
+moment lands within two buckets of the truth in at least 85% of the detected steps at every traffic level.
+The window keeps at least :data:`AUTO_MIN_BUCKETS` buckets, so a week is cut at most into half-days.
 """
 
 from __future__ import annotations
@@ -41,7 +59,7 @@ from ..timeutil import epoch_ms, to_utc
 from ._groups import check_confidence, failed_mask, freq_ms, group_rows, require_columns, start_ms
 from ._intervals import order_statistic_ranks, rate_interval
 
-__all__ = ["METRICS", "change_points"]
+__all__ = ["AUTO_FREQS", "AUTO_MIN_BUCKETS", "AUTO_MIN_SIGNAL", "METRICS", "change_points"]
 
 Metric = Literal["failure_rate", "p50", "p95"]
 
@@ -52,6 +70,15 @@ METRICS: dict[str, tuple[float, ...]] = {
     "p95": (0.75, 0.9, 0.95, 0.98),
 }
 _QUANTILE = {"p50": 0.5, "p95": 0.95}
+#: Bucket lengths ``freq="auto"`` chooses from, finest first (all divide a day, so buckets align to UTC days).
+AUTO_FREQS = ("15min", "30min", "1h", "2h", "3h", "4h", "6h", "12h", "1D")
+#: Expected executions carrying the metric's signal per busy bucket that ``freq="auto"`` requires: failures for
+#: ``failure_rate``, executions above the median for ``p50``, above the 95th percentile for ``p95`` (chosen by
+#: simulation, see the module docstring).
+AUTO_MIN_SIGNAL: dict[str, float] = {"failure_rate": 12.0, "p50": 30.0, "p95": 3.0}
+#: Fewest buckets ``freq="auto"`` leaves in the window (a week: at most 12-hour buckets).
+AUTO_MIN_BUCKETS = 12
+_SIGNAL_SHARE = {"p50": 0.5, "p95": 0.05}  # share of executions above the percentile
 _MAX_BUCKETS = 20_000  # the simulations hold (n_sim x buckets x categories) arrays
 _SHARE_STEP = 0.1  # a version's share must move by this much across a change to be named as coinciding
 
@@ -60,6 +87,7 @@ _COLUMNS = [
     "before_low", "before_high", "after_low", "after_high", "change", "executions_before", "executions_after",
     "adjusted_ratio", "cost_reduction", "penalty", "version", "version_share_before", "version_share_after",
     "new_callers", "new_reasons", "top_reason", "top_reason_rate_before", "top_reason_rate_after", "coincided",
+    "share_above_before", "share_above_after", "freq",
 ]  # fmt: skip
 
 
@@ -67,7 +95,7 @@ def change_points(
     df: pd.DataFrame,
     *,
     metric: Metric = "failure_rate",
-    freq: str | pd.Timedelta = "1h",
+    freq: str | pd.Timedelta = "auto",
     start: object = None,
     end: object = None,
     adjust_for: str | Sequence[str] | None = "caller_rid",
@@ -90,7 +118,10 @@ def change_points(
     metric : {"failure_rate", "p50", "p95"}
         What to watch.
     freq : str or Timedelta
-        Bucket length (epoch-aligned, as everywhere in :mod:`exec_analytics.analysis`).
+        Bucket length (epoch-aligned, as everywhere in :mod:`exec_analytics.analysis`), or ``"auto"`` (the
+        default): per resource, the finest of :data:`AUTO_FREQS` whose busy bucket holds enough signal for
+        ``metric`` while the window keeps at least :data:`AUTO_MIN_BUCKETS` buckets (the module docstring says
+        how, and how the thresholds were chosen); the coarsest such length when none holds enough.
     start, end : str or Timestamp, optional
         The window; default: the buckets from the first to the last execution.
     adjust_for : str or list of str, optional
@@ -132,7 +163,11 @@ def change_points(
         points, else NA) with ``version_share_before``, ``version_share_after``, ``new_callers`` and
         ``new_reasons`` (str: callers, failure reasons seen after the shift and not before, comma-separated;
         empty when none), ``top_reason`` (the failure reason whose rate moved most) with
-        ``top_reason_rate_before``, ``top_reason_rate_after``, and ``coincided`` (str, all that in words).
+        ``top_reason_rate_before``, ``top_reason_rate_after``, ``coincided`` (str, all that in words),
+        ``share_above_before``, ``share_above_after`` (float64, percentiles only, else NaN: the share of each
+        stretch's executions slower than ``value_before``; it moves when the percentile itself cannot, as with
+        durations in whole seconds), and ``freq`` (str: the bucket length used for the resource, e.g.
+        ``"4h"``; the moments are bucket starts, so their resolution is this).
 
     Raises
     ------
@@ -142,7 +177,8 @@ def change_points(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     require_columns(df, ["start_time", "status", "duration_s"], "change_points")
-    step = freq_ms(freq)
+    auto = isinstance(freq, str) and freq == "auto"
+    fixed = 0 if auto else freq_ms(freq)
     alpha = check_confidence(alpha, "alpha")
     confidence = check_confidence(confidence)
     for name, value, low in (("max_changes", max_changes, 1), ("min_size", min_size, 1), ("n_sim", n_sim, 20)):
@@ -151,12 +187,17 @@ def change_points(
     t = start_ms(df)
     # Without bounds, the window is the data's own (numpy's min with initial=0 would start it at the epoch).
     first, last = (int(t.min()), int(t.max())) if len(t) else (0, 0)
-    lo = (epoch_ms(to_utc(start, "start")) if start is not None else first) // step
-    hi = -(-(epoch_ms(to_utc(end, "end")) if end is not None else last + 1) // step)
-    if not 0 < hi - lo <= _MAX_BUCKETS:
+    w_start = epoch_ms(to_utc(start, "start")) if start is not None else first
+    w_end = epoch_ms(to_utc(end, "end")) if end is not None else last + 1
+    ladder = [freq_ms(f) for f in AUTO_FREQS]
+    for step in ladder if auto else [fixed]:
+        if 0 < _n_buckets(w_start, w_end, step) <= _MAX_BUCKETS:
+            break
+    else:
+        what = "any of " + ", ".join(AUTO_FREQS) if auto else repr(freq)
         raise ValueError(
-            f"change_points: the window holds {hi - lo} buckets of {freq!r}; choose a freq that gives 1 to "
-            f"{_MAX_BUCKETS:,} (e.g. '1h' for a week)"
+            f"change_points: the window holds {_n_buckets(w_start, w_end, step)} buckets of {what}; choose a "
+            f"freq that gives 1 to {_MAX_BUCKETS:,} (e.g. '1h' for a week)"
         )
     rids = df["resource_rid"] if "resource_rid" in df.columns else pd.Series("", index=df.index)
     rid_codes, rid_values = pd.factorize(rids.astype(object), sort=True)
@@ -164,7 +205,12 @@ def change_points(
     for r, rid in enumerate(rid_values):
         # One stream per resource, keyed by its RID: a resource's answer does not depend on the others loaded.
         rng = np.random.default_rng([seed, zlib.crc32(str(rid).encode())])
-        mask = (rid_codes == r) & (t >= lo * step) & (t < hi * step)
+        mine = rid_codes == r
+        if auto:
+            inside = mine & (t >= w_start) & (t < w_end)
+            step = _auto_step(df.loc[inside], t[inside], metric, w_start, w_end, ladder, success_statuses)
+        lo, hi = w_start // step, -(-w_end // step)
+        mask = mine & (t >= lo * step) & (t < hi * step)
         part = df.loc[mask]
         bucket = (t[mask] // step - lo).astype(np.intp)
         strata = (
@@ -202,16 +248,63 @@ def change_points(
             }  # fmt: skip
             row.update(_values(part, before, after, metric, success_statuses, confidence))
             row.update(_coincided(part, before, after, success_statuses))
+            row["freq"] = _freq_label(step)
             rows.append(row)
     out = pd.DataFrame(rows, columns=_COLUMNS)
     for c in ("period_start", "moment_low", "moment_high"):
         out[c] = pd.to_datetime(out[c], utc=True).astype("datetime64[ms, UTC]")
-    for c in ("resource_rid", "metric", "version", "new_callers", "new_reasons", "top_reason", "coincided"):
+    for c in ("resource_rid", "metric", "version", "new_callers", "new_reasons", "top_reason", "coincided", "freq"):
         out[c] = out[c].astype("string")
     for c in ("executions_before", "executions_after"):
         out[c] = out[c].astype(np.int64)
     result: pd.DataFrame = out
     return result
+
+
+def _n_buckets(start: int, end: int, step: int) -> int:
+    """Epoch-aligned buckets of ``step`` ms that the window [start, end) touches."""
+    return -(-end // step) - start // step
+
+
+def _auto_step(
+    part: pd.DataFrame,
+    t: np.ndarray,
+    metric: str,
+    start: int,
+    end: int,
+    ladder: list[int],
+    success_statuses: Iterable[str] | str,
+) -> int:
+    """The finest bucket of ``ladder`` (ms) whose busy bucket holds :data:`AUTO_MIN_SIGNAL` of ``metric``.
+
+    The busy bucket holds ``sum(n_b ** 2) / sum(n_b)`` executions (the bucket a typical execution is in); its
+    signal is that times the window's failure rate, or times the share above the percentile. Only lengths that
+    leave at least :data:`AUTO_MIN_BUCKETS` buckets (and at most ``_MAX_BUCKETS``) are candidates; the coarsest
+    of them wins when none holds enough, the finest length when the window is too short for any.
+    """
+    usable = [s for s in ladder if AUTO_MIN_BUCKETS <= _n_buckets(start, end, s) <= _MAX_BUCKETS]
+    if not usable:
+        return next(s for s in ladder if _n_buckets(start, end, s) <= _MAX_BUCKETS)
+    if metric == "failure_rate":
+        share = float(failed_mask(part, success_statuses).mean()) if len(part) else 0.0
+        counted = t
+    else:
+        known = ~np.isnan(part["duration_s"].to_numpy(dtype=np.float64))
+        share, counted = _SIGNAL_SHARE[metric], t[known]
+    for s in usable:
+        n = np.bincount(counted // s - start // s).astype(np.float64)
+        busy = float((n**2).sum() / n.sum()) if n.sum() else 0.0
+        if busy * share >= AUTO_MIN_SIGNAL[metric]:
+            return s
+    return usable[-1]
+
+
+def _freq_label(ms: int) -> str:
+    """A bucket length in pandas' words: ``"15min"``, ``"4h"``, ``"1D"``."""
+    for unit, size in (("D", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def _ts(ms: int) -> pd.Timestamp:
@@ -353,8 +446,12 @@ def _null_penalty(
     n_t, probs = _bucket_probs(y, e)
     sims = _draw(n_t, probs, n_sim, rng)
     best = _gains(sims, n_t[:, None] * probs, min_size).max(axis=-1)
-    best = np.where(np.isfinite(best), best, 0.0)
-    return float(np.quantile(best, 1 - alpha))
+    best = np.sort(np.where(np.isfinite(best), best, 0.0))
+    # A window without a change is one more draw of the same law: it beats the r-th smallest of n draws with
+    # probability (n + 1 - r) / (n + 1), so r = ceil((n + 1)(1 - alpha)) keeps that at most alpha (an
+    # interpolated quantile would exceed the r - 1-th draw's share: 1.2% rather than 1.0% at n = 500).
+    r = min(int(np.ceil((len(best) + 1) * (1 - alpha) - 1e-9)), len(best))
+    return float(best[r - 1])
 
 
 def _moment_interval(
@@ -388,7 +485,7 @@ def _values(
     confidence: float,
 ) -> dict[str, object]:
     """The metric with its interval over the stretches either side of a change."""
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"share_above_before": np.nan, "share_above_after": np.nan}
     if metric == "failure_rate":
         failed = failed_mask(part, success_statuses)
         n = np.array([before.sum(), after.sum()])
@@ -404,6 +501,10 @@ def _values(
         r_lo, r_hi = order_statistic_ranks(n, np.array([q]), confidence)
         low = np.array([s[int(r) - 1] if np.isfinite(r) else np.nan for s, r in zip(sides, r_lo[:, 0], strict=True)])
         high = np.array([s[int(r) - 1] if np.isfinite(r) else np.nan for s, r in zip(sides, r_hi[:, 0], strict=True)])
+        # Durations in whole seconds can leave the percentile where it was while the shift is real: the share
+        # above the earlier value says what moved.
+        above = [float((s > value[0]).mean()) if len(s) else np.nan for s in sides]
+        out.update(share_above_before=above[0], share_above_after=above[1])
     out.update({
         "value_before": float(value[0]), "value_after": float(value[1]), "before_low": float(low[0]),
         "before_high": float(high[0]), "after_low": float(low[1]), "after_high": float(high[1]),

@@ -141,7 +141,8 @@ def explain_change(
         (bool: significant and material), ``share_previous``, ``share_period`` (the
         segment's share of executions: of all for mix segments and versions, NA otherwise), ``value_previous``,
         ``value_period`` (the segment's failure rate, or the percentile: for a version, ``value_previous`` is
-        how the same callers did in the previous period; for a percentile, the counterfactual is the
+        how the same callers did in the previous period; for a version and a reason, the rate of failures with
+        that reason, likewise; for a percentile, the counterfactual is the
         ``value_period`` of its ``within`` row and the ``value_previous`` of its ``mix`` row),
         ``executions_previous``, ``executions_period`` (int64). Rows of one metric add up exactly: the ``mix``
         and ``within`` rows of the mix key sum to the ``total``, and the ``within`` rows by version, by reason
@@ -301,6 +302,9 @@ def _rate_rows(
             # How the version's callers did in the previous period, weighted like the version's traffic now.
             before = (n_cv[:, :, None] * p["r0_c"][0][:, None, :]).sum(axis=(0, 2)) / n_cv.sum(axis=0)
             now = counts[1, :, :, :-1].sum(axis=(0, 2)) / n_v[1]
+            # The same per reason: how the version's callers failed with it before, and the version now.
+            before_k = (n_cv[:, :, None] * p["r0_c"][0][:, None, :]).sum(axis=0) / n_cv.sum(axis=0)[:, None]
+            now_k = counts[1, :, :, :-1].sum(axis=0) / n_v[1][:, None]  # (V, K)
         shares = n_v / n_v.sum(axis=1, keepdims=True)
         for v, name in enumerate(ver_values):
             if n_v[1, v] == 0:
@@ -311,7 +315,9 @@ def _rate_rows(
             if reason_values:
                 est_k, draws_k = p["within_v"][0][:, v].sum(axis=0), b["within_v"][:, :, v].sum(axis=1)
                 for k, reason in enumerate(reason_values):
-                    add("within", _VERSION, name, reason, est_k[k], draws_k[:, k])
+                    add("within", _VERSION, name, reason, est_k[k], draws_k[:, k], value_previous=before_k[v, k],
+                        value_period=now_k[v, k], executions_previous=int(n_v[0, v]),
+                        executions_period=int(n_v[1, v]))  # fmt: skip
     if reason_values:
         est, draws = p["within"][0].sum(axis=0), b["within"].sum(axis=1)
         rate0, rate1 = p["rate0"][0], p["rate1"][0]

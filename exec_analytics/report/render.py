@@ -128,6 +128,31 @@ def _position(report: Report, rid: str) -> int:
     return next(i for i, sec in enumerate(report.resources, 1) if sec.rid == rid)
 
 
+def _held_still(row: Mapping[str, Any]) -> bool:
+    """A percentile's change point whose values read the same on both sides (durations in whole seconds)."""
+    return str(row["metric"]) != "failure_rate" and fmt.seconds(row["value_before"]) == fmt.seconds(row["value_after"])
+
+
+def _shift_levels(row: Mapping[str, Any]) -> str:
+    """A change point's before → after: the metric's values, or what moved when those read the same."""
+    if _held_still(row):
+        before, after = fmt.percent(row["share_above_before"]), fmt.percent(row["share_above_after"])
+        if fmt.MISSING in (before, after):
+            return f"{fmt.seconds(row['value_before'])} before and after"
+        return f"above {fmt.seconds(row['value_before'])}: {before} → {after}"
+    return f"{_metric_level(row, 'value_before')} → {_metric_level(row, 'value_after')}"
+
+
+def _shift_size(row: Mapping[str, Any]) -> str:
+    """A change point's shift: in pp of the share above the earlier value when the percentile held still."""
+    if not _held_still(row):
+        return _metric_change(row, "change")
+    before, after = float(row["share_above_before"]), float(row["share_above_after"])
+    if before == before and after == after:  # both known (not NaN)
+        return fmt.pp_change(after - before)
+    return f"x{float(row['adjusted_ratio']):.2f} at a fixed mix"
+
+
 def _moment_interval(row: Mapping[str, Any]) -> str:
     low, high = fmt.timestamp(row["moment_low"]), fmt.timestamp(row["moment_high"])
     return low if low == high else f"{low} – {high}"
@@ -152,7 +177,8 @@ def _environment() -> jinja2.Environment:
                        signed_pp=fmt.pp_change, ts=fmt.timestamp, b64=_b64, text=fmt.text, effect=fmt.effect,
                        metric_name=fmt.metric_name, metric_value=_metric_value, level=fmt.level,
                        metric_change=_metric_change, metric_level=_metric_level, cause_part=_cause_part,
-                       moment_interval=_moment_interval, share_move=_share_move)  # fmt: skip
+                       moment_interval=_moment_interval, share_move=_share_move, shift_levels=_shift_levels,
+                       shift_size=_shift_size)  # fmt: skip
     env.globals.update(verdict_colors=VERDICT_COLORS, status_colors=_STATUS_COLORS, no_reason=fmt.NO_REASON,
                        no_caller=fmt.NO_CALLER, status_note=STATUS_NOTE, distribution_note=fmt.DISTRIBUTION_NOTE,
                        not_over=_not_over, position=_position)  # fmt: skip
