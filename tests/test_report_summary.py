@@ -159,6 +159,12 @@ def test_what_needs_rows_says_so_and_how_to_drill_down(from_summary: Report) -> 
     assert "No duration distribution:" in md
     terminal = render_summary(from_summary)
     assert "Built from a summary" in terminal and max(map(len, terminal.splitlines())) <= 120
+    # Nothing was computed about changes: no output may claim that nothing changed.
+    html = unescape(render_html(from_summary, figures={}))
+    for text in (md, html, terminal):
+        assert "Nothing changed" not in text
+    assert md.count("Not known from a summary") == 1 + len(from_summary.resources)
+    assert html.count("Not known from a summary") == 1 + len(from_summary.resources)
 
 
 def test_json_from_a_summary_is_valid_and_documented(from_summary: Report, from_rows: Report) -> None:

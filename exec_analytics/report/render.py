@@ -219,10 +219,19 @@ def _md_escape(value: Any, missing: str = fmt.MISSING) -> str:
     return " ".join(text.split())
 
 
-def _md_what_changed(w: WhatChanged) -> list[str]:
+#: The fleet's What-changed list of a report from a summary: nothing was computed, so nothing is claimed.
+_SUMMARY_NO_CHANGES = (
+    "Not known from a summary: what changed is attributed and located on each execution's time, caller, version "
+    "and reason. Drill down into a resource with the command under its heading."
+)
+
+
+def _md_what_changed(w: WhatChanged, basis: str) -> list[str]:
     """The What-changed lines of one resource in Markdown: the attribution's sentences, then each shift."""
     e = _md_escape
     out = ["**What changed**", ""]
+    if basis == "summary":  # nothing was computed: say so, never "nothing changed"
+        return [*out, f"Not known from a summary: {e(w.note)}.", ""]
     if not w.changed:
         out += ["Nothing changed: no part of the change on the previous period is distinguishable from noise, "
                 "and no metric shifted within this period.", ""]  # fmt: skip
@@ -271,7 +280,9 @@ def render_markdown(report: Report) -> str:
                        f"({fmt.signed_percent(r.p95_change)}) | {fmt.percent(r.budget_remaining, 0)} "
                        f"| {e(r.new_versions or fmt.MISSING)} |")  # fmt: skip
         out += ["", STATUS_NOTE, "", "## What changed", ""]
-        if len(report.changed):
+        if report.basis == "summary":
+            out.append(_SUMMARY_NO_CHANGES)
+        elif len(report.changed):
             out += [f"{i}. **{e(c.name)}**: {e(c.headline)}" for i, c in enumerate(report.changed.itertuples(), 1)]
         else:
             out.append("Nothing changed in any resource.")
@@ -298,7 +309,7 @@ def render_markdown(report: Report) -> str:
                 ""]  # fmt: skip
         if sec.notable:
             out += ["**Notable changes**", ""] + [f"- {e(n)}" for n in sec.notable] + [""]
-        out += _md_what_changed(sec.what_changed)
+        out += _md_what_changed(sec.what_changed, report.basis)
         if sec.new_versions:
             out += ["**New versions**", ""]
             for v in sec.new_versions:
