@@ -193,7 +193,10 @@ def test_a_lease_outlives_its_period_while_its_writer_works(
     rid = workload.resource_rids[2]
     start, end = sim_now - 2 * D, sim_now - D
     url = s3_location.url("heartbeat")
-    lease_s = 0.06  # renewed every 20 ms: a fetch that takes longer must not lose it
+    # Renewed every third of its period: a fetch that takes longer than the period must not lose it. Half a
+    # second leaves each renewal (a conditional PUT to the loopback server) ~170 ms even on a loaded machine;
+    # at 60 ms a renewal delayed by load could let the lease lapse and the test fail for the wrong reason.
+    lease_s = 0.5
     cache = ExecutionCache(url, clock=lambda: sim_now, storage_options={"lease_s": lease_s})
     other = ExecutionCache(url, lock_timeout=0.0, clock=lambda: sim_now, storage_options={"lease_s": lease_s})
     bucket = url.removeprefix("s3://").split("/")[0]
