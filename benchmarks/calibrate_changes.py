@@ -15,7 +15,8 @@ log-sd per week), and optionally a step at a known hour. For each scenario, N tr
   at three traffic levels (5,000 a week puts about 500 executions on the smaller side), at the default
   bucket and, for comparison, at fixed hours: share of trials where a change is found, share of those within
   2 buckets of the truth, median timing error in buckets and in hours, the buckets used, and how often the
-  moment's interval covers the true bucket.
+  moment's interval covers the truth (a boundary of the bucket holding the step: a step inside a bucket
+  makes it a mix, so either of its boundaries is right).
 - ``explain_change`` on quiet pairs of weeks: share of pairs that read "nothing changed".
 - ``explain_change`` on the simulator's rollouts for several workload seeds: the 1.3.0 rollout (traffic
   moved, no caller changed) must not be within 1.3.0; the 1.4.0 regression must be within 1.4.0, on the
@@ -105,7 +106,12 @@ def _step_trial(cp: pd.DataFrame, hour: int) -> tuple[float, float, float, bool]
     nearest = int(np.argmin(np.abs(at - truth)))
     low = (cp["moment_low"].iloc[nearest] - MONDAY).total_seconds() / 3600
     high = (cp["moment_high"].iloc[nearest] - MONDAY).total_seconds() / 3600
-    covered = bool(low <= truth[nearest] <= high)
+    # The moment is a bucket boundary. A step inside a bucket makes that bucket a mix, and both of its
+    # boundaries are right (the bucket counted after the change, or before it): the interval covers the truth
+    # when it holds either. A step on a boundary has only that one.
+    first = truth[nearest]
+    last = first + bucket_h[nearest] if hour > first else first
+    covered = bool(low <= last and high >= first)
     error_h = abs(at[nearest] - truth[nearest])
     return error_h / bucket_h[nearest], abs(at[nearest] - hour), float(bucket_h[nearest]), covered
 
