@@ -57,7 +57,7 @@ def test_a_p95_shift_at_whole_seconds_reads_as_the_share_above_not_two_equal_val
     for sentence in moments:
         assert equal not in sentence
         assert f"share above {fmt.seconds(2.0)} " in sentence and "pp)" in sentence
-    md = "\n".join(_md_what_changed(what))
+    md = "\n".join(_md_what_changed(what, "rows"))
     assert equal not in md and "share above 2.00 s" in md
     # The HTML table's cells: the share above before -> after, and the shift in points, not "+0.00 s".
     record = what.change_points[what.change_points["metric"] == "p95"].iloc[0].to_dict()
