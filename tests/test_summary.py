@@ -354,3 +354,13 @@ def test_percentiles_from_a_summary_are_the_same_on_every_call(rows: pd.DataFram
         for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
             below, at = exact_rank_span(values, row[name])
             assert below - eps <= q <= at + eps
+
+
+def test_damaged_sketch_bytes_are_a_clear_error_never_a_wrong_answer() -> None:
+    sketch = datasketches.kll_doubles_sketch(400)
+    sketch.update(np.arange(5_000, dtype=np.float64))
+    blob = bytes(sketch.serialize())
+    many_levels = blob[:18] + bytes([250]) + blob[19:]  # more levels than the bytes hold
+    for bad in (blob[:30], blob[:-8], many_levels, b"garbage!"):
+        with pytest.raises(ValueError, match="not a KLL doubles sketch"):
+            kll.unpack(bad)

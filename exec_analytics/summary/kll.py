@@ -65,6 +65,29 @@ def unpack(blob: bytes) -> tuple[np.ndarray, np.ndarray, int, float, float]:
         maximum summarized (NaN when empty).
     """
     data = memoryview(blob)
+    try:
+        fast = _unpack_compact(data)
+    except (ValueError, IndexError):  # a layout this reader does not know, or damage: the library decides
+        fast = None
+    if fast is not None:
+        return fast
+    # Any other layout (another serial version, an updatable image): ask the library. Its item iterator
+    # reports weight 1 for every item of some merged sketches, so the weights come from its CDF instead: the
+    # weight at each distinct retained value is the step of n x rank there.
+    try:
+        sketch = datasketches.kll_doubles_sketch.deserialize(bytes(blob))
+    except Exception as exc:  # the library raises RuntimeError or ValueError on damaged bytes
+        raise ValueError(f"not a KLL doubles sketch ({len(data)} bytes): {exc}") from None
+    if sketch.is_empty():
+        return np.empty(0), np.empty(0, dtype=np.int64), 0, np.nan, np.nan
+    values = np.unique(np.array([v for v, _ in sketch], dtype=np.float64))
+    cumulative = np.rint(np.asarray(sketch.get_cdf(values, True))[:-1] * sketch.n).astype(np.int64)
+    weights = np.diff(cumulative, prepend=0)
+    return values, weights, int(sketch.n), sketch.get_min_value(), sketch.get_max_value()
+
+
+def _unpack_compact(data: memoryview) -> tuple[np.ndarray, np.ndarray, int, float, float] | None:
+    """The compact layout read with numpy, or None when ``data`` is not in it (or does not add up)."""
     if len(data) >= 8 and data[2] == _FAMILY_KLL:
         preamble_ints, version, flags = data[0], data[1], data[3]
         if flags & _FLAG_EMPTY and len(data) == 8:
@@ -84,16 +107,7 @@ def unpack(blob: bytes) -> tuple[np.ndarray, np.ndarray, int, float, float]:
             weights = np.repeat(np.left_shift(np.int64(1), np.arange(levels, dtype=np.int64)), sizes)
             if sizes.min(initial=0) >= 0 and int(weights.sum()) == n:
                 return values, weights, n, float(low), float(high)
-    # Any other layout (another serial version, an updatable image): ask the library. Its item iterator
-    # reports weight 1 for every item of some merged sketches, so the weights come from its CDF instead: the
-    # weight at each distinct retained value is the step of n x rank there.
-    sketch = datasketches.kll_doubles_sketch.deserialize(bytes(blob))
-    if sketch.is_empty():
-        return np.empty(0), np.empty(0, dtype=np.int64), 0, np.nan, np.nan
-    values = np.unique(np.array([v for v, _ in sketch], dtype=np.float64))
-    cumulative = np.rint(np.asarray(sketch.get_cdf(values, True))[:-1] * sketch.n).astype(np.int64)
-    weights = np.diff(cumulative, prepend=0)
-    return values, weights, int(sketch.n), sketch.get_min_value(), sketch.get_max_value()
+    return None
 
 
 def unpack_many(blobs: Sequence[bytes]) -> Items:
