@@ -183,7 +183,8 @@ class WhatChanged:
     Attributes
     ----------
     changed : bool
-        Something is a cause of a change on the previous period, or a metric shifted within the period.
+        Something is a cause of a change on the previous period, or a metric shifted within the period in a way
+        the previous period did not (a recurring shift alone is no change).
     sentences : list of str
         :func:`~exec_analytics.analysis.explain_change` sentences (report period against the previous period of
         the same length); empty when either has no executions, with ``note`` saying so.
@@ -193,9 +194,12 @@ class WhatChanged:
     change_points : DataFrame
         :func:`~exec_analytics.analysis.change_points` of ``failure_rate``, ``p50`` and ``p95`` over the report
         period in each resource's own buckets (``freq="auto"``, named in the ``freq`` column; same columns), by
-        metric then time.
+        metric then time, plus ``recurs`` (bool): the previous period shifted the same way at the same time (its
+        moment interval, a period later, meets this one's give or take a bucket), so this is a cycle such as
+        weekend latency rather than a new change.
     moments : list of str
-        One sentence per change point: the metric, its shift, the interval for the moment and what coincided.
+        One sentence per change point: the metric, its shift, the interval for the moment and what coincided;
+        recurring ones last, saying so.
     note : str
         Why there is no attribution, else "".
     """
@@ -210,14 +214,16 @@ class WhatChanged:
     @property
     def headline(self) -> str:
         """One line for a list of resources: the attribution's sentence of the first metric with a cause
-        (failure rate, then percentiles), else the first moment, else "Nothing changed."."""
+        (failure rate, then percentiles), else the first moment that does not recur, else "Nothing changed."."""
         for metric in pd.unique(self.causes["metric"]) if len(self.causes) else ():
             # explain_change's sentences start with the failure rate, then each percentile's name.
             lead = "Failure rate " if metric == "failure_rate" else f"{metric} "
             said = next((t for t in self.sentences if t.startswith(lead)), None)
             if said is not None:
                 return said
-        if self.moments:
+        cps = self.change_points
+        recurring = int(cps["recurs"].sum()) if "recurs" in cps.columns else 0
+        if len(self.moments) > recurring:  # news first; a recurring shift alone is no change
             return self.moments[0]
         return "Nothing changed."
 
@@ -687,16 +693,52 @@ def _what_changed(rows: pd.DataFrame, week: pd.DataFrame, start: pd.Timestamp, e
             ["metric", "_size"], ascending=[True, False], kind="stable").drop(columns="_size")  # fmt: skip
         causes = causes.reset_index(drop=True)
         sentences, explained = list(explanation.sentences), explanation.changed
+    cps = _period_change_points(week, start, end, confidence)
+    before = _rows_in(rows, *previous)
+    if len(cps) and len(before):
+        # A shift that the previous period shows too, the same way at the same time, is a cycle (weekend
+        # latency, a nightly batch), not news: it is shown, marked, and does not make the resource "changed".
+        cps["recurs"] = _recurs(cps, _period_change_points(before, *previous, confidence), end - start)
+    elif len(cps):
+        cps["recurs"] = False
+    news = cps[~cps["recurs"].to_numpy(dtype=bool)] if len(cps) else cps
+    moments = [_moment(r) for r in news.to_dict("records")]
+    moments += [_moment(r) + f" {_RECURS}" for r in cps.drop(news.index).to_dict("records")]
+    return WhatChanged(changed=explained or bool(len(news)), sentences=sentences, causes=causes,
+                       change_points=cps, moments=moments, note=note)  # fmt: skip
+
+
+#: Said of a change point that the previous period shows too (see :func:`_recurs`).
+_RECURS = "It recurs: the previous period shifted the same way at the same time (a cycle, not a new change)."
+
+
+def _period_change_points(
+    rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, confidence: float
+) -> pd.DataFrame:
+    """:func:`change_points` of every metric of :data:`CHANGE_METRICS` over ``[start, end)``, by metric then time."""
     found = []
-    for metric in CHANGE_METRICS if len(week) else ():
-        points = change_points(week, metric=metric, freq=_change_freq(end - start), start=start, end=end,  # type: ignore[arg-type]
+    for metric in CHANGE_METRICS if len(rows) else ():
+        points = change_points(rows, metric=metric, freq=_change_freq(end - start), start=start, end=end,  # type: ignore[arg-type]
                                confidence=confidence, n_sim=CHANGE_SIMULATIONS)  # fmt: skip
         if len(points):
             found.append(points)
-    cps = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
-    moments = [_moment(r) for r in cps.to_dict("records")]
-    return WhatChanged(changed=explained or bool(len(cps)), sentences=sentences, causes=causes,
-                       change_points=cps, moments=moments, note=note)  # fmt: skip
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+
+def _recurs(now: pd.DataFrame, before: pd.DataFrame, span: pd.Timedelta) -> np.ndarray:
+    """Per change point of ``now``: whether ``before`` (the period ``span`` earlier) has one of the same metric and
+    direction whose moment interval, moved on by ``span``, meets this one's widened by a bucket either side."""
+    out = np.zeros(len(now), dtype=bool)
+    if not len(before):
+        return out
+    for i, row in enumerate(now.to_dict("records")):
+        bucket = pd.Timedelta(str(row["freq"]))
+        same = before[(before["metric"] == row["metric"]).to_numpy(dtype=bool)
+                      & (np.sign(before["change"].to_numpy(dtype=float)) == np.sign(row["change"]))]  # fmt: skip
+        low = same["moment_low"] + span - bucket
+        high = same["moment_high"] + span + bucket
+        out[i] = bool(((low <= row["moment_high"]) & (high >= row["moment_low"])).any())
+    return out
 
 
 def _change_freq(span: pd.Timedelta) -> str:

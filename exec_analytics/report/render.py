@@ -233,8 +233,10 @@ def _md_what_changed(w: WhatChanged, basis: str) -> list[str]:
     if basis == "summary":  # nothing was computed: say so, never "nothing changed"
         return [*out, f"Not known from a summary: {e(w.note)}.", ""]
     if not w.changed:
+        shifts = ("the only shifts within this period recur" if len(w.change_points)
+                  else "no metric shifted within this period")  # fmt: skip
         out += ["Nothing changed: no part of the change on the previous period is distinguishable from noise, "
-                "and no metric shifted within this period.", ""]  # fmt: skip
+                f"and {shifts}.", ""]  # fmt: skip
     if w.note:
         out += [f"No attribution: {e(w.note)}.", ""]
     out += [f"- {e(t)}" for t in w.sentences] + [f"- {e(t)}" for t in w.moments]
