@@ -1,4 +1,4 @@
-"""The items of serialized KLL sketches as numpy arrays, and quantiles of their weighted union.
+"""The items of serialized KLL sketches as numpy arrays, for quantiles of their weighted union.
 
 A KLL sketch retains items in levels; an item at level ``h`` stands for ``2**h`` values. Querying the union
 of several sketches' retained items (each with its weight) needs no merge: the rank of any value in the union

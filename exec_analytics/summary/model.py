@@ -340,7 +340,7 @@ class Summary:
         Each file is replaced atomically (a local rename, or one S3 PUT). Both carry the same write id, so
         :meth:`read` refuses a pair of files from two different writes. Compression is zstd level
         :data:`ZSTD_LEVEL`: a summary is written once and read many times, and the sketches' bytes (whole
-        milliseconds and seconds as doubles) shrink by a further fifth over zstd's default level.
+        milliseconds and seconds as doubles) shrink by about a quarter over zstd's default level.
 
         Parameters
         ----------
