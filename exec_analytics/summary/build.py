@@ -138,20 +138,16 @@ def _sketch_groups(rows: pd.DataFrame, values: np.ndarray, k: int) -> pd.DataFra
 
 
 def history_dataset(path: str | Path) -> pads.Dataset:
-    """The Parquet history under ``path`` as it lies (hive ``resource=``/``date=`` directories or flat files).
+    """The local Parquet history under ``path`` as it lies (hive ``resource=``/``date=`` directories or flat files).
 
-    Only ``*.parquet`` files are read (manifests and coverage files beside them are skipped).
+    The files are those of :func:`history_files` (manifests, coverage files and hidden files are skipped).
 
     Returns
     -------
     pyarrow.dataset.Dataset
     """
-    root = Path(path)
-    files = sorted(
-        str(p) for p in root.rglob("*.parquet") if not any(s.startswith(("_", ".")) for s in p.relative_to(root).parts)
-    )
-    if not files:
-        raise ValueError(f"no Parquet files under {root}")
+    root = Path(path).expanduser().absolute()
+    files = [str(root / key) for key in history_files(root)]  # the one rule for which files are the history
     return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
 
 
