@@ -364,3 +364,14 @@ def test_damaged_sketch_bytes_are_a_clear_error_never_a_wrong_answer() -> None:
     for bad in (blob[:30], blob[:-8], many_levels, b"garbage!"):
         with pytest.raises(ValueError, match="not a KLL doubles sketch"):
             kll.unpack(bad)
+
+
+def test_files_that_are_not_a_history_or_a_summary_are_named_in_a_clear_error(tmp_path: Path) -> None:
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "part-0.parquet")
+    with pytest.raises(ValueError, match=r"part-0\.parquet is not a Parquet file of an executions history"):
+        from_parquet(tmp_path)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "counts.parquet").write_bytes(b"not parquet")
+    (tmp_path / "s" / "sketches.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=r"counts\.parquet is not a Parquet file"):
+        Summary.read(tmp_path / "s")

@@ -204,7 +204,14 @@ def read_file(storage: Storage, key: str, *, filters: Any = None) -> pa.Table:
     data = storage.read(key)
     if data is None:  # listed, then gone: a writer replaced or removed it meanwhile
         raise ValueError(f"{storage.url(key)} disappeared while the history was read; build the summary again")
-    return pq.read_table(io.BytesIO(data), columns=list(HISTORY_COLUMNS), filters=filters)
+    try:
+        return pq.read_table(io.BytesIO(data), columns=list(HISTORY_COLUMNS), filters=filters)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # Arrow's text names no file and lists its internals
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"{storage.url(key)} is not a Parquet file of an executions history with the columns "
+            f"{', '.join(HISTORY_COLUMNS)} ({first})"
+        ) from None
 
 
 def summarize_files(

@@ -393,7 +393,10 @@ class Summary:
             data = storage.read(name)
             if data is None:
                 raise ValueError(f"no summary at {storage.url()}: {name} is missing")
-            tables[name] = pq.read_table(io.BytesIO(data))
+            try:
+                tables[name] = pq.read_table(io.BytesIO(data))
+            except pa.ArrowInvalid as exc:
+                raise ValueError(f"{storage.url(name)} is not a Parquet file ({exc})") from None
         counts, sketches = tables["counts.parquet"], tables["sketches.parquet"]
         meta = counts.schema.metadata or {}
         ids = {(t.schema.metadata or {}).get(_META_ID) for t in (counts, sketches)}
